@@ -1,0 +1,74 @@
+//! `thermalizer bench solver`: time per step of one Kolmogorov trajectory on the calling thread
+//! (one core), beside the FFT-bound floor of the same FFT library.
+//!
+//! Method: a random initial field (`max |u| = 7`, peak wavenumber 4) with jax-cfd's CFL time
+//! step `dt = 0.5·dx/7`; warm-up, then `repeats` blocks of about `seconds` each, reporting the
+//! median ms per step. The floor is 25 real 2D transforms per CN–RK4 step (5 stages × (4 inverse
+//! + 1 forward)) times the measured mean time of one full `n × n` forward and inverse transform
+//! of [`Grid`]. The solver transforms only the 2/3-band columns in `y`, so it can beat this floor.
+
+use std::time::Instant;
+
+use num_complex::Complex;
+
+use crate::rng::{member_stream, Purpose};
+use crate::solver::grid::Grid;
+use crate::solver::initial::filtered_vorticity;
+use crate::solver::kolmogorov::KolmogorovParams;
+use crate::solver::real::Real;
+use crate::solver::KolmogorovSolver;
+
+/// One line of the solver benchmark.
+pub struct SolverBench {
+    pub grid: usize,
+    pub precision: &'static str,
+    pub ms_per_step: f64,
+    pub floor_ms: f64,
+    pub fft_us: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Times `f` (which does `per_call` units of work) in `repeats` blocks of about `seconds`;
+/// returns the median seconds per unit.
+fn time_blocks(seconds: f64, repeats: usize, per_call: usize, mut f: impl FnMut()) -> f64 {
+    let t0 = Instant::now();
+    f();
+    let once = t0.elapsed().as_secs_f64().max(1e-7);
+    let calls = ((seconds / once).ceil() as usize).max(1);
+    let blocks = (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..calls {
+                f();
+            }
+            t.elapsed().as_secs_f64() / (calls * per_call) as f64
+        })
+        .collect();
+    median(blocks)
+}
+
+/// Benchmarks one grid size in precision `T`.
+pub fn solver<T: Real>(n: usize, viscosity: f64, seconds: f64, repeats: usize) -> SolverBench {
+    let params = KolmogorovParams { viscosity, drag: 0.1, forcing_wavenumber: 4, forcing_amplitude: 1.0 };
+    let dx = 2.0 * std::f64::consts::PI / n as f64;
+    let solver = KolmogorovSolver::<T>::new(n, params, 0.5 * dx / 7.0);
+    let mut w = filtered_vorticity(&solver.eq, &mut member_stream(0, Purpose::InitialCondition, 0), 7.0, 4.0);
+    let mut work = solver.work();
+    let step = time_blocks(seconds, repeats, 1, || {
+        solver.step(&mut w, &mut work);
+    });
+    let g = Grid::<T>::new(n, 2.0 * std::f64::consts::PI);
+    let mut ws = g.scratch();
+    let real: Vec<T> = (0..n * n).map(|i| T::of(((i * 7919) % 1000) as f64 / 1000.0 - 0.5)).collect();
+    let mut out = vec![T::zero(); n * n];
+    let mut spec = vec![Complex::default(); g.spec_len()];
+    let fft = time_blocks(seconds / 2.0, repeats, 2, || {
+        g.forward(&real, &mut spec, g.nkx, &mut ws);
+        g.inverse_in_place(&mut spec, &mut out, g.nkx, &mut ws);
+    });
+    SolverBench { grid: n, precision: T::NAME, ms_per_step: step * 1e3, floor_ms: 25.0 * fft * 1e3, fft_us: fft * 1e6 }
+}

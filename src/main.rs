@@ -1,0 +1,261 @@
+//! The `thermalizer` command: parse the command line, start logging and MPI, dispatch to one
+//! stage. Nothing else lives here.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use thermalizer::config::{validate, Config};
+use thermalizer::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
+use thermalizer::parallel::{self, World};
+use thermalizer::stages::generate::{self, Outcome, Plan};
+use thermalizer::stages::StageError;
+use thermalizer::store::{h5, trajectories};
+
+#[derive(Parser)]
+#[command(
+    name = "thermalizer",
+    version,
+    about = "Stable long-horizon neural emulation of 2D turbulence (Thermalizer) on MPI ranks",
+    long_about = "Stable long-horizon neural emulation of 2D turbulence (Thermalizer; Pedersen, Zanna & Bruna, \
+ICML 2025).\n\nEvery command runs on all ranks of an MPI job: `mpirun -np 4 thermalizer generate --config run.yaml` \
+or `srun thermalizer ...` in a Slurm job; without a launcher it is a job of one rank. One YAML file configures all \
+stages; outputs go to its run.dir.\n\nExit status: 0 done, 2 bad input (nothing computed), 75 stopped on a signal \
+after a checkpoint (run the same command again to resume), 1 other failures.",
+    after_help = "Examples:\n  thermalizer validate --config configs/quickstart.yaml\n  \
+mpirun -np 2 thermalizer generate --config configs/quickstart.yaml --set generate.members=8\n  \
+thermalizer bench solver --grids 64 128 256"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate the ensemble of config `generate.*` and write <run.dir>/trajectories.h5
+    /// (collectively, all ranks; resumes from a checkpoint if one exists).
+    Generate(ConfigArgs),
+    /// Parse and check a config, print it resolved with the planned work; writes nothing.
+    Validate(ConfigArgs),
+    /// Print versions (thermalizer, git, MPI, HDF5, libtorch) and CUDA availability.
+    Info,
+    /// Benchmarks that print a table.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Experiment YAML file.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override a config key, e.g. --set system.grid=128 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time per step of the Kolmogorov solver on one core at several grids, beside the FFT floor.
+    Solver {
+        /// Grid sizes.
+        #[arg(long, num_args = 1.., default_values_t = [64usize, 128, 256, 512])]
+        grids: Vec<usize>,
+        /// Precisions (f64, f32).
+        #[arg(long, num_args = 1.., default_values = ["f64", "f32"])]
+        precision: Vec<String>,
+        /// Seconds per timed block.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Timed blocks (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Viscosity of the benchmarked flow (cost does not depend on it).
+        #[arg(long, default_value_t = 1e-3)]
+        viscosity: f64,
+        /// Also write the rows as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let universe = match mpi::initialize() {
+        Some(u) => u,
+        None => {
+            eprintln!("error: MPI could not be initialised");
+            return ExitCode::from(1);
+        }
+    };
+    let world = World::new(&universe);
+    parallel::install_panic_abort(world.size());
+    init_logging(&world, cli.verbose, cli.quiet);
+    h5::init();
+    let code = match parallel::check_slurm(world.size()) {
+        Err(e) => report(&world, StageError::Input(e)),
+        Ok(()) => dispatch(cli.command, &world),
+    };
+    drop(universe);
+    ExitCode::from(code as u8)
+}
+
+fn dispatch(command: Command, world: &World) -> i32 {
+    match command {
+        Command::Generate(args) => match Config::load(&args.config, &args.set) {
+            Err(e) => report(world, StageError::Input(e.0)),
+            Ok(config) => {
+                let stop = StopFlag::install();
+                match generate::run(&config, world, &stop) {
+                    Ok(Outcome::Complete { path, already }) => {
+                        if world.is_root() {
+                            if already {
+                                log::info!("{} is already complete for this config; nothing to do", path.display());
+                            }
+                            println!("{}", path.display());
+                        }
+                        0
+                    }
+                    Ok(Outcome::Interrupted { step }) => {
+                        if world.is_root() {
+                            log::warn!("stopped on request at solver step {step}; run the same command to resume");
+                        }
+                        EXIT_INTERRUPTED
+                    }
+                    Err(e) => report(world, e),
+                }
+            }
+        },
+        Command::Validate(args) => match Config::load(&args.config, &args.set) {
+            Err(e) => report(world, StageError::Input(e.0)),
+            Ok(config) => {
+                if world.is_root() {
+                    print_plan(&config, world.size());
+                }
+                0
+            }
+        },
+        Command::Info => {
+            if world.is_root() {
+                print_info(world);
+            }
+            0
+        }
+        Command::Bench { what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, json } } => {
+            if !world.is_root() {
+                return 0;
+            }
+            bench_solver(&grids, &precision, seconds, repeats, viscosity, json.as_deref())
+        }
+    }
+}
+
+/// Prints a stage error (once for input errors, from the failing rank otherwise) and returns
+/// the exit status; a run-time failure on a multi-rank job aborts all ranks.
+fn report(world: &World, e: StageError) -> i32 {
+    match e {
+        StageError::Input(msg) => {
+            if world.is_root() {
+                eprintln!("error: {msg}");
+            }
+            2
+        }
+        StageError::Io(msg) => {
+            eprintln!("error (rank {}): {msg}", world.rank());
+            if world.size() > 1 {
+                let _ = std::io::stderr().flush();
+                world.abort(1);
+            }
+            1
+        }
+    }
+}
+
+fn init_logging(world: &World, verbose: u8, quiet: bool) {
+    let level = match (world.is_root(), quiet, verbose) {
+        (_, true, _) | (false, _, 0) => log::LevelFilter::Warn,
+        (_, _, 0) => log::LevelFilter::Info,
+        (_, _, 1) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let (rank, size) = (world.rank(), world.size());
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("THERMALIZER_LOG")
+        .format(move |buf, record| {
+            writeln!(buf, "{} {:<5} [{rank}/{size}] {}", buf.timestamp_seconds(), record.level(), record.args())
+        })
+        .init();
+}
+
+fn print_plan(c: &Config, ranks: usize) {
+    let plan = Plan::of(c);
+    println!("# resolved config\n{}", c.to_yaml().trim_end());
+    println!("# planned work ({ranks} rank(s))");
+    println!("members:            {}", plan.members);
+    println!("solver steps:       {} ({} spin-up, then {} stored states every {} steps)", plan.total_steps, plan.spinup_steps, plan.samples, c.generate.steps_per_sample);
+    println!("simulated time:     {:.4}", plan.total_steps as f64 * c.system.dt);
+    println!("member-steps:       {}", plan.total_steps * plan.members as u64);
+    println!("grid:               {}² solver → {}² stored ({:?})", c.system.grid, c.output_grid(), c.system.precision);
+    println!("output:             {} ({:.1} MB)", c.run.dir.join("trajectories.h5").display(), plan.output_bytes as f64 / 1e6);
+    println!("memory per rank:    ~{:.1} MB", Plan::memory_per_rank(c, ranks) as f64 / 1e6);
+    println!("CFL estimate:       {:.3}", validate::cfl_estimate(c));
+}
+
+fn print_info(world: &World) {
+    println!("thermalizer   {}", trajectories::VERSION);
+    println!("git revision  {}", trajectories::GIT_REVISION);
+    println!("MPI           {} ({} rank(s))", mpi::environment::library_version().unwrap_or_default().trim(), world.size());
+    println!("HDF5          {} (parallel, MPI-IO)", h5::library_version());
+    println!("libtorch      {}", env!("THERMALIZER_LIBTORCH_VERSION"));
+    let cuda = tch::Cuda::is_available();
+    println!("CUDA          {}", if cuda { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".to_string() });
+    println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
+}
+
+fn bench_solver(grids: &[usize], precisions: &[String], seconds: f64, repeats: usize, viscosity: f64, json: Option<&std::path::Path>) -> i32 {
+    println!("# thermalizer bench solver: one Kolmogorov trajectory, CN-RK4, 1 thread");
+    println!("{:>6} {:>5} {:>12} {:>16} {:>12} {:>12} {:>10}", "grid", "prec", "ms/step", "member-steps/s", "fft µs", "floor ms", "÷floor");
+    let mut rows = Vec::new();
+    for &n in grids {
+        if n < 8 || n % 2 != 0 {
+            eprintln!("error: --grids {n}: grids must be even and >= 8");
+            return 2;
+        }
+        for p in precisions {
+            let r = match p.as_str() {
+                "f64" => thermalizer::bench::solver::<f64>(n, viscosity, seconds, repeats),
+                "f32" => thermalizer::bench::solver::<f32>(n, viscosity, seconds, repeats),
+                other => {
+                    eprintln!("error: --precision {other}: use f64 or f32");
+                    return 2;
+                }
+            };
+            println!(
+                "{:>6} {:>5} {:>12.4} {:>16.1} {:>12.2} {:>12.4} {:>10.2}",
+                r.grid, r.precision, r.ms_per_step, 1e3 / r.ms_per_step, r.fft_us, r.floor_ms, r.ms_per_step / r.floor_ms
+            );
+            rows.push(format!(
+                "{{\"code\":\"thermalizer\",\"grid\":{},\"precision\":\"{}\",\"ms_per_step\":{},\"floor_ms\":{},\"fft_us\":{}}}",
+                r.grid, r.precision, r.ms_per_step, r.floor_ms, r.fft_us
+            ));
+        }
+    }
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(path, format!("[{}]\n", rows.join(",\n"))) {
+            eprintln!("error: --json {}: {e}", path.display());
+            return 1;
+        }
+    }
+    0
+}

@@ -1,0 +1,20 @@
+//! Random streams with a global identity: a stream is fixed by (run seed, purpose, index), never
+//! by rank or thread, so results do not depend on how a run is spread over MPI ranks.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// What a random stream is used for (its own ChaCha stream id space).
+#[derive(Clone, Copy, Debug)]
+#[repr(u64)]
+pub enum Purpose {
+    /// Initial conditions of ensemble members in `generate`.
+    InitialCondition = 1,
+}
+
+/// The stream of member `index` for `purpose` under `seed`.
+pub fn member_stream(seed: u64, purpose: Purpose, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(((purpose as u64) << 48) ^ index);
+    rng
+}

@@ -1,0 +1,413 @@
+//! The `generate` stage: an ensemble of Kolmogorov-flow trajectories into `trajectories.h5`.
+//!
+//! The main loop, in the manner of Dedalus' (`while solver.proceed: solver.step(dt)`):
+//!
+//! ```text
+//! preflight (rank 0 checks files, all ranks agree)  → fresh | resume | already complete
+//! states ← random ICs | IC file | checkpoint;  file ← create | reopen  (collective)
+//! loop over segments (spin-up chunks of steps_per_sample, then one stored state each):
+//!     step every local member (threads within the rank); mark blow-ups, keep the others going
+//!     if a stored time is reached: downsample and write it (collective)
+//!     agree over ranks on: stop requested? checkpoint due?   → checkpoint (collective)
+//! write diverged_at, close, rename .partial → trajectories.h5, remove the checkpoint
+//! ```
+//!
+//! A member's initial condition comes from its own random stream (run.seed, member index), and
+//! its evolution never depends on which rank or thread steps it, so the file is bitwise the same
+//! for any number of ranks and threads, and for a killed-and-resumed run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use num_complex::Complex;
+use rayon::prelude::*;
+
+use super::StageError;
+use crate::config::{Config, Precision};
+use crate::parallel::signals::StopFlag;
+use crate::parallel::World;
+use crate::rng::{member_stream, Purpose};
+use crate::solver::initial::filtered_vorticity;
+use crate::solver::kolmogorov::KolmogorovParams;
+use crate::solver::real::Real;
+use crate::solver::resize::Downsampler;
+use crate::solver::KolmogorovSolver;
+use crate::store::h5::{Access, File, Hyperslab};
+use crate::store::trajectories::{TrajectoryLayout, TrajectoryWriter};
+use crate::store::{checkpoint, partial_path};
+
+/// How a generate run ended.
+pub enum Outcome {
+    /// The file was written (now or by an earlier run of the same config).
+    Complete { path: PathBuf, already: bool },
+    /// Stopped on request after a checkpoint at `step`; rerun to continue.
+    Interrupted { step: u64 },
+}
+
+/// Output paths of the stage.
+pub struct Paths {
+    pub output: PathBuf,
+    pub partial: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+impl Paths {
+    pub fn new(run_dir: &Path) -> Paths {
+        let output = run_dir.join("trajectories.h5");
+        Paths { partial: partial_path(&output), checkpoint: run_dir.join("trajectories.checkpoint.h5"), output }
+    }
+}
+
+/// The work a config asks for (printed by `validate`).
+pub struct Plan {
+    pub members: usize,
+    pub samples: usize,
+    pub spinup_steps: u64,
+    pub total_steps: u64,
+    pub output_bytes: u64,
+}
+
+impl Plan {
+    pub fn of(c: &Config) -> Plan {
+        let (m, t, k) = (c.generate.members, c.generate.samples, c.generate.steps_per_sample as u64);
+        let spinup = c.spinup_steps() as u64;
+        let out = c.output_grid() as u64;
+        Plan {
+            members: m,
+            samples: t,
+            spinup_steps: spinup,
+            total_steps: spinup + (t as u64 - 1) * k,
+            output_bytes: m as u64 * t as u64 * out * out * 4,
+        }
+    }
+
+    /// Estimated peak memory of one of `ranks` ranks, in bytes: every local member's state,
+    /// plus per thread four real fields, five spectra and the FFT buffers.
+    pub fn memory_per_rank(c: &Config, ranks: usize) -> u64 {
+        let n = c.system.grid as u64;
+        let word = if c.system.precision == Precision::F32 { 4 } else { 8 };
+        let spec = (n / 2 + 1) * n * 2 * word;
+        let local = c.generate.members.div_ceil(ranks) as u64;
+        let threads = if ranks > 1 { 1 } else { std::thread::available_parallelism().map_or(1, |v| v.get()) as u64 };
+        local * spec + threads * (4 * n * n * word + 5 * spec)
+    }
+}
+
+/// What rank 0 found before any compute.
+const FRESH: u8 = 0;
+const RESUME: u8 = 1;
+const DONE: u8 = 2;
+
+/// The config with run-time-only keys blanked: two runs with the same identity produce the
+/// same file.
+fn identity(c: &Config) -> String {
+    let mut c = c.clone();
+    c.run.threads = 0;
+    c.run.checkpoint_interval = 0.0;
+    c.run.log_interval = 0.0;
+    c.to_yaml()
+}
+
+fn identity_of_yaml(yaml: &str) -> Option<String> {
+    serde_saphyr::from_str::<Config>(yaml).ok().map(|c| identity(&c))
+}
+
+/// Checks inputs and the run directory (rank 0), and decides fresh / resume / done.
+fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
+    if let Some(ic) = c.ic_file() {
+        check_ic_file(&ic, c.generate.members, c.system.grid)?;
+    }
+    let dir = &c.run.dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("run.dir = {}: cannot create it: {e}", dir.display()))?;
+    let probe = dir.join(".thermalizer-write-test");
+    std::fs::write(&probe, b"").map_err(|e| format!("run.dir = {}: not writable: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let mine = identity(c);
+    if paths.output.exists() {
+        let theirs = crate::store::trajectories::stored_config(&paths.output).map_err(|e| e.to_string())?;
+        return if identity_of_yaml(&theirs).as_deref() == Some(mine.as_str()) {
+            Ok(DONE)
+        } else {
+            Err(format!(
+                "{} exists and was generated with a different config; remove it or choose another run.dir",
+                paths.output.display()
+            ))
+        };
+    }
+    if paths.checkpoint.exists() && paths.partial.exists() {
+        let theirs = checkpoint::stored_config(&paths.checkpoint).map_err(|e| e.to_string())?;
+        return if identity_of_yaml(&theirs).as_deref() == Some(mine.as_str()) {
+            Ok(RESUME)
+        } else {
+            Err(format!(
+                "{} belongs to a run with a different config; remove it (and {}) to start afresh",
+                paths.checkpoint.display(),
+                paths.partial.display()
+            ))
+        };
+    }
+    Ok(FRESH)
+}
+
+/// An initial-condition file must hold `vorticity[member, y, x]` on the solver grid.
+fn check_ic_file(path: &Path, members: usize, n: usize) -> Result<(), String> {
+    let key = format!("generate.initial_condition = {}", path.display());
+    if !path.is_file() {
+        return Err(format!("{key}: no such file"));
+    }
+    let f = File::open(path, Access::Serial, false).map_err(|e| format!("{key}: {e}"))?;
+    let shape = f.dataset("vorticity").and_then(|d| d.shape()).map_err(|e| format!("{key}: {e}"))?;
+    if shape != [members, n, n] {
+        return Err(format!(
+            "{key}: vorticity has shape {shape:?}, expected [generate.members, system.grid, system.grid] = [{members}, {n}, {n}]"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the stage on all ranks.
+pub fn run(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
+    match c.system.precision {
+        Precision::F64 => run_typed::<f64>(c, world, stop),
+        Precision::F32 => run_typed::<f32>(c, world, stop),
+    }
+}
+
+/// One member on this rank.
+struct Member<T: Real> {
+    index: usize,
+    w: Vec<Complex<T>>,
+    diverged_at: Option<u64>,
+}
+
+fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
+    let paths = Paths::new(&c.run.dir);
+    let decision = world.root_decides(|| preflight(c, &paths)).map_err(StageError::Input)?;
+    if decision == DONE {
+        return Ok(Outcome::Complete { path: paths.output, already: true });
+    }
+    let plan = Plan::of(c);
+    let params = KolmogorovParams {
+        viscosity: c.system.viscosity,
+        drag: c.system.drag,
+        forcing_wavenumber: c.system.forcing_wavenumber,
+        forcing_amplitude: c.system.forcing_amplitude,
+    };
+    let (n, m_out) = (c.system.grid, c.output_grid());
+    let solver = KolmogorovSolver::<T>::new(n, params, c.system.dt);
+    let down = Downsampler::<T>::new(n, m_out, 2.0 * std::f64::consts::PI);
+    let local = world.members(plan.members);
+    let threads = match c.run.threads {
+        0 if world.size() > 1 => 1,
+        0 => std::thread::available_parallelism().map_or(1, |v| v.get()),
+        t => t,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Io(e.to_string()))?;
+    let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
+    let yaml = c.to_yaml();
+
+    let (mut members, mut step, writer) = if decision == RESUME {
+        let ck = checkpoint::read::<T>(&paths.checkpoint, local.clone(), solver.eq.grid().spec_len()).map_err(io)?;
+        let members = local
+            .clone()
+            .zip(ck.states)
+            .zip(ck.diverged_at)
+            .map(|((index, w), d)| Member { index, w, diverged_at: u64::try_from(d).ok() })
+            .collect();
+        log::info!("resuming from {} at solver step {}", paths.checkpoint.display(), ck.step);
+        (members, ck.step, TrajectoryWriter::reopen(&paths.partial, world, plan.members).map_err(io)?)
+    } else {
+        let members = initial_states(c, &solver, local.clone()).map_err(StageError::Input)?;
+        let layout = TrajectoryLayout {
+            members: plan.members,
+            samples: plan.samples,
+            grid: m_out,
+            times: (0..plan.samples)
+                .map(|i| (plan.spinup_steps + (i * c.generate.steps_per_sample) as u64) as f64 * c.system.dt)
+                .collect(),
+            split: split_of_members(plan.members, c.generate.split.train, c.generate.split.valid),
+        };
+        let writer = TrajectoryWriter::create(&paths.partial, world, &layout, c).map_err(io)?;
+        (members, 0, writer)
+    };
+
+    let k = c.generate.steps_per_sample as u64;
+    let works: Vec<Mutex<_>> = (0..threads).map(|_| Mutex::new((solver.work(), down.work()))).collect();
+    let mut frame = vec![0f32; local.len() * m_out * m_out];
+    let write_sample = |members: &[Member<T>], frame: &mut [f32], t: usize| {
+        pool.install(|| {
+            frame.par_chunks_mut(m_out * m_out).zip(members.par_iter()).for_each(|(out, m)| {
+                if m.diverged_at.is_some() {
+                    out.fill(f32::NAN);
+                    return;
+                }
+                let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
+                let mut real = vec![T::zero(); m_out * m_out];
+                down.apply(&m.w, &mut real, &mut work.1);
+                out.iter_mut().zip(&real).for_each(|(o, r)| *o = r.to64() as f32);
+            })
+        });
+        writer.write_sample(t, frame)
+    };
+    let mut io_time = 0.0;
+    if step == 0 && plan.spinup_steps == 0 {
+        let t0 = Instant::now();
+        write_sample(&members, &mut frame, 0).map_err(io)?;
+        io_time += t0.elapsed().as_secs_f64();
+    }
+
+    let start = Instant::now();
+    let (mut last_ckpt, mut last_log) = (Instant::now(), Instant::now());
+    let first_step = step;
+    let max_cfl = c.generate.max_cfl;
+    log::info!(
+        "generate: {} members ({} per rank on {} rank(s), {} thread(s) each), {}² → {}², {} solver steps, {} stored states",
+        plan.members,
+        local.len(),
+        world.size(),
+        threads,
+        n,
+        m_out,
+        plan.total_steps,
+        plan.samples
+    );
+    while step < plan.total_steps {
+        let next = if step < plan.spinup_steps { (step + k).min(plan.spinup_steps) } else { step + k };
+        pool.install(|| {
+            members.par_iter_mut().for_each(|m| {
+                if m.diverged_at.is_some() {
+                    return;
+                }
+                let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
+                for s in step..next {
+                    let cfl = solver.step(&mut m.w, &mut work.0);
+                    if !(cfl <= max_cfl) {
+                        log::warn!("member {} diverged at solver step {s} (CFL number {cfl:.3})", m.index);
+                        m.diverged_at = Some(s);
+                        break;
+                    }
+                }
+            })
+        });
+        step = next;
+        if step >= plan.spinup_steps {
+            let t0 = Instant::now();
+            write_sample(&members, &mut frame, ((step - plan.spinup_steps) / k) as usize).map_err(io)?;
+            io_time += t0.elapsed().as_secs_f64();
+        }
+        let diverged = members.iter().filter(|m| m.diverged_at.is_some()).count() as u64;
+        let due = last_ckpt.elapsed().as_secs_f64() >= c.run.checkpoint_interval && step < plan.total_steps;
+        let agreed = world.sum(&[stop.requested() as u64, due as u64, diverged]);
+        let (stop_now, ckpt_now) = (agreed[0] > 0, agreed[1] > 0);
+        if world.is_root() && (last_log.elapsed().as_secs_f64() >= c.run.log_interval || step == plan.total_steps) {
+            let elapsed = start.elapsed().as_secs_f64();
+            let rate = (step - first_step) as f64 * plan.members as f64 / elapsed.max(1e-9);
+            let eta = (plan.total_steps - step) as f64 * plan.members as f64 / rate.max(1e-9);
+            let stored = if step >= plan.spinup_steps { (step - plan.spinup_steps) / k + 1 } else { 0 };
+            log::info!(
+                "step {step}/{} t={:.4} stored {stored}/{} members {} ({} diverged) {:.1} member-steps/s ETA {:.0}s",
+                plan.total_steps,
+                step as f64 * c.system.dt,
+                plan.samples,
+                plan.members,
+                agreed[2],
+                rate,
+                eta
+            );
+            last_log = Instant::now();
+        }
+        if stop_now || ckpt_now {
+            writer.flush().map_err(io)?;
+            let data = checkpoint::CheckpointData {
+                step,
+                states: members.iter().map(|m| m.w.clone()).collect(),
+                diverged_at: members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect(),
+            };
+            checkpoint::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data).map_err(io)?;
+            last_ckpt = Instant::now();
+            log::info!("checkpoint at solver step {step}: {}", paths.checkpoint.display());
+            if stop_now {
+                return Ok(Outcome::Interrupted { step });
+            }
+        }
+    }
+    let diverged: Vec<i64> = members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect();
+    writer.finish(&diverged).map_err(io)?;
+    world.barrier();
+    world
+        .root_decides(|| {
+            std::fs::rename(&paths.partial, &paths.output)
+                .map_err(|e| format!("cannot rename {} to {}: {e}", paths.partial.display(), paths.output.display()))?;
+            let _ = std::fs::remove_file(&paths.checkpoint);
+            Ok(0)
+        })
+        .map_err(StageError::Io)?;
+    let io_max = world.max_f64(&[io_time])[0];
+    if world.is_root() {
+        let mb = plan.output_bytes as f64 / 1e6;
+        log::info!(
+            "wrote {} ({:.1} MB) in {:.1}s; HDF5 writes {:.2}s ({:.1} MB/s)",
+            paths.output.display(),
+            mb,
+            start.elapsed().as_secs_f64(),
+            io_max,
+            mb / io_max.max(1e-9)
+        );
+    }
+    Ok(Outcome::Complete { path: paths.output, already: false })
+}
+
+/// Initial spectra of this rank's members: random (own stream per member) or from the file.
+fn initial_states<T: Real>(
+    c: &Config,
+    solver: &KolmogorovSolver<T>,
+    local: std::ops::Range<usize>,
+) -> Result<Vec<Member<T>>, String> {
+    let g = solver.eq.grid();
+    let n = g.n;
+    let from_file = match c.ic_file() {
+        None => None,
+        Some(path) => {
+            let key = format!("generate.initial_condition = {}", path.display());
+            let f = File::open(&path, Access::Serial, false).map_err(|e| format!("{key}: {e}"))?;
+            let data: Vec<f64> = f
+                .dataset("vorticity")
+                .and_then(|d| d.read(Some(&Hyperslab { start: &[local.start, 0, 0], count: &[local.len(), n, n] })))
+                .map_err(|e| format!("{key}: {e}"))?;
+            Some(data)
+        }
+    };
+    let mut ws = g.scratch();
+    local
+        .clone()
+        .map(|index| {
+            let w = match &from_file {
+                None => {
+                    let mut rng = member_stream(c.run.seed, Purpose::InitialCondition, index as u64);
+                    filtered_vorticity(&solver.eq, &mut rng, c.generate.ic_max_velocity, c.generate.ic_peak_wavenumber)
+                }
+                Some(data) => {
+                    let i = index - local.start;
+                    let field: Vec<T> = data[i * n * n..(i + 1) * n * n].iter().map(|&v| T::of(v)).collect();
+                    if field.iter().any(|v| !v.is_finite()) {
+                        return Err(format!("generate.initial_condition: member {index} has non-finite values"));
+                    }
+                    let mut w = vec![Complex::default(); g.spec_len()];
+                    g.forward(&field, &mut w, g.nkx, &mut ws);
+                    solver.eq.project(&mut w);
+                    w
+                }
+            };
+            Ok(Member { index, w, diverged_at: None })
+        })
+        .collect()
+}
+
+/// Split of each member: the first `round(train·M)` are train, the next `round(valid·M)` valid,
+/// the rest test (members are independent draws, so order is as good as shuffling).
+pub fn split_of_members(members: usize, train: f64, valid: f64) -> Vec<i8> {
+    let n_train = (train * members as f64).round() as usize;
+    let n_valid = ((valid * members as f64).round() as usize).min(members - n_train.min(members));
+    (0..members).map(|i| if i < n_train { 0 } else if i < n_train + n_valid { 1 } else { 2 }).collect()
+}

@@ -1,0 +1,13 @@
+//! The pipeline's stages: each takes the resolved config and the MPI world, reads its inputs
+//! from `run.dir` and writes its outputs there.
+
+pub mod generate;
+
+/// Why a stage failed.
+#[derive(Debug)]
+pub enum StageError {
+    /// Bad input found before any compute, identically on every rank (exit status 2).
+    Input(String),
+    /// A failure during the run, possibly on one rank only (exit status 1; aborts the job).
+    Io(String),
+}
