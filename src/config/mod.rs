@@ -174,7 +174,7 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
         let parsed: Config = serde_saphyr::from_str(&text)
-            .map_err(|e| ConfigError(format!("{}: {}", path.display(), one_line(&e.to_string()))))?;
+            .map_err(|e| ConfigError(format!("{}: {}", path.display(), parse_message(&e.to_string(), &text))))?;
         let config = overrides::apply(parsed, sets)?;
         validate::check(&config).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
         Ok(config)
@@ -208,7 +208,18 @@ impl Config {
     }
 }
 
-/// Folds a multi-line parser message into one line.
-fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+/// One line from a parser message: its first line (without the snippet that follows), with
+/// the offending source line quoted, e.g. `line 11 column 9: invalid u64 (at "grid: thirty-two")`.
+fn parse_message(message: &str, source: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = first.split(" --> ").next().unwrap_or(first).trim();
+    let line_no = first
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<usize>().ok());
+    match line_no.and_then(|n| source.lines().nth(n.wrapping_sub(1))) {
+        Some(src) => format!("{first} (at \"{}\")", src.trim()),
+        None => first.to_string(),
+    }
 }

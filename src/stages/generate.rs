@@ -326,7 +326,7 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
             };
             checkpoint::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data).map_err(io)?;
             last_ckpt = Instant::now();
-            log::info!("checkpoint at solver step {step}: {}", paths.checkpoint.display());
+            log::debug!("checkpoint at solver step {step}: {}", paths.checkpoint.display());
             if stop_now {
                 return Ok(Outcome::Interrupted { step });
             }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian/Ubuntu machine or an existing checkout:
+#   scripts/test.sh
+# installs what is missing (scripts/setup.sh), builds the release binary, and runs every test:
+# unit tests, physics checks, multi-rank (mpirun) end-to-end tests, and the Python readers
+# (h5py, xarray) on a generated file. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# shellcheck disable=SC1091
+source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+cargo build --release --locked
+cargo test --release --locked "$@"

@@ -1,0 +1,278 @@
+//! End-to-end tests of `thermalizer generate`, launched the way users launch it: as a plain
+//! process (an MPI job of one rank) and under `mpirun` with 2 and 3 ranks.
+//!
+//! They check rank-count invariance (bitwise), kill-and-resume (SIGKILL, and SIGUSR1 forwarded
+//! by mpirun), file initial conditions, bad input (one clear error line, exit 2, no output, no
+//! hang) and that h5py/xarray read the file as a user would (tests/python).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use thermalizer::store::h5::{Access, File, Hyperslab};
+
+/// MPI jobs share 2 cores: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_thermalizer")
+}
+
+fn tiny() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny.yaml")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("thermalizer-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `thermalizer <args>` on `np` ranks (`np = 0`: a plain process, no mpirun), with a timeout
+/// so that a hang fails the test instead of blocking it.
+fn command(np: usize, args: &[&str]) -> Command {
+    let mut c = if np == 0 {
+        Command::new(bin())
+    } else {
+        let mut c = Command::new("timeout");
+        c.args(["120", "mpirun", "--oversubscribe", "-np", &np.to_string(), bin()]);
+        c
+    };
+    c.args(args).env("OMP_NUM_THREADS", "1").env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c
+}
+
+fn run(np: usize, args: &[&str]) -> Output {
+    command(np, args).output().expect("start thermalizer")
+}
+
+fn generate(np: usize, dir: &Path, extra: &[&str]) -> Output {
+    let d = format!("run.dir={}", dir.display());
+    let mut args = vec!["generate", "--config", tiny(), "--set", &d];
+    for e in extra {
+        args.extend(["--set", e]);
+    }
+    run(np, &args)
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The bytes of every dataset that must not depend on how the run was spread or interrupted.
+fn contents(path: &Path) -> Vec<(String, Vec<u64>)> {
+    let f = File::open(path, Access::Serial, false).unwrap();
+    let mut out = Vec::new();
+    let v = f.dataset("vorticity").unwrap().read::<f32>(None).unwrap();
+    out.push(("vorticity".to_string(), v.iter().map(|x| x.to_bits() as u64).collect()));
+    for name in ["time", "x", "y"] {
+        let v = f.dataset(name).unwrap().read::<f64>(None).unwrap();
+        out.push((name.to_string(), v.iter().map(|x| x.to_bits()).collect()));
+    }
+    for name in ["diverged_at", "member", "split"] {
+        let v = f.dataset(name).unwrap().read::<i64>(None).unwrap();
+        out.push((name.to_string(), v.iter().map(|&x| x as u64).collect()));
+    }
+    out
+}
+
+fn assert_same_file(a: &Path, b: &Path) {
+    let (ca, cb) = (contents(a), contents(b));
+    for ((name, x), (_, y)) in ca.iter().zip(&cb) {
+        assert!(x == y, "dataset {name} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+#[test]
+fn output_is_bitwise_identical_on_1_2_and_3_ranks() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dirs: Vec<PathBuf> = [0usize, 2, 3].iter().map(|np| scratch(&format!("ranks{np}"))).collect();
+    for (np, dir) in [0usize, 2, 3].iter().zip(&dirs) {
+        let out = generate(*np, dir, &[]);
+        assert_ok(&out);
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.trim().ends_with("trajectories.h5"), "prints the output path, got {printed}");
+        assert!(!dir.join("trajectories.h5.partial").exists() && !dir.join("trajectories.checkpoint.h5").exists());
+    }
+    let f = File::open(&dirs[0].join("trajectories.h5"), Access::Serial, false).unwrap();
+    let v = f.dataset("vorticity").unwrap();
+    assert_eq!(v.shape().unwrap(), vec![5, 6, 16, 16]);
+    let data = v.read::<f32>(None).unwrap();
+    assert!(data.iter().all(|x| x.is_finite()) && data.iter().any(|&x| x.abs() > 1.0));
+    assert_eq!(f.attrs().get::<i64>("mpi_ranks").unwrap(), vec![1]);
+    for dir in &dirs[1..] {
+        assert_same_file(&dirs[0].join("trajectories.h5"), &dir.join("trajectories.h5"));
+    }
+    // A second run of the same command finds the file complete and does nothing.
+    let again = generate(2, &dirs[1], &[]);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already complete"));
+    // ... but a different config in the same run.dir is refused, leaving the file as it was.
+    let other = generate(2, &dirs[1], &["run.seed=8"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert_same_file(&dirs[0].join("trajectories.h5"), &dirs[1].join("trajectories.h5"));
+    // The Python readers (h5py, xarray) on the 3-rank file.
+    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
+    let out = Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python")])
+        .env("THERMALIZER_TRAJECTORIES", dirs[2].join("trajectories.h5"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Waits until `path` exists (the run has checkpointed at least once) or `child` ends.
+fn wait_for(path: &Path, child: &mut Child) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "run finished before it could be interrupted");
+        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+const LONG: [&str; 2] = ["generate.samples=250", "system.grid=48"];
+
+#[test]
+fn killed_run_resumes_to_the_same_file() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let reference = scratch("kill-ref");
+    assert_ok(&generate(2, &reference, &LONG));
+
+    // SIGKILL of a plain (one-rank) run: resume from the last periodic checkpoint.
+    let dir = scratch("kill9");
+    let d = format!("run.dir={}", dir.display());
+    let args = ["generate", "--config", tiny(), "--set", &d, "--set", LONG[0], "--set", LONG[1]];
+    let mut child = command(0, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
+    assert!(child.try_wait().unwrap().is_none(), "run finished before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(dir.join("trajectories.h5.partial").exists() && !dir.join("trajectories.h5").exists());
+    let out = run(0, &args);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
+    assert_same_file(&reference.join("trajectories.h5"), &dir.join("trajectories.h5"));
+
+    // SIGUSR1 (Slurm's --signal=USR1@T) forwarded by mpirun to 3 ranks: checkpoint, exit 75, resume.
+    let dir = scratch("usr1");
+    let d = format!("run.dir={}", dir.display());
+    let args = ["generate", "--config", tiny(), "--set", &d, "--set", LONG[0], "--set", LONG[1]];
+    let mut child = command(3, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
+    // `timeout` runs mpirun as its child: signal mpirun itself.
+    let mpirun = Command::new("pgrep").args(["-P", &child.id().to_string(), "mpirun"]).output().unwrap();
+    let pid = String::from_utf8_lossy(&mpirun.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "mpirun pid not found");
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(75), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("trajectories.h5").exists());
+    let out = run(2, &args);
+    assert_ok(&out);
+    assert_same_file(&reference.join("trajectories.h5"), &dir.join("trajectories.h5"));
+    for d in [reference, dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn file_initial_condition_is_the_first_stored_state() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("icfile");
+    let ic = dir.join("ic.h5");
+    // Band-limited field with modes below the stored grid's Nyquist (8): stored exactly.
+    let (n, h) = (32usize, 2.0 * std::f64::consts::PI / 32.0);
+    let field = |m: usize, x: f64, y: f64| (m as f64 + 1.0) * (3.0 * x + 2.0 * y).cos() - (5.0 * y).sin() + 0.5 * (x - 4.0 * y + m as f64).cos();
+    let data: Vec<f64> =
+        (0..5).flat_map(|m| (0..n * n).map(move |k| field(m, (k % n) as f64 * h, (k / n) as f64 * h))).collect();
+    {
+        let f = File::create(&ic, Access::Serial).unwrap();
+        f.create_dataset::<f64>("vorticity", &[5, n, n]).unwrap().write(None, &data, false).unwrap();
+    }
+    let run_dir = dir.join("run");
+    let out = generate(2, &run_dir, &[&format!("generate.initial_condition={}", ic.display())]);
+    assert_ok(&out);
+    let f = File::open(&run_dir.join("trajectories.h5"), Access::Serial, false).unwrap();
+    assert_eq!(f.dataset("time").unwrap().read::<f64>(None).unwrap()[0], 0.0);
+    assert_eq!(f.attrs().get::<i64>("spinup_steps").unwrap(), vec![0]);
+    let first = f.dataset("vorticity").unwrap().read::<f32>(Some(&Hyperslab { start: &[0, 0, 0, 0], count: &[5, 1, 16, 16] })).unwrap();
+    let h16 = 2.0 * std::f64::consts::PI / 16.0;
+    for m in 0..5 {
+        for k in 0..256 {
+            let want = field(m, (k % 16) as f64 * h16, (k / 16) as f64 * h16);
+            assert!((first[m * 256 + k] as f64 - want).abs() < 1e-5, "member {m} point {k}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs a bad input on 2 ranks and checks: exit 2, one `error:` line naming `needles`, no output.
+fn refused(dir: &Path, config: &Path, sets: &[&str], needles: &[&str]) {
+    let mut args = vec!["generate", "--config", config.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = run(2, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{needles:?}: status {:?}, stderr:\n{stderr}", out.status);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{needles:?}: expected one error line, got:\n{stderr}");
+    for n in needles {
+        assert!(errors[0].contains(n), "error line lacks '{n}': {}", errors[0]);
+    }
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(!dir.join("run").join("trajectories.h5").exists() && !dir.join("run").join("trajectories.h5.partial").exists());
+}
+
+#[test]
+fn bad_input_is_refused_with_one_clear_line() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("bad");
+    let base = std::fs::read_to_string(tiny()).unwrap().replace("dir: runs/tiny", &format!("dir: {}", dir.join("run").display()));
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let good = write("good.yaml", &base);
+    // YAML-level problems, with the file's name in the message
+    refused(&dir, &write("malformed.yaml", &base.replace("grid: 32", "grid: [32")), &[], &["malformed.yaml"]);
+    refused(&dir, &write("unknown.yaml", &base.replace("viscosity:", "viscocity:")), &[], &["unknown.yaml", "viscocity"]);
+    refused(&dir, &write("type.yaml", &base.replace("grid: 32", "grid: thirty-two")), &[], &["type.yaml", "thirty-two"]);
+    // semantic problems: key and value named
+    refused(&dir, &good, &["system.viscosity=-0.5"], &["system.viscosity", "-0.5"]);
+    refused(&dir, &good, &["system.grid=33"], &["system.grid", "33"]);
+    refused(&dir, &good, &["system.grid=6"], &["system.grid", "6"]);
+    refused(&dir, &good, &["system.output_grid=64"], &["system.output_grid", "64"]);
+    refused(&dir, &good, &["system.dt=1.0"], &["system.dt", "CFL"]);
+    refused(&dir, &good, &["system.viscosty=1"], &["system.viscosty"]);
+    refused(&dir, &good, &["generate.members=many"], &["generate.members", "many"]);
+    refused(&dir, &good, &["run.dir=/proc/thermalizer/run"], &["run.dir", "/proc/thermalizer/run"]);
+    // initial-condition files: missing, and the wrong shape
+    refused(&dir, &good, &["generate.initial_condition=/nonexistent/ic.h5"], &["generate.initial_condition", "/nonexistent/ic.h5", "no such file"]);
+    let ic = dir.join("small-ic.h5");
+    {
+        let f = File::create(&ic, Access::Serial).unwrap();
+        f.create_dataset::<f64>("vorticity", &[5, 16, 16]).unwrap().write(None, &vec![0.0; 5 * 256], false).unwrap();
+    }
+    let set = format!("generate.initial_condition={}", ic.display());
+    refused(&dir, &good, &[&set], &["generate.initial_condition", "small-ic.h5", "[5, 16, 16]", "[5, 32, 32]"]);
+    let missing = dir.join("missing.yaml");
+    refused(&dir, &missing, &[], &["missing.yaml"]);
+    assert!(!dir.join("run").exists(), "a refused run created its run.dir");
+    let _ = std::fs::remove_dir_all(dir);
+}
