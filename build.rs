@@ -13,14 +13,12 @@ fn main() {
         .ok()
         .and_then(|dir| std::fs::read_to_string(format!("{dir}/version.py")).ok())
         .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
+            text.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
         })
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=THERMALIZER_LIBTORCH_VERSION={torch}");
     println!("cargo:rerun-if-env-changed=HDF5_DIR");
-    let hdf5_dir = std::env::var("HDF5_DIR")
-        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/hdf5/openmpi".to_string());
+    let hdf5_dir = std::env::var("HDF5_DIR").unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/hdf5/openmpi".to_string());
     println!("cargo:rustc-link-search=native={hdf5_dir}/lib");
     println!("cargo:rustc-link-search=native={hdf5_dir}");
     println!("cargo:rustc-link-lib=dylib=hdf5_hl");

@@ -203,11 +203,18 @@ fn print_plan(c: &Config, ranks: usize) {
     println!("# resolved config\n{}", c.to_yaml().trim_end());
     println!("# planned work ({ranks} rank(s))");
     println!("members:            {}", plan.members);
-    println!("solver steps:       {} ({} spin-up, then {} stored states every {} steps)", plan.total_steps, plan.spinup_steps, plan.samples, c.generate.steps_per_sample);
+    println!(
+        "solver steps:       {} ({} spin-up, then {} stored states every {} steps)",
+        plan.total_steps, plan.spinup_steps, plan.samples, c.generate.steps_per_sample
+    );
     println!("simulated time:     {:.4}", plan.total_steps as f64 * c.system.dt);
     println!("member-steps:       {}", plan.total_steps * plan.members as u64);
     println!("grid:               {}² solver → {}² stored ({:?})", c.system.grid, c.output_grid(), c.system.precision);
-    println!("output:             {} ({:.1} MB)", c.run.dir.join("trajectories.h5").display(), plan.output_bytes as f64 / 1e6);
+    println!(
+        "output:             {} ({:.1} MB)",
+        c.run.dir.join("trajectories.h5").display(),
+        plan.output_bytes as f64 / 1e6
+    );
     println!("memory per rank:    ~{:.1} MB", Plan::memory_per_rank(c, ranks) as f64 / 1e6);
     println!("CFL estimate:       {:.3}", validate::cfl_estimate(c));
 }
@@ -215,17 +222,34 @@ fn print_plan(c: &Config, ranks: usize) {
 fn print_info(world: &World) {
     println!("thermalizer   {}", trajectories::VERSION);
     println!("git revision  {}", trajectories::GIT_REVISION);
-    println!("MPI           {} ({} rank(s))", mpi::environment::library_version().unwrap_or_default().trim(), world.size());
+    println!(
+        "MPI           {} ({} rank(s))",
+        mpi::environment::library_version().unwrap_or_default().trim(),
+        world.size()
+    );
     println!("HDF5          {} (parallel, MPI-IO)", h5::library_version());
     println!("libtorch      {}", env!("THERMALIZER_LIBTORCH_VERSION"));
     let cuda = tch::Cuda::is_available();
-    println!("CUDA          {}", if cuda { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".to_string() });
+    println!(
+        "CUDA          {}",
+        if cuda { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".to_string() }
+    );
     println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
 }
 
-fn bench_solver(grids: &[usize], precisions: &[String], seconds: f64, repeats: usize, viscosity: f64, json: Option<&std::path::Path>) -> i32 {
+fn bench_solver(
+    grids: &[usize],
+    precisions: &[String],
+    seconds: f64,
+    repeats: usize,
+    viscosity: f64,
+    json: Option<&std::path::Path>,
+) -> i32 {
     println!("# thermalizer bench solver: one Kolmogorov trajectory, CN-RK4, 1 thread");
-    println!("{:>6} {:>5} {:>12} {:>16} {:>12} {:>12} {:>10}", "grid", "prec", "ms/step", "member-steps/s", "fft µs", "floor ms", "÷floor");
+    println!(
+        "{:>6} {:>5} {:>12} {:>16} {:>12} {:>12} {:>10}",
+        "grid", "prec", "ms/step", "member-steps/s", "fft µs", "floor ms", "÷floor"
+    );
     let mut rows = Vec::new();
     for &n in grids {
         if n < 8 || n % 2 != 0 {
@@ -243,7 +267,13 @@ fn bench_solver(grids: &[usize], precisions: &[String], seconds: f64, repeats: u
             };
             println!(
                 "{:>6} {:>5} {:>12.4} {:>16.1} {:>12.2} {:>12.4} {:>10.2}",
-                r.grid, r.precision, r.ms_per_step, 1e3 / r.ms_per_step, r.fft_us, r.floor_ms, r.ms_per_step / r.floor_ms
+                r.grid,
+                r.precision,
+                r.ms_per_step,
+                1e3 / r.ms_per_step,
+                r.fft_us,
+                r.floor_ms,
+                r.ms_per_step / r.floor_ms
             );
             rows.push(format!(
                 "{{\"code\":\"thermalizer\",\"grid\":{},\"precision\":\"{}\",\"ms_per_step\":{},\"floor_ms\":{},\"fft_us\":{}}}",

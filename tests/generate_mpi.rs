@@ -40,7 +40,10 @@ fn command(np: usize, args: &[&str]) -> Command {
         c.args(["120", "mpirun", "--oversubscribe", "-np", &np.to_string(), bin()]);
         c
     };
-    c.args(args).env("OMP_NUM_THREADS", "1").env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c.args(args)
+        .env("OMP_NUM_THREADS", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     c
 }
 
@@ -196,7 +199,9 @@ fn file_initial_condition_is_the_first_stored_state() {
     let ic = dir.join("ic.h5");
     // Band-limited field with modes below the stored grid's Nyquist (8): stored exactly.
     let (n, h) = (32usize, 2.0 * std::f64::consts::PI / 32.0);
-    let field = |m: usize, x: f64, y: f64| (m as f64 + 1.0) * (3.0 * x + 2.0 * y).cos() - (5.0 * y).sin() + 0.5 * (x - 4.0 * y + m as f64).cos();
+    let field = |m: usize, x: f64, y: f64| {
+        (m as f64 + 1.0) * (3.0 * x + 2.0 * y).cos() - (5.0 * y).sin() + 0.5 * (x - 4.0 * y + m as f64).cos()
+    };
     let data: Vec<f64> =
         (0..5).flat_map(|m| (0..n * n).map(move |k| field(m, (k % n) as f64 * h, (k / n) as f64 * h))).collect();
     {
@@ -209,7 +214,11 @@ fn file_initial_condition_is_the_first_stored_state() {
     let f = File::open(&run_dir.join("trajectories.h5"), Access::Serial, false).unwrap();
     assert_eq!(f.dataset("time").unwrap().read::<f64>(None).unwrap()[0], 0.0);
     assert_eq!(f.attrs().get::<i64>("spinup_steps").unwrap(), vec![0]);
-    let first = f.dataset("vorticity").unwrap().read::<f32>(Some(&Hyperslab { start: &[0, 0, 0, 0], count: &[5, 1, 16, 16] })).unwrap();
+    let first = f
+        .dataset("vorticity")
+        .unwrap()
+        .read::<f32>(Some(&Hyperslab { start: &[0, 0, 0, 0], count: &[5, 1, 16, 16] }))
+        .unwrap();
     let h16 = 2.0 * std::f64::consts::PI / 16.0;
     for m in 0..5 {
         for k in 0..256 {
@@ -235,14 +244,18 @@ fn refused(dir: &Path, config: &Path, sets: &[&str], needles: &[&str]) {
         assert!(errors[0].contains(n), "error line lacks '{n}': {}", errors[0]);
     }
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
-    assert!(!dir.join("run").join("trajectories.h5").exists() && !dir.join("run").join("trajectories.h5.partial").exists());
+    assert!(
+        !dir.join("run").join("trajectories.h5").exists() && !dir.join("run").join("trajectories.h5.partial").exists()
+    );
 }
 
 #[test]
 fn bad_input_is_refused_with_one_clear_line() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("bad");
-    let base = std::fs::read_to_string(tiny()).unwrap().replace("dir: runs/tiny", &format!("dir: {}", dir.join("run").display()));
+    let base = std::fs::read_to_string(tiny())
+        .unwrap()
+        .replace("dir: runs/tiny", &format!("dir: {}", dir.join("run").display()));
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -251,8 +264,18 @@ fn bad_input_is_refused_with_one_clear_line() {
     let good = write("good.yaml", &base);
     // YAML-level problems, with the file's name in the message
     refused(&dir, &write("malformed.yaml", &base.replace("grid: 32", "grid: [32")), &[], &["malformed.yaml"]);
-    refused(&dir, &write("unknown.yaml", &base.replace("viscosity:", "viscocity:")), &[], &["unknown.yaml", "viscocity"]);
-    refused(&dir, &write("type.yaml", &base.replace("grid: 32", "grid: thirty-two")), &[], &["type.yaml", "thirty-two"]);
+    refused(
+        &dir,
+        &write("unknown.yaml", &base.replace("viscosity:", "viscocity:")),
+        &[],
+        &["unknown.yaml", "viscocity"],
+    );
+    refused(
+        &dir,
+        &write("type.yaml", &base.replace("grid: 32", "grid: thirty-two")),
+        &[],
+        &["type.yaml", "thirty-two"],
+    );
     // semantic problems: key and value named
     refused(&dir, &good, &["system.viscosity=-0.5"], &["system.viscosity", "-0.5"]);
     refused(&dir, &good, &["system.grid=33"], &["system.grid", "33"]);
@@ -263,7 +286,12 @@ fn bad_input_is_refused_with_one_clear_line() {
     refused(&dir, &good, &["generate.members=many"], &["generate.members", "many"]);
     refused(&dir, &good, &["run.dir=/proc/thermalizer/run"], &["run.dir", "/proc/thermalizer/run"]);
     // initial-condition files: missing, and the wrong shape
-    refused(&dir, &good, &["generate.initial_condition=/nonexistent/ic.h5"], &["generate.initial_condition", "/nonexistent/ic.h5", "no such file"]);
+    refused(
+        &dir,
+        &good,
+        &["generate.initial_condition=/nonexistent/ic.h5"],
+        &["generate.initial_condition", "/nonexistent/ic.h5", "no such file"],
+    );
     let ic = dir.join("small-ic.h5");
     {
         let f = File::create(&ic, Access::Serial).unwrap();

@@ -119,7 +119,8 @@ fn inviscid_unforced_flow_conserves_energy_and_enstrophy() {
     assert!(de < 1e-8 && dz < 1e-7, "relative drift: energy {de:e}, enstrophy {dz:e}");
     // and the flow did evolve (the nonlinear term is active)
     let (_, w_init) = turbulent_state(64, params(0.0, 0.0, 0.0), 2e-3);
-    let change: f64 = w.iter().zip(&w_init).map(|(a, b)| (a - b).norm()).sum::<f64>() / w_init.iter().map(|a| a.norm()).sum::<f64>();
+    let change: f64 =
+        w.iter().zip(&w_init).map(|(a, b)| (a - b).norm()).sum::<f64>() / w_init.iter().map(|a| a.norm()).sum::<f64>();
     assert!(change > 0.05, "flow barely changed ({change})");
 }
 
@@ -177,7 +178,8 @@ fn random_initial_condition_has_the_requested_speed_and_lives_in_the_band() {
 #[test]
 fn spectral_truncation_keeps_exactly_the_low_modes() {
     // Fine field: modes below the coarse Nyquist (kept) plus modes at/above it (dropped).
-    let low = |x: f64, y: f64| 0.7 * (3.0 * x + 2.0 * y).cos() - 1.3 * (7.0 * y).sin() + 0.4 * (5.0 * x - 6.0 * y).sin();
+    let low =
+        |x: f64, y: f64| 0.7 * (3.0 * x + 2.0 * y).cos() - 1.3 * (7.0 * y).sin() + 0.4 * (5.0 * x - 6.0 * y).sin();
     let high = |x: f64, y: f64| 2.0 * (8.0 * x).cos() + (9.0 * y + x).sin() + 0.5 * (20.0 * x + 3.0 * y).cos();
     let fine = Grid::<f64>::new(64, 2.0 * PI);
     let w = spectrum(&fine, |x, y| low(x, y) + high(x, y));

@@ -16,9 +16,8 @@ pub fn apply(config: Config, sets: &[String]) -> Result<Config, ConfigError> {
     }
     let mut tree = serde_json::to_value(&config).expect("config converts to a tree");
     for set in sets {
-        let (key, raw) = set
-            .split_once('=')
-            .ok_or_else(|| ConfigError(format!("--set {set}: expected dotted.key=VALUE")))?;
+        let (key, raw) =
+            set.split_once('=').ok_or_else(|| ConfigError(format!("--set {set}: expected dotted.key=VALUE")))?;
         let value: Value = serde_saphyr::from_str(raw)
             .map_err(|e| ConfigError(format!("--set {key}={raw}: not a YAML value ({e})")))?;
         let slot = key
@@ -26,8 +25,7 @@ pub fn apply(config: Config, sets: &[String]) -> Result<Config, ConfigError> {
             .try_fold(&mut tree, |node, part| node.as_object_mut().and_then(|m| m.get_mut(part)))
             .ok_or_else(|| ConfigError(format!("--set {key}={raw}: unknown key '{key}'")))?;
         *slot = value;
-        serde_json::from_value::<Config>(tree.clone())
-            .map_err(|e| ConfigError(format!("--set {key}={raw}: {e}")))?;
+        serde_json::from_value::<Config>(tree.clone()).map_err(|e| ConfigError(format!("--set {key}={raw}: {e}")))?;
     }
     serde_json::from_value(tree).map_err(|e| ConfigError(format!("--set: {e}")))
 }

@@ -63,7 +63,11 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
     }
     let (tr, va) = (g.split.train, g.split.valid);
     if !(tr >= 0.0 && va >= 0.0 && tr + va <= 1.0 + 1e-12) {
-        return err("generate.split", format!("{{train: {tr}, valid: {va}}}"), "fractions must be >= 0 with train + valid <= 1");
+        return err(
+            "generate.split",
+            format!("{{train: {tr}, valid: {va}}}"),
+            "fractions must be >= 0 with train + valid <= 1",
+        );
     }
     if !(g.max_cfl.is_finite() && g.max_cfl > 0.0) {
         return err("generate.max_cfl", g.max_cfl.to_string(), "must be positive");

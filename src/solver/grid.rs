@@ -134,9 +134,7 @@ impl<T: Real> Grid<T> {
         debug_assert!(real.len() == n * n && spec.len() == self.spec_len() && rows <= nkx);
         for (y, out) in ws.rows.chunks_exact_mut(nkx).enumerate() {
             ws.line.copy_from_slice(&real[y * n..(y + 1) * n]);
-            self.r2c
-                .process_with_scratch(&mut ws.line, out, &mut ws.scratch)
-                .expect("rfft buffer sizes");
+            self.r2c.process_with_scratch(&mut ws.line, out, &mut ws.scratch).expect("rfft buffer sizes");
         }
         transpose(&ws.rows, nkx, spec, n, n, rows);
         spec[rows * n..].fill(Complex::default());
@@ -145,13 +143,7 @@ impl<T: Real> Grid<T> {
 
     /// Inverse transform of the first `rows` values of `p` of `spec` into `real`; `spec` is used
     /// as work space and destroyed. Unnormalised: multiply by `1/N²` for `irfft2`.
-    pub fn inverse_in_place(
-        &self,
-        spec: &mut [Complex<T>],
-        real: &mut [T],
-        rows: usize,
-        ws: &mut FftScratch<T>,
-    ) {
+    pub fn inverse_in_place(&self, spec: &mut [Complex<T>], real: &mut [T], rows: usize, ws: &mut FftScratch<T>) {
         let (n, nkx) = (self.n, self.nkx);
         debug_assert!(real.len() == n * n && spec.len() >= rows * n && rows <= nkx);
         self.inv.process_with_scratch(&mut spec[..rows * n], &mut ws.scratch);
@@ -182,14 +174,7 @@ impl<T: Real> Grid<T> {
 
 /// Writes the transpose of the `a_rows × b_cols` block of `src` (row stride `src_stride`) into
 /// `dst` (row stride `dst_stride`), i.e. `dst[b][a] = src[a][b]`, in cache-sized tiles.
-fn transpose<C: Copy>(
-    src: &[C],
-    src_stride: usize,
-    dst: &mut [C],
-    dst_stride: usize,
-    a_rows: usize,
-    b_cols: usize,
-) {
+fn transpose<C: Copy>(src: &[C], src_stride: usize, dst: &mut [C], dst_stride: usize, a_rows: usize, b_cols: usize) {
     const TILE: usize = 16;
     for a0 in (0..a_rows).step_by(TILE) {
         for b0 in (0..b_cols).step_by(TILE) {
@@ -229,10 +214,9 @@ mod tests {
             let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
             assert!(err < 1e-13, "n={n}: roundtrip error {err}");
             let phys: f64 = a.iter().map(|x| x * x).sum();
-            let spec: f64 = (0..g.nkx)
-                .map(|p| g.weight(p) * (0..n).map(|q| s[p * n + q].norm_sqr()).sum::<f64>())
-                .sum::<f64>()
-                / (n * n) as f64;
+            let spec: f64 =
+                (0..g.nkx).map(|p| g.weight(p) * (0..n).map(|q| s[p * n + q].norm_sqr()).sum::<f64>()).sum::<f64>()
+                    / (n * n) as f64;
             assert!((phys - spec).abs() < 1e-12 * phys, "n={n}: Parseval {phys} vs {spec}");
         }
     }
@@ -243,9 +227,7 @@ mod tests {
         let n = 16;
         let g = Grid::<f64>::new(n, 2.0 * std::f64::consts::PI);
         let h = 2.0 * std::f64::consts::PI / n as f64;
-        let a: Vec<f64> = (0..n * n)
-            .map(|k| (3.0 * (k % n) as f64 * h + 2.0 * (k / n) as f64 * h).cos())
-            .collect();
+        let a: Vec<f64> = (0..n * n).map(|k| (3.0 * (k % n) as f64 * h + 2.0 * (k / n) as f64 * h).cos()).collect();
         let mut s = vec![Complex::default(); g.spec_len()];
         g.forward(&a, &mut s, g.nkx, &mut g.scratch());
         assert!((s[3 * n + 2].re - (n * n) as f64 / 2.0).abs() < 1e-10);

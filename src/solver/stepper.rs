@@ -34,22 +34,9 @@ pub trait ImexRhs<T: Real>: Sync {
 }
 
 /// Carpenter–Kennedy low-storage RK4 + Crank–Nicolson coefficients.
-const ALPHAS: [f64; 6] = [
-    0.0,
-    0.1496590219993,
-    0.3704009573644,
-    0.6222557631345,
-    0.9582821306748,
-    1.0,
-];
+const ALPHAS: [f64; 6] = [0.0, 0.1496590219993, 0.3704009573644, 0.6222557631345, 0.9582821306748, 1.0];
 const BETAS: [f64; 5] = [0.0, -0.4178904745, -1.192151694643, -1.697784692471, -1.514183444257];
-const GAMMAS: [f64; 5] = [
-    0.1496590219993,
-    0.3792103129999,
-    0.8229550293869,
-    0.6994504559488,
-    0.1530572479681,
-];
+const GAMMAS: [f64; 5] = [0.1496590219993, 0.3792103129999, 0.8229550293869, 0.6994504559488, 0.1530572479681];
 
 /// The CN–RK4 stepper for a fixed `dt` and linear operator.
 pub struct CrankNicolsonRk4<T: Real> {
@@ -70,14 +57,9 @@ impl<T: Real> CrankNicolsonRk4<T> {
         let stages = (0..5)
             .map(|k| {
                 let mu = 0.5 * dt * (ALPHAS[k + 1] - ALPHAS[k]);
-                let a = linear[..active]
-                    .iter()
-                    .map(|&l| T::of((1.0 + mu * l.to64()) / (1.0 - mu * l.to64())))
-                    .collect();
-                let b = linear[..active]
-                    .iter()
-                    .map(|&l| T::of(GAMMAS[k] * dt / (1.0 - mu * l.to64())))
-                    .collect();
+                let a =
+                    linear[..active].iter().map(|&l| T::of((1.0 + mu * l.to64()) / (1.0 - mu * l.to64()))).collect();
+                let b = linear[..active].iter().map(|&l| T::of(GAMMAS[k] * dt / (1.0 - mu * l.to64()))).collect();
                 (a, b)
             })
             .collect();
@@ -95,13 +77,7 @@ impl<T: Real> CrankNicolsonRk4<T> {
     }
 
     /// Advances `w` by one step of `dt`; returns the largest speed at the start of the step.
-    pub fn step<E: ImexRhs<T>>(
-        &self,
-        eq: &E,
-        w: &mut [Complex<T>],
-        buf: &mut StepBuffers<T>,
-        work: &mut E::Work,
-    ) -> T {
+    pub fn step<E: ImexRhs<T>>(&self, eq: &E, w: &mut [Complex<T>], buf: &mut StepBuffers<T>, work: &mut E::Work) -> T {
         let active = eq.active_len();
         let mut speed = T::zero();
         for (k, (a, b)) in self.stages.iter().enumerate() {

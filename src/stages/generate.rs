@@ -203,7 +203,8 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
         0 => std::thread::available_parallelism().map_or(1, |v| v.get()),
         t => t,
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Io(e.to_string()))?;
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Io(e.to_string()))?;
     let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
     let yaml = c.to_yaml();
 
@@ -409,5 +410,15 @@ fn initial_states<T: Real>(
 pub fn split_of_members(members: usize, train: f64, valid: f64) -> Vec<i8> {
     let n_train = (train * members as f64).round() as usize;
     let n_valid = ((valid * members as f64).round() as usize).min(members - n_train.min(members));
-    (0..members).map(|i| if i < n_train { 0 } else if i < n_train + n_valid { 1 } else { 2 }).collect()
+    (0..members)
+        .map(|i| {
+            if i < n_train {
+                0
+            } else if i < n_train + n_valid {
+                1
+            } else {
+                2
+            }
+        })
+        .collect()
 }

@@ -51,8 +51,16 @@ pub fn write<T: Real>(
         let diverged = f.create_dataset::<i64>("diverged_at", &[total])?;
         let flat: Vec<f64> =
             data.states.iter().flat_map(|s| s.iter().flat_map(|c| [c.re.to64(), c.im.to64()])).collect();
-        state.write(Some(&Hyperslab { start: &[members.start, 0, 0], count: &[members.len(), modes, 2] }), &flat, true)?;
-        diverged.write(Some(&Hyperslab { start: &[members.start], count: &[members.len()] }), &data.diverged_at, true)?;
+        state.write(
+            Some(&Hyperslab { start: &[members.start, 0, 0], count: &[members.len(), modes, 2] }),
+            &flat,
+            true,
+        )?;
+        diverged.write(
+            Some(&Hyperslab { start: &[members.start], count: &[members.len()] }),
+            &data.diverged_at,
+            true,
+        )?;
         drop((state, diverged));
         f.close()?;
     }
@@ -79,11 +87,13 @@ pub fn read<T: Real>(path: &Path, members: Range<usize>, modes: usize) -> Result
     if shape.len() != 3 || shape[1] != modes || shape[2] != 2 || shape[0] < members.end {
         return Err(H5Error(format!("{}: state has shape {shape:?}, expected [.., {modes}, 2]", path.display())));
     }
-    let flat: Vec<f64> = state.read(Some(&Hyperslab { start: &[members.start, 0, 0], count: &[members.len(), modes, 2] }))?;
+    let flat: Vec<f64> =
+        state.read(Some(&Hyperslab { start: &[members.start, 0, 0], count: &[members.len(), modes, 2] }))?;
     let states = flat
         .chunks_exact(2 * modes)
         .map(|m| m.chunks_exact(2).map(|c| Complex::new(T::of(c[0]), T::of(c[1]))).collect())
         .collect();
-    let diverged_at = f.dataset("diverged_at")?.read(Some(&Hyperslab { start: &[members.start], count: &[members.len()] }))?;
+    let diverged_at =
+        f.dataset("diverged_at")?.read(Some(&Hyperslab { start: &[members.start], count: &[members.len()] }))?;
     Ok(CheckpointData { step, states, diverged_at })
 }

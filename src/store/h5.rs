@@ -14,17 +14,15 @@ use std::ptr;
 use hdf5_sys::h5::{herr_t, hsize_t};
 use hdf5_sys::h5a::{H5Aclose, H5Acreate2, H5Aexists, H5Aget_space, H5Aget_type, H5Aopen, H5Aread, H5Awrite};
 use hdf5_sys::h5d::{
-    H5D_alloc_time_t, H5D_fill_time_t, H5D_layout_t, H5Dclose, H5Dcreate2, H5Dget_space, H5Dopen2,
-    H5Dread, H5Dwrite,
+    H5D_alloc_time_t, H5D_fill_time_t, H5D_layout_t, H5Dclose, H5Dcreate2, H5Dget_space, H5Dopen2, H5Dread, H5Dwrite,
 };
 use hdf5_sys::h5e::{H5Eset_auto2, H5E_DEFAULT};
 use hdf5_sys::h5f::{H5F_scope_t, H5Fclose, H5Fcreate, H5Fflush, H5Fopen, H5F_ACC_RDONLY, H5F_ACC_RDWR, H5F_ACC_TRUNC};
 use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5l::H5Lexists;
 use hdf5_sys::h5p::{
-    H5FD_mpio_xfer_t, H5Pclose, H5Pcreate, H5Pset_alloc_time, H5Pset_dxpl_mpio, H5Pset_fapl_mpio,
-    H5Pset_fill_time, H5Pset_layout, H5P_CLS_DATASET_CREATE, H5P_CLS_DATASET_XFER, H5P_CLS_FILE_ACCESS,
-    H5P_DEFAULT,
+    H5FD_mpio_xfer_t, H5Pclose, H5Pcreate, H5Pset_alloc_time, H5Pset_dxpl_mpio, H5Pset_fapl_mpio, H5Pset_fill_time,
+    H5Pset_layout, H5P_CLS_DATASET_CREATE, H5P_CLS_DATASET_XFER, H5P_CLS_FILE_ACCESS, H5P_DEFAULT,
 };
 use hdf5_sys::h5s::{
     H5S_class_t, H5S_seloper_t, H5Sclose, H5Screate, H5Screate_simple, H5Sget_simple_extent_dims,
@@ -187,11 +185,10 @@ impl File {
     /// mid-run leaves the file's structure intact).
     pub fn create_dataset<T: H5Scalar>(&self, name: &str, shape: &[usize]) -> Result<Dataset<'_>> {
         let dims: Vec<hsize_t> = shape.iter().map(|&d| d as hsize_t).collect();
-        let space = check_id(
-            unsafe { H5Screate_simple(dims.len() as i32, dims.as_ptr(), ptr::null()) },
-            H5Sclose,
-            || format!("{}: dataspace for {name}", self.path),
-        )?;
+        let space =
+            check_id(unsafe { H5Screate_simple(dims.len() as i32, dims.as_ptr(), ptr::null()) }, H5Sclose, || {
+                format!("{}: dataspace for {name}", self.path)
+            })?;
         let dcpl = check_id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, H5Pclose, || "H5Pcreate(dcpl)".into())?;
         unsafe {
             H5Pset_layout(dcpl.id, H5D_layout_t::H5D_CONTIGUOUS);
@@ -222,7 +219,9 @@ impl File {
 
     /// Flushes buffers to storage (collective in a parallel file).
     pub fn flush(&self) -> Result<()> {
-        check(unsafe { H5Fflush(self.hid.id, H5F_scope_t::H5F_SCOPE_GLOBAL) }, || format!("{}: flush failed", self.path))
+        check(unsafe { H5Fflush(self.hid.id, H5F_scope_t::H5F_SCOPE_GLOBAL) }, || {
+            format!("{}: flush failed", self.path)
+        })
     }
 
     /// Closes the file, reporting failure (dropping also closes, silently).
@@ -277,7 +276,8 @@ impl<'f> Dataset<'f> {
                 let start: Vec<hsize_t> = s.start.iter().map(|&v| v as hsize_t).collect();
                 let count: Vec<hsize_t> = s.count.iter().map(|&v| v as hsize_t).collect();
                 let mem_dims = [n.max(1) as hsize_t];
-                let mem = check_id(unsafe { H5Screate_simple(1, mem_dims.as_ptr(), ptr::null()) }, H5Sclose, || self.what())?;
+                let mem =
+                    check_id(unsafe { H5Screate_simple(1, mem_dims.as_ptr(), ptr::null()) }, H5Sclose, || self.what())?;
                 if n == 0 {
                     unsafe {
                         H5Sselect_none(file_space.id);
@@ -306,7 +306,9 @@ impl<'f> Dataset<'f> {
     fn xfer(&self, collective: bool) -> Result<Hid> {
         let p = check_id(unsafe { H5Pcreate(*H5P_CLS_DATASET_XFER) }, H5Pclose, || "H5Pcreate(dxpl)".into())?;
         if collective && self.file.parallel {
-            check(unsafe { H5Pset_dxpl_mpio(p.id, H5FD_mpio_xfer_t::H5FD_MPIO_COLLECTIVE) }, || "H5Pset_dxpl_mpio".into())?;
+            check(unsafe { H5Pset_dxpl_mpio(p.id, H5FD_mpio_xfer_t::H5FD_MPIO_COLLECTIVE) }, || {
+                "H5Pset_dxpl_mpio".into()
+            })?;
         }
         Ok(p)
     }
@@ -318,10 +320,9 @@ impl<'f> Dataset<'f> {
         assert_eq!(data.len(), n, "{}: buffer/selection size mismatch", self.what());
         let dxpl = self.xfer(collective)?;
         let buf = if data.is_empty() { [T::default()].as_ptr() } else { data.as_ptr() };
-        check(
-            unsafe { H5Dwrite(self.hid.id, T::type_id(), ms.id, fs.id, dxpl.id, buf.cast()) },
-            || format!("{}: write failed", self.what()),
-        )
+        check(unsafe { H5Dwrite(self.hid.id, T::type_id(), ms.id, fs.id, dxpl.id, buf.cast()) }, || {
+            format!("{}: write failed", self.what())
+        })
     }
 
     /// Collective write of a whole 1-D dataset by rank 0 alone (`root`); other ranks take part
@@ -336,10 +337,9 @@ impl<'f> Dataset<'f> {
         let (fs, ms, n) = self.spaces(slab)?;
         let mut out = vec![T::default(); n.max(1)];
         let dxpl = self.xfer(false)?;
-        check(
-            unsafe { H5Dread(self.hid.id, T::type_id(), ms.id, fs.id, dxpl.id, out.as_mut_ptr().cast()) },
-            || format!("{}: read failed (wrong type?)", self.what()),
-        )?;
+        check(unsafe { H5Dread(self.hid.id, T::type_id(), ms.id, fs.id, dxpl.id, out.as_mut_ptr().cast()) }, || {
+            format!("{}: read failed (wrong type?)", self.what())
+        })?;
         out.truncate(n);
         Ok(out)
     }
@@ -351,10 +351,9 @@ impl<'f> Dataset<'f> {
 
     /// Attaches dimension scale `scale` to dimension `index` of this dataset.
     pub fn attach_scale(&self, scale: &Dataset, index: usize) -> Result<()> {
-        check(
-            unsafe { H5DSattach_scale(self.hid.id, scale.hid.id, index as c_uint) },
-            || format!("{}: attach scale {} to dim {index}", self.what(), scale.name),
-        )
+        check(unsafe { H5DSattach_scale(self.hid.id, scale.hid.id, index as c_uint) }, || {
+            format!("{}: attach scale {} to dim {index}", self.what(), scale.name)
+        })
     }
 }
 
@@ -383,7 +382,9 @@ impl Attrs {
     pub fn set<T: H5Scalar>(&self, name: &str, values: &[T]) -> Result<()> {
         let shape = if values.len() == 1 { None } else { Some(values.len()) };
         let a = self.create(name, T::type_id(), shape)?;
-        check(unsafe { H5Awrite(a.id, T::type_id(), values.as_ptr().cast()) }, || format!("{}: write attribute {name}", self.owner))
+        check(unsafe { H5Awrite(a.id, T::type_id(), values.as_ptr().cast()) }, || {
+            format!("{}: write attribute {name}", self.owner)
+        })
     }
 
     /// Writes a variable-length UTF-8 string attribute (h5py and xarray read it as `str`).
@@ -392,7 +393,9 @@ impl Attrs {
         let a = self.create(name, t.id, None)?;
         let c = cstr(value);
         let p: *const c_char = c.as_ptr();
-        check(unsafe { H5Awrite(a.id, t.id, (&p as *const *const c_char).cast()) }, || format!("{}: write attribute {name}", self.owner))
+        check(unsafe { H5Awrite(a.id, t.id, (&p as *const *const c_char).cast()) }, || {
+            format!("{}: write attribute {name}", self.owner)
+        })
     }
 
     fn open(&self, name: &str) -> Result<Hid> {
@@ -400,7 +403,9 @@ impl Attrs {
         if unsafe { H5Aexists(self.loc, cname.as_ptr()) } <= 0 {
             return Err(H5Error(format!("{}: no attribute '{name}'", self.owner)));
         }
-        check_id(unsafe { H5Aopen(self.loc, cname.as_ptr(), H5P_DEFAULT) }, H5Aclose, || format!("{}: open attribute {name}", self.owner))
+        check_id(unsafe { H5Aopen(self.loc, cname.as_ptr(), H5P_DEFAULT) }, H5Aclose, || {
+            format!("{}: open attribute {name}", self.owner)
+        })
     }
 
     /// Reads a numeric attribute (scalar or 1-D), converting to `T`.
@@ -412,7 +417,9 @@ impl Attrs {
         unsafe { H5Sget_simple_extent_dims(space.id, dims.as_mut_ptr(), ptr::null_mut()) };
         let n = dims.iter().product::<hsize_t>() as usize;
         let mut out = vec![T::default(); n.max(1)];
-        check(unsafe { H5Aread(a.id, T::type_id(), out.as_mut_ptr().cast()) }, || format!("{}: attribute {name} is not numeric", self.owner))?;
+        check(unsafe { H5Aread(a.id, T::type_id(), out.as_mut_ptr().cast()) }, || {
+            format!("{}: attribute {name} is not numeric", self.owner)
+        })?;
         Ok(out)
     }
 
@@ -425,7 +432,9 @@ impl Attrs {
         }
         let t = string_type()?;
         let mut p: *mut c_char = ptr::null_mut();
-        check(unsafe { H5Aread(a.id, t.id, (&mut p as *mut *mut c_char).cast()) }, || format!("{}: read attribute {name}", self.owner))?;
+        check(unsafe { H5Aread(a.id, t.id, (&mut p as *mut *mut c_char).cast()) }, || {
+            format!("{}: read attribute {name}", self.owner)
+        })?;
         if p.is_null() {
             return Ok(String::new());
         }

@@ -71,7 +71,10 @@ impl TrajectoryWriter {
         let va = vort.attrs();
         va.set_str("units", "1")?;
         va.set_str("long_name", "vorticity")?;
-        va.set_str("description", "z-vorticity dv/dx - du/dy, spectrally truncated to the stored grid; NaN after the member diverged")?;
+        va.set_str(
+            "description",
+            "z-vorticity dv/dx - du/dy, spectrally truncated to the stored grid; NaN after the member diverged",
+        )?;
         for (ds, long_name) in [(&x, "x coordinate"), (&y, "y coordinate"), (&time, "simulation time")] {
             ds.attrs().set_str("units", "1")?;
             ds.attrs().set_str("long_name", long_name)?;
@@ -82,13 +85,19 @@ impl TrajectoryWriter {
         sa.set::<i8>("flag_values", &[0, 1, 2])?;
         sa.set_str("flag_meanings", "train valid test")?;
         let da = diverged.attrs();
-        da.set_str("long_name", "solver step (counted from the initial condition) at which the member blew up; -1: never")?;
+        da.set_str(
+            "long_name",
+            "solver step (counted from the initial condition) at which the member blew up; -1: never",
+        )?;
 
         let s = &config.system;
         let a = f.attrs();
         a.set_str("title", "thermalizer ensemble of 2D Kolmogorov-flow trajectories")?;
         a.set_str("system", "kolmogorov")?;
-        a.set_str("equation", "dw/dt + u.grad(w) = nu lap(w) - drag w - A k_f cos(k_f y); u = (dpsi/dy, -dpsi/dx), lap(psi) = -w")?;
+        a.set_str(
+            "equation",
+            "dw/dt + u.grad(w) = nu lap(w) - drag w - A k_f cos(k_f y); u = (dpsi/dy, -dpsi/dx), lap(psi) = -w",
+        )?;
         a.set::<i64>("grid", &[s.grid as i64])?;
         a.set::<i64>("output_grid", &[n as i64])?;
         a.set::<f64>("domain_length", &[2.0 * std::f64::consts::PI])?;
@@ -101,10 +110,13 @@ impl TrajectoryWriter {
         a.set::<i64>("steps_per_sample", &[config.generate.steps_per_sample as i64])?;
         a.set::<i64>("spinup_steps", &[config.spinup_steps() as i64])?;
         a.set_str("initial_condition", &config.generate.initial_condition)?;
-        a.set_str("precision", match s.precision {
-            crate::config::Precision::F64 => "f64",
-            crate::config::Precision::F32 => "f32",
-        })?;
+        a.set_str(
+            "precision",
+            match s.precision {
+                crate::config::Precision::F64 => "f64",
+                crate::config::Precision::F32 => "f32",
+            },
+        )?;
         a.set::<i64>("seed", &[config.run.seed as i64])?;
         a.set_str("config", &config.to_yaml())?;
         a.set_str("thermalizer_version", VERSION)?;
