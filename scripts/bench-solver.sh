@@ -3,7 +3,7 @@
 # (ForcedNavierStokes2D + crank_nicolson_rk4), each on one core (taskset -c 0), same grids and
 # precisions, then a table with the ratios and the FFT floor.
 #   scripts/bench-solver.sh [--grids 64 128 256 512] [--seconds 1.0]
-# The jax-cfd venv is made by scripts/bench-setup.sh (pinned jax 0.10.2, jax-cfd 0.2.1).
+# The jax-cfd venv is made by scripts/setup-jaxcfd.sh (pinned jax 0.10.2, jax-cfd 0.2.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grids=(64 128 256 512); seconds=1.0
@@ -17,7 +17,7 @@ done
 # shellcheck disable=SC1091
 source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
 cargo build --release --locked -q
-py=$(scripts/bench-setup.sh)
+py=$(scripts/setup-jaxcfd.sh)
 out=$(mktemp -d)
 echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores, load1 $(cut -d' ' -f1 /proc/loadavg)"
 taskset -c 0 target/release/thermalizer bench solver --grids "${grids[@]}" --seconds "$seconds" --json "$out/ours.json" >&2

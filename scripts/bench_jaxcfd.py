@@ -17,7 +17,7 @@ Threads: XLA:CPU is forced to 1 thread (XLA_FLAGS, set before importing jax) and
   pins itself to one core (the lowest in its affinity mask; `taskset -c 0` does the same).
   f64 runs with jax_enable_x64 on, f32 with it off; the state dtype is checked.
 
-Usage (venv from scripts/bench-setup.sh):
+Usage (venv from scripts/setup-jaxcfd.sh):
   python scripts/bench_jaxcfd.py --grids 64 128 256 512 --precision f64 f32 [--seconds 1.0] [--json OUT]
 JSON: a list of {"code": "jax-cfd", "grid": N, "precision": "f64", "ms_per_step": x, ...extras}.
 """

@@ -122,15 +122,20 @@ fn output_is_bitwise_identical_on_1_2_and_3_ranks() {
     let other = generate(2, &dirs[1], &["run.seed=8"]);
     assert_eq!(other.status.code(), Some(2));
     assert_same_file(&dirs[0].join("trajectories.h5"), &dirs[1].join("trajectories.h5"));
-    // The Python readers (h5py, xarray) on the 3-rank file.
+    // The Python tests: readers (h5py, xarray) on the 3-rank file, and the jax-cfd reference
+    // (which needs THERMALIZER_JAX_PYTHON, set by scripts/test.sh).
     let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
+    std::env::var("THERMALIZER_JAX_PYTHON").expect("THERMALIZER_JAX_PYTHON (set by scripts/test.sh)");
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python")])
         .env("THERMALIZER_TRAJECTORIES", dirs[2].join("trajectories.h5"))
+        .env("THERMALIZER_BIN", bin())
         .output()
         .unwrap();
     assert_ok(&out);
-    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(!report.contains("skipped"), "a Python test was skipped:\n{report}");
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }

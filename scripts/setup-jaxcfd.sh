@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Creates (idempotently) the Python venv for the jax-cfd side of the solver benchmark
-# (scripts/bench_jaxcfd.py), separate from the main venv of scripts/setup.sh, and prints its python.
+# Creates (idempotently) the Python venv with jax-cfd, the peer solver: used by the benchmark
+# (scripts/bench_jaxcfd.py) and by the independent-reference test (tests/python/test_against_jaxcfd.py);
+# separate from the main venv of scripts/setup.sh. Prints its python.
 # Pins the versions the anchors were measured with (shared design doc anchors-solver.md):
 #   jax == jaxlib == 0.10.2 (CPU wheel from PyPI), jax-cfd 0.2.1.
-# Usage: scripts/bench-setup.sh     then: taskset -c 0 "$(scripts/bench-setup.sh)" scripts/bench_jaxcfd.py ...
+# Usage: scripts/setup-jaxcfd.sh     then: taskset -c 0 "$(scripts/setup-jaxcfd.sh)" scripts/bench_jaxcfd.py ...
 # Knobs: THERMALIZER_HOME (default ~/.local/share/thermalizer) holds bench-venv/.
 set -euo pipefail
 JAX_VERSION=0.10.2
 JAXCFD_VERSION=0.2.1
 THERMALIZER_HOME=${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}
 VENV=$THERMALIZER_HOME/bench-venv
-log() { echo "[bench-setup] $*" >&2; }   # stderr, so stdout is only the python path
+log() { echo "[setup-jaxcfd] $*" >&2; }   # stderr, so stdout is only the python path
 
 check() {
   "$VENV/bin/python" - "$JAX_VERSION" "$JAXCFD_VERSION" <<'PY' 2>/dev/null
