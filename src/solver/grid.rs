@@ -128,10 +128,11 @@ impl<T: Real> Grid<T> {
     }
 
     /// Forward transform of `real` (`[y][x]`) into `spec` (`[kx][ky]`), keeping the first
-    /// `rows` values of `p` and zeroing the rest. Unnormalised.
+    /// `rows` values of `p` and zeroing the rest of `spec` (which may be shorter than the full
+    /// half spectrum, down to `rows · n`). Unnormalised.
     pub fn forward(&self, real: &[T], spec: &mut [Complex<T>], rows: usize, ws: &mut FftScratch<T>) {
         let (n, nkx) = (self.n, self.nkx);
-        debug_assert!(real.len() == n * n && spec.len() == self.spec_len() && rows <= nkx);
+        debug_assert!(real.len() == n * n && spec.len() >= rows * n && rows <= nkx);
         for (y, out) in ws.rows.chunks_exact_mut(nkx).enumerate() {
             ws.line.copy_from_slice(&real[y * n..(y + 1) * n]);
             self.r2c.process_with_scratch(&mut ws.line, out, &mut ws.scratch).expect("rfft buffer sizes");
@@ -176,11 +177,18 @@ impl<T: Real> Grid<T> {
 /// `dst` (row stride `dst_stride`), i.e. `dst[b][a] = src[a][b]`, in cache-sized tiles.
 fn transpose<C: Copy>(src: &[C], src_stride: usize, dst: &mut [C], dst_stride: usize, a_rows: usize, b_cols: usize) {
     const TILE: usize = 16;
+    if a_rows == 0 || b_cols == 0 {
+        return;
+    }
+    assert!((a_rows - 1) * src_stride + b_cols <= src.len(), "transpose: source too short");
+    assert!((b_cols - 1) * dst_stride + a_rows <= dst.len(), "transpose: destination too short");
     for a0 in (0..a_rows).step_by(TILE) {
         for b0 in (0..b_cols).step_by(TILE) {
             for a in a0..(a0 + TILE).min(a_rows) {
                 for b in b0..(b0 + TILE).min(b_cols) {
-                    dst[b * dst_stride + a] = src[a * src_stride + b];
+                    // SAFETY: a < a_rows and b < b_cols, so both indices are within the bounds
+                    // asserted above.
+                    unsafe { *dst.get_unchecked_mut(b * dst_stride + a) = *src.get_unchecked(a * src_stride + b) };
                 }
             }
         }

@@ -10,8 +10,9 @@
 //!
 //! `F` is the curl of the body force `f = (A sin(k_f y), 0)`; `A = 1` in the paper. `ν = 1/Re`.
 //!
-//! Discretisation: pseudo-spectral. The advection `−u·∇ω` is computed on the grid from the four
-//! fields `u, v, ∂xω, ∂yω` (4 inverse + 1 forward real FFT per evaluation) and projected onto the
+//! Discretisation: pseudo-spectral. The advection is evaluated in Basdevant's (1983) form
+//! `u·∇ω = (∂x² − ∂y²)(uv) + ∂x∂y(v² − u²)` from the products of `u` and `v` on the grid (2 inverse
+//! + 2 forward real FFTs per evaluation, against 5 for `u·∇ω` directly) and projected onto the
 //! 2/3-rule band `|kx|, |ky| ≤ kmax = (N−1)/3`; the forcing is added in spectral space (it is
 //! constant, so it costs no FFT). Viscosity and drag, `L = −ν|k|² − α`, are treated implicitly.
 //! The state is kept inside the band (initial conditions are projected onto it), which makes the
@@ -50,8 +51,10 @@ pub struct Kolmogorov<T: Real> {
 /// Per-thread work space of [`Kolmogorov::explicit`].
 pub struct KolmogorovWork<T: Real> {
     fft: FftScratch<T>,
-    spec: Vec<Complex<T>>,
-    fields: [Vec<T>; 4],
+    /// Spectra of `u, v`, then of the products `uv, v² − u²` (band rows only).
+    spectra: [Vec<Complex<T>>; 2],
+    /// `u, v` on the grid, then the products.
+    fields: [Vec<T>; 2],
 }
 
 impl<T: Real> Kolmogorov<T> {
@@ -131,11 +134,11 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
     type Work = KolmogorovWork<T>;
 
     fn work(&self) -> KolmogorovWork<T> {
-        let nn = self.grid.n * self.grid.n;
+        let (nn, active) = (self.grid.n * self.grid.n, self.active_len());
         KolmogorovWork {
             fft: self.grid.scratch(),
-            spec: vec![Complex::default(); self.grid.spec_len()],
-            fields: [vec![T::zero(); nn], vec![T::zero(); nn], vec![T::zero(); nn], vec![T::zero(); nn]],
+            spectra: std::array::from_fn(|_| vec![Complex::default(); active]),
+            fields: std::array::from_fn(|_| vec![T::zero(); nn]),
         }
     }
 
@@ -143,50 +146,53 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
         let g = &self.grid;
         let (n, rows) = (g.n, g.band_rows());
         let active = rows * n;
-        let s = T::one() / T::of((n * n) as f64);
-        let [u, v, wx, wy] = &mut work.fields;
-        for (field, out_real) in [u, v, wx, wy].into_iter().enumerate() {
-            let spec = &mut work.spec[..active];
-            for p in 0..rows {
-                let kx = g.kx[p];
-                let row = p * n..(p + 1) * n;
-                let (o_row, w_row, ik2) = (&mut spec[row.clone()], &w[row.clone()], &self.inv_k2_scaled[row]);
-                for q in 0..n {
-                    // i·c·m for a real multiplier m: (−c.im·m, c.re·m).
-                    let m = match field {
-                        0 => g.ky[q] * ik2[q], // u = ∂yψ:  i ky ω̂/k²
-                        1 => -kx * ik2[q],     // v = −∂xψ: −i kx ω̂/k²
-                        2 => kx * s,           // ∂xω
-                        _ => g.ky[q] * s,      // ∂yω
-                    };
-                    let c = w_row[q];
-                    o_row[q] = Complex::new(-c.im * m, c.re * m);
-                }
+        // û = i ky ω̂/k², v̂ = −i kx ω̂/k² (×1/N², folded into inv_k2_scaled).
+        let [su, sv] = &mut work.spectra;
+        for p in 0..rows {
+            let (kx, row) = (g.kx[p], p * n..(p + 1) * n);
+            let (w_row, ik2, su, sv) =
+                (&w[row.clone()], &self.inv_k2_scaled[row.clone()], &mut su[row.clone()], &mut sv[row]);
+            for q in 0..n {
+                let c = w_row[q];
+                let rot = Complex::new(-c.im, c.re) * ik2[q]; // i ω̂/k²
+                su[q] = rot * g.ky[q];
+                sv[q] = rot * -kx;
             }
-            g.inverse_in_place(spec, out_real, rows, &mut work.fft);
         }
-        let [u, v, wx, wy] = &mut work.fields;
+        let [u, v] = &mut work.fields;
+        g.inverse_in_place(&mut su[..active], u, rows, &mut work.fft);
+        g.inverse_in_place(&mut sv[..active], v, rows, &mut work.fft);
+        // Basdevant's form of the advection: u·∇ω = (∂x² − ∂y²)(uv) + ∂x∂y(v² − u²), two products
+        // instead of four fields (4 FFTs per evaluation, not 5). u ← uv, v ← v² − u².
         let mut speed2 = T::zero();
-        for i in 0..n * n {
-            speed2 = speed2.max(u[i] * u[i] + v[i] * v[i]);
-            // A NaN anywhere must surface in the returned speed (max() would drop it).
-            if u[i].is_nan() {
-                speed2 = T::nan();
+        let mut finite = true;
+        for (a, b) in u.iter_mut().zip(v.iter_mut()) {
+            let (uu, vv) = (*a * *a, *b * *b);
+            finite &= (uu + vv).is_finite();
+            speed2 = speed2.max(uu + vv);
+            *a = *a * *b;
+            *b = vv - uu;
+        }
+        g.forward(u, su, rows, &mut work.fft);
+        g.forward(v, sv, rows, &mut work.fft);
+        // −u·∇ω: (kx² − ky²) (uv)^ + kx ky (v² − u²)^, on the band only.
+        for p in 0..rows {
+            let (kx, row) = (g.kx[p], p * n..(p + 1) * n);
+            let (o, a, b) = (&mut out[row.clone()], &su[row.clone()], &sv[row]);
+            for q in 0..n {
+                let ky = g.ky[q];
+                o[q] = a[q] * (kx * kx - ky * ky) + b[q] * (kx * ky);
             }
-            wx[i] = -(u[i] * wx[i] + v[i] * wy[i]);
+            o[g.kmax + 1..n - g.kmax].fill(Complex::default());
         }
-        g.forward(wx, out, rows, &mut work.fft);
-        // Band in ky: q ≤ kmax or q ≥ n − kmax; zero the rows' middle.
-        for row in out[..active].chunks_exact_mut(n) {
-            row[g.kmax + 1..n - g.kmax].fill(Complex::default());
-        }
+        out[active..].fill(Complex::default());
         for &(i, f) in &self.forcing {
             out[i] = out[i] + f;
         }
-        if speed2.is_nan() {
-            T::nan()
-        } else {
+        if finite {
             speed2.sqrt()
+        } else {
+            T::nan()
         }
     }
 
