@@ -309,3 +309,20 @@ fn bad_input_is_refused_with_one_clear_line() {
     assert!(!dir.join("run").exists(), "a refused run created its run.dir");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn blown_up_members_are_marked_and_the_run_completes() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // max_cfl below the initial CFL number (~0.36): every member is stopped at its first step.
+    // Member 4 runs alone on rank 1 of 2 ranks; the others are unaffected by its state.
+    let dir = scratch("diverged");
+    let out = generate(2, &dir, &["generate.max_cfl=0.3"]);
+    assert_ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("member 4 diverged at solver step 0"), "{log}");
+    assert!(log.contains("(5 diverged)"), "{log}");
+    let f = File::open(&dir.join("trajectories.h5"), Access::Serial, false).unwrap();
+    assert_eq!(f.dataset("diverged_at").unwrap().read::<i64>(None).unwrap(), vec![0; 5]);
+    assert!(f.dataset("vorticity").unwrap().read::<f32>(None).unwrap().iter().all(|v| v.is_nan()));
+    let _ = std::fs::remove_dir_all(dir);
+}
