@@ -3,6 +3,7 @@
 pub mod grid;
 pub mod initial;
 pub mod kolmogorov;
+pub mod qg;
 pub mod real;
 pub mod resize;
 pub mod stepper;
