@@ -34,7 +34,8 @@ if ! check; then
 fi
 # smoke test: pyqg imports, and its kernel uses pyfftw (not the numpy.fft fallback)
 "$VENV/bin/python" - <<'PY' >&2 || { log "error: pyqg import / pyfftw check failed in $VENV"; exit 1; }
-import pyqg, pyqg.kernel
-assert pyqg.kernel.PYQG_USE_PYFFTW, "pyqg was built without pyfftw"
+import pyqg, pyqg.kernel as k
+# kernel.pyx imports pyfftw only when built with it, numpy.fft (as npfft) otherwise
+assert hasattr(k, "pyfftw") and not hasattr(k, "npfft"), "pyqg was built without pyfftw"
 PY
 echo "$VENV/bin/python"

@@ -3,7 +3,8 @@
 #   scripts/test.sh
 # installs what is missing (scripts/setup.sh), builds the release binary, and runs every test:
 # unit tests, physics checks, multi-rank (mpirun) end-to-end tests, and the Python readers
-# (h5py, xarray) on a generated file, and the comparison with jax-cfd from the same initial state. Extra arguments go to `cargo test`.
+# (h5py, xarray) on a generated file, and the comparisons with jax-cfd (Kolmogorov) and pyqg
+# (two-layer QG) from the same initial states. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -12,6 +13,8 @@ source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # jax-cfd, the independent reference the solver is compared with (tests/python/test_against_jaxcfd.py)
 THERMALIZER_JAX_PYTHON=$(scripts/setup-jaxcfd.sh)
-export THERMALIZER_JAX_PYTHON
+# pyqg 0.7.2, the reference of the two-layer QG model (tests/qg_vs_pyqg.rs)
+THERMALIZER_PYQG_PYTHON=$(scripts/setup-pyqg.sh)
+export THERMALIZER_JAX_PYTHON THERMALIZER_PYQG_PYTHON
 cargo build --release --locked
 cargo test --release --locked "$@"

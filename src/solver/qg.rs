@@ -273,11 +273,64 @@ impl<T: Real> Qg<T> {
                     dq[i] = dq[i] + psi[i] * (rek * self.k2[i]);
                 }
             }
+            if self.params.smagorinsky > 0.0 {
+                self.add_smagorinsky(layer, work);
+            }
         }
         if finite {
             speed2.sqrt()
         } else {
             T::nan()
+        }
+    }
+
+    /// Adds pyqg's Smagorinsky tendency of `layer` to `work.dq`, from `work.psi`:
+    /// strain `Sxx = ∂x u`, `Syy = ∂y v`, `Sxy = ½(∂y u + ∂x v)` of the anomaly velocity,
+    /// `ν = (C_S dx)² √(2(Sxx² + Syy² + 2 Sxy²))`, velocity tendency
+    /// `du = 2(∂x(ν Sxx) + ∂y(ν Sxy))`, `dv = 2(∂x(ν Sxy) + ∂y(ν Syy))`, and its curl
+    /// `∂x dv − ∂y du` added to `dq/dt` (6 more FFTs per layer).
+    fn add_smagorinsky(&self, layer: usize, work: &mut QgWork<T>) {
+        let g = &self.grid;
+        let (n, nkx, len) = (g.n, g.nkx, g.spec_len());
+        let s = T::one() / T::of((n * n) as f64);
+        let psi = &work.psi[layer * len..(layer + 1) * len];
+        let [sxx, syy, sxy] = &mut work.spec;
+        for p in 0..nkx {
+            let k = g.kx[p];
+            for qi in 0..n {
+                let (i, l) = (p * n + qi, g.ky[qi]);
+                // û = −il ψ̂, v̂ = ik ψ̂ ⇒ ∂x u = kl ψ̂, ∂y v = −kl ψ̂, ½(∂y u + ∂x v) = ½(l² − k²) ψ̂
+                let ps = psi[i] * s;
+                sxx[i] = ps * (k * l);
+                syy[i] = ps * -(k * l);
+                sxy[i] = ps * (T::of(0.5) * (l * l - k * k));
+            }
+        }
+        let [fxx, fyy, fxy] = &mut work.fields;
+        g.inverse_in_place(sxx, fxx, nkx, &mut work.fft);
+        g.inverse_in_place(syy, fyy, nkx, &mut work.fft);
+        g.inverse_in_place(sxy, fxy, nkx, &mut work.fft);
+        let c = T::of((self.params.smagorinsky * self.params.length / n as f64).powi(2));
+        let two = T::of(2.0);
+        for ((a, b), d) in fxx.iter_mut().zip(fyy.iter_mut()).zip(fxy.iter_mut()) {
+            let nu = c * (two * (*a * *a + *b * *b + two * *d * *d)).sqrt();
+            *a = *a * nu;
+            *b = *b * nu;
+            *d = *d * nu;
+        }
+        g.forward(fxx, sxx, nkx, &mut work.fft);
+        g.forward(fyy, syy, nkx, &mut work.fft);
+        g.forward(fxy, sxy, nkx, &mut work.fft);
+        let dq = &mut work.dq[layer * len..(layer + 1) * len];
+        for p in 0..nkx {
+            let k = g.kx[p];
+            for qi in 0..n {
+                let (i, l) = (p * n + qi, g.ky[qi]);
+                // du^ = 2(ik A + il B), dv^ = 2(ik B + il C); curl: ik dv^ − il du^
+                //     = 2(−k² B − kl C + kl A + l² B) = 2(kl (A − C) + (l² − k²) B)
+                let curl = ((sxx[i] - syy[i]) * (k * l) + sxy[i] * (l * l - k * k)) * two;
+                dq[i] = dq[i] + curl;
+            }
         }
     }
 
