@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::solver::kolmogorov::KolmogorovParams;
+use crate::solver::qg::{QgParams, SmallScales};
+
 /// A configuration problem, already phrased for the user (one line, names the key/file).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -79,7 +82,7 @@ pub enum Precision {
     F32,
 }
 
-/// `system.*`: the PDE, its parameters and its grid.
+/// `system.*`: the PDE, its parameters and its grid. Keys of the other system stay unset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemConfig {
@@ -90,24 +93,73 @@ pub struct SystemConfig {
     /// Stored grid points per side (≤ `grid`, even); unset = `grid`.
     #[serde(default)]
     pub output_grid: Option<usize>,
-    /// Solver time step (nondimensional time units for Kolmogorov).
+    /// Solver time step (nondimensional for Kolmogorov, seconds for QG).
     pub dt: f64,
-    /// Kinematic viscosity `ν = 1/Re`.
-    pub viscosity: f64,
-    /// Linear drag coefficient `α`.
-    pub drag: f64,
-    /// Forcing wavenumber `k_f` (integer).
-    pub forcing_wavenumber: usize,
-    /// Amplitude `A` of the body force `A sin(k_f y) x̂`.
-    #[serde(default = "one")]
-    pub forcing_amplitude: f64,
     /// `f64` (default) or `f32`.
     #[serde(default)]
     pub precision: Precision,
+    /// Kolmogorov: kinematic viscosity `ν = 1/Re`.
+    #[serde(default)]
+    pub viscosity: Option<f64>,
+    /// Kolmogorov: linear drag coefficient `α`.
+    #[serde(default)]
+    pub drag: Option<f64>,
+    /// Kolmogorov: forcing wavenumber `k_f` (integer).
+    #[serde(default)]
+    pub forcing_wavenumber: Option<usize>,
+    /// Kolmogorov: amplitude `A` of the body force `A sin(k_f y) x̂` (default 1).
+    #[serde(default)]
+    pub forcing_amplitude: Option<f64>,
+    /// QG: parameter set the unset QG keys are taken from, `eddy` (default) or `jet`.
+    #[serde(default)]
+    pub preset: Option<QgPreset>,
+    /// QG: domain side `L` (m).
+    #[serde(default)]
+    pub length: Option<f64>,
+    /// QG: planetary vorticity gradient `β` (m⁻¹ s⁻¹).
+    #[serde(default)]
+    pub beta: Option<f64>,
+    /// QG: deformation radius `rd` (m).
+    #[serde(default)]
+    pub rd: Option<f64>,
+    /// QG: layer-depth ratio `δ = H1/H2`.
+    #[serde(default)]
+    pub delta: Option<f64>,
+    /// QG: upper-layer background zonal velocity `U1` (m/s).
+    #[serde(default)]
+    pub u1: Option<f64>,
+    /// QG: lower-layer background zonal velocity `U2` (m/s).
+    #[serde(default)]
+    pub u2: Option<f64>,
+    /// QG: bottom drag `r_ek` (s⁻¹).
+    #[serde(default)]
+    pub rek: Option<f64>,
+    /// QG: small-scale treatment, `exponential` (pyqg's filter, default) or `two_thirds`.
+    #[serde(default)]
+    pub dealias: Option<Dealias>,
+    /// QG: Smagorinsky constant `C_S` (0 = off).
+    #[serde(default)]
+    pub smagorinsky: Option<f64>,
 }
 
-fn one() -> f64 {
-    1.0
+/// Named QG parameter sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QgPreset {
+    /// pyqg's QGModel defaults at L = 1e6 m (the paper's data).
+    Eddy,
+    /// torch_qg's jet configuration.
+    Jet,
+}
+
+/// QG small-scale treatment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dealias {
+    /// pyqg's exponential spectral filter.
+    Exponential,
+    /// The 2/3-rule mask (torch_qg).
+    TwoThirds,
 }
 
 /// `generate.*`: the ensemble to simulate and store.
@@ -175,9 +227,89 @@ impl Config {
             .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
         let parsed: Config = serde_saphyr::from_str(&text)
             .map_err(|e| ConfigError(format!("{}: {}", path.display(), parse_message(&e.to_string(), &text))))?;
-        let config = overrides::apply(parsed, sets)?;
+        let mut config = overrides::apply(parsed, sets)?;
         validate::check(&config).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
+        config.resolve_defaults();
         Ok(config)
+    }
+
+    /// Fills the unset keys of the configured system with their defaults (QG keys from the
+    /// preset), so that the stored config is complete.
+    pub fn resolve_defaults(&mut self) {
+        let s = &mut self.system;
+        match s.kind {
+            SystemKind::Kolmogorov => {
+                s.forcing_amplitude.get_or_insert(1.0);
+            }
+            SystemKind::Qg => {
+                let p = match s.preset.get_or_insert(QgPreset::Eddy) {
+                    QgPreset::Eddy => QgParams::eddy(),
+                    QgPreset::Jet => QgParams::jet(),
+                };
+                s.length.get_or_insert(p.length);
+                s.beta.get_or_insert(p.beta);
+                s.rd.get_or_insert(p.rd);
+                s.delta.get_or_insert(p.delta);
+                s.u1.get_or_insert(p.u1);
+                s.u2.get_or_insert(p.u2);
+                s.rek.get_or_insert(p.rek);
+                s.dealias.get_or_insert(Dealias::Exponential);
+                s.smagorinsky.get_or_insert(0.0);
+            }
+        }
+    }
+
+    /// Kolmogorov parameters (after [`Config::load`]; panics if the system is not Kolmogorov).
+    pub fn kolmogorov(&self) -> KolmogorovParams {
+        let s = &self.system;
+        KolmogorovParams {
+            viscosity: s.viscosity.expect("validated"),
+            drag: s.drag.expect("validated"),
+            forcing_wavenumber: s.forcing_wavenumber.expect("validated"),
+            forcing_amplitude: s.forcing_amplitude.unwrap_or(1.0),
+        }
+    }
+
+    /// QG parameters (after [`Config::load`]; panics if the system is not QG).
+    pub fn qg(&self) -> QgParams {
+        let s = &self.system;
+        QgParams {
+            length: s.length.expect("resolved"),
+            beta: s.beta.expect("resolved"),
+            rd: s.rd.expect("resolved"),
+            delta: s.delta.expect("resolved"),
+            u1: s.u1.expect("resolved"),
+            u2: s.u2.expect("resolved"),
+            rek: s.rek.expect("resolved"),
+            small_scales: match s.dealias.expect("resolved") {
+                Dealias::Exponential => SmallScales::Exponential,
+                Dealias::TwoThirds => SmallScales::TwoThirds,
+            },
+            smagorinsky: s.smagorinsky.expect("resolved"),
+        }
+    }
+
+    /// QG parameters with unset keys taken from the preset (before or after resolution).
+    pub fn qg_or_preset(&self) -> QgParams {
+        let mut c = self.clone();
+        c.resolve_defaults();
+        c.qg()
+    }
+
+    /// Side of the periodic domain (2π for Kolmogorov, `L` for QG).
+    pub fn domain_length(&self) -> f64 {
+        match self.system.kind {
+            SystemKind::Kolmogorov => 2.0 * std::f64::consts::PI,
+            SystemKind::Qg => self.system.length.unwrap_or(QgParams::eddy().length),
+        }
+    }
+
+    /// Stored fields per state (1 vorticity; 2 PV layers).
+    pub fn layers(&self) -> usize {
+        match self.system.kind {
+            SystemKind::Kolmogorov => 1,
+            SystemKind::Qg => 2,
+        }
     }
 
     /// The resolved configuration as YAML (stored in every output).

@@ -1,16 +1,13 @@
 //! Semantic checks of a parsed [`Config`], before any compute: every message names the key and
 //! the value, and says what would be accepted.
 
-use super::{Config, ConfigError, SystemKind};
+use super::{Config, ConfigError, SystemConfig, SystemKind};
 
 /// Checks value ranges, grid sizes and an a-priori CFL estimate.
 pub fn check(c: &Config) -> Result<(), ConfigError> {
     let s = &c.system;
     let g = &c.generate;
     let err = |key: &str, value: String, why: &str| Err(ConfigError(format!("{key} = {value}: {why}")));
-    if s.kind == SystemKind::Qg {
-        return err("system.kind", "qg".into(), "the QG system is not available in this version (use kolmogorov)");
-    }
     if s.grid < 8 || s.grid % 2 != 0 {
         return err("system.grid", s.grid.to_string(), "the solver needs an even grid of at least 8 points");
     }
@@ -29,22 +26,34 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
     if !(s.dt.is_finite() && s.dt > 0.0) {
         return err("system.dt", s.dt.to_string(), "must be a positive number");
     }
-    if !(s.viscosity.is_finite() && s.viscosity >= 0.0) {
-        return err("system.viscosity", s.viscosity.to_string(), "must be >= 0");
+    let kolmogorov_keys = [
+        ("system.viscosity", s.viscosity.is_some()),
+        ("system.drag", s.drag.is_some()),
+        ("system.forcing_wavenumber", s.forcing_wavenumber.is_some()),
+        ("system.forcing_amplitude", s.forcing_amplitude.is_some()),
+    ];
+    let qg_keys = [
+        ("system.preset", s.preset.is_some()),
+        ("system.length", s.length.is_some()),
+        ("system.beta", s.beta.is_some()),
+        ("system.rd", s.rd.is_some()),
+        ("system.delta", s.delta.is_some()),
+        ("system.u1", s.u1.is_some()),
+        ("system.u2", s.u2.is_some()),
+        ("system.rek", s.rek.is_some()),
+        ("system.dealias", s.dealias.is_some()),
+        ("system.smagorinsky", s.smagorinsky.is_some()),
+    ];
+    let (foreign, kind) = match s.kind {
+        SystemKind::Kolmogorov => (&qg_keys[..], "kolmogorov"),
+        SystemKind::Qg => (&kolmogorov_keys[..], "qg"),
+    };
+    if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
+        return err(key, "(set)".into(), &format!("not a parameter of system.kind = {kind}; remove it"));
     }
-    if !(s.drag.is_finite() && s.drag >= 0.0) {
-        return err("system.drag", s.drag.to_string(), "must be >= 0");
-    }
-    if !s.forcing_amplitude.is_finite() {
-        return err("system.forcing_amplitude", s.forcing_amplitude.to_string(), "must be finite");
-    }
-    let kmax = (s.grid - 1) / 3;
-    if s.forcing_wavenumber > kmax {
-        return err(
-            "system.forcing_wavenumber",
-            s.forcing_wavenumber.to_string(),
-            &format!("outside the dealiased band of system.grid = {} (|k| <= {kmax})", s.grid),
-        );
+    match s.kind {
+        SystemKind::Kolmogorov => check_kolmogorov(s)?,
+        SystemKind::Qg => check_qg(s)?,
     }
     if g.members == 0 {
         return err("generate.members", "0".into(), "need at least one member");
@@ -75,7 +84,7 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
     if !(c.run.checkpoint_interval >= 0.0 && c.run.log_interval >= 0.0) {
         return err("run.checkpoint_interval", c.run.checkpoint_interval.to_string(), "intervals must be >= 0 seconds");
     }
-    let (u_est, dx) = (speed_estimate(c), 2.0 * std::f64::consts::PI / s.grid as f64);
+    let (u_est, dx) = (speed_estimate(c), c.domain_length() / s.grid as f64);
     let cfl = cfl_estimate(c);
     if cfl > 1.0 {
         return err(
@@ -90,13 +99,64 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A-priori speed scale: the larger of the random initial field's maximum speed and the speed
-/// of the laminar response to the forcing, `A/(ν k_f² + α)` (capped at 4× the initial speed,
-/// since turbulence keeps the flow well below the unstable laminar state).
+fn positive(key: &str, v: Option<f64>, allow_zero: bool) -> Result<(), ConfigError> {
+    match v {
+        Some(x) if x.is_finite() && (x > 0.0 || (allow_zero && x == 0.0)) => Ok(()),
+        Some(x) => Err(ConfigError(format!("{key} = {x}: must be {}", if allow_zero { ">= 0" } else { "> 0" }))),
+        None => Ok(()),
+    }
+}
+
+fn check_kolmogorov(s: &SystemConfig) -> Result<(), ConfigError> {
+    for (key, v) in [("system.viscosity", s.viscosity), ("system.drag", s.drag)] {
+        if v.is_none() {
+            return Err(ConfigError(format!("{key}: required for system.kind = kolmogorov")));
+        }
+        positive(key, v, true)?;
+    }
+    let Some(kf) = s.forcing_wavenumber else {
+        return Err(ConfigError("system.forcing_wavenumber: required for system.kind = kolmogorov".into()));
+    };
+    if let Some(a) = s.forcing_amplitude.filter(|a| !a.is_finite()) {
+        return Err(ConfigError(format!("system.forcing_amplitude = {a}: must be finite")));
+    }
+    let kmax = (s.grid - 1) / 3;
+    if kf > kmax {
+        return Err(ConfigError(format!(
+            "system.forcing_wavenumber = {kf}: outside the dealiased band of system.grid = {} (|k| <= {kmax})",
+            s.grid
+        )));
+    }
+    Ok(())
+}
+
+fn check_qg(s: &SystemConfig) -> Result<(), ConfigError> {
+    positive("system.length", s.length, false)?;
+    positive("system.rd", s.rd, false)?;
+    positive("system.delta", s.delta, false)?;
+    positive("system.rek", s.rek, true)?;
+    positive("system.smagorinsky", s.smagorinsky, true)?;
+    for (key, v) in [("system.beta", s.beta), ("system.u1", s.u1), ("system.u2", s.u2)] {
+        if let Some(x) = v.filter(|x| !x.is_finite()) {
+            return Err(ConfigError(format!("{key} = {x}: must be finite")));
+        }
+    }
+    Ok(())
+}
+
+/// A-priori speed scale. Kolmogorov: the larger of the random initial field's maximum speed and
+/// the speed of the laminar response to the forcing, `A/(ν k_f² + α)` (capped at 4× the initial
+/// speed, since turbulence keeps the flow well below the unstable laminar state). QG: ten times
+/// the largest background velocity (equilibrated eddies are an order of magnitude faster).
 fn speed_estimate(c: &Config) -> f64 {
     let s = &c.system;
-    let kf = s.forcing_wavenumber as f64;
-    let laminar = if kf > 0.0 { s.forcing_amplitude.abs() / (s.viscosity * kf * kf + s.drag).max(1e-300) } else { 0.0 };
+    if s.kind == SystemKind::Qg {
+        let p = c.qg_or_preset();
+        return 10.0 * p.u1.abs().max(p.u2.abs());
+    }
+    let kf = s.forcing_wavenumber.unwrap_or(0) as f64;
+    let (nu, drag, amp) = (s.viscosity.unwrap_or(0.0), s.drag.unwrap_or(0.0), s.forcing_amplitude.unwrap_or(1.0));
+    let laminar = if kf > 0.0 { amp.abs() / (nu * kf * kf + drag).max(1e-300) } else { 0.0 };
     if c.ic_file().is_some() {
         laminar
     } else {
@@ -106,5 +166,5 @@ fn speed_estimate(c: &Config) -> f64 {
 
 /// The a-priori CFL number `u·dt/dx` used by [`check`] (also printed by `validate`).
 pub fn cfl_estimate(c: &Config) -> f64 {
-    speed_estimate(c) * c.system.dt / (2.0 * std::f64::consts::PI / c.system.grid as f64)
+    speed_estimate(c) * c.system.dt / (c.domain_length() / c.system.grid as f64)
 }

@@ -168,6 +168,11 @@ impl<T: Real> Qg<T> {
         &self.grid
     }
 
+    /// The small-scale multiplier applied after every step, per mode.
+    pub fn filter(&self) -> &[T] {
+        &self.filter
+    }
+
     /// The parameters.
     pub fn params(&self) -> &QgParams {
         &self.params

@@ -17,6 +17,8 @@ use super::real::Real;
 pub struct Downsampler<T: Real> {
     coarse: Grid<T>,
     fine_n: usize,
+    /// Optional multiplier per coarse mode (the coarse model's filter: pyqg's "operator 1").
+    filter: Option<Vec<T>>,
 }
 
 /// Work space of one [`Downsampler`] call.
@@ -29,7 +31,14 @@ impl<T: Real> Downsampler<T> {
     /// From `fine_n` to `m` points per side on a domain of side `length`.
     pub fn new(fine_n: usize, m: usize, length: f64) -> Self {
         assert!(m <= fine_n && m % 2 == 0);
-        Downsampler { coarse: Grid::new(m, length), fine_n }
+        Downsampler { coarse: Grid::new(m, length), fine_n, filter: None }
+    }
+
+    /// As [`Downsampler::new`], then multiplies each coarse mode by `filter` (half-spectrum
+    /// layout of the coarse grid): truncation × the low-resolution model's filter, the
+    /// coarse-graining of the paper's QG data (Ross et al. 2023, operator 1).
+    pub fn with_filter(fine_n: usize, m: usize, length: f64, filter: Vec<T>) -> Self {
+        Downsampler { filter: Some(filter), ..Downsampler::new(fine_n, m, length) }
     }
 
     /// Fresh work space.
@@ -51,6 +60,9 @@ impl<T: Real> Downsampler<T> {
                 let qf = k.rem_euclid(n as i64) as usize;
                 work.spec[p * m + qc] = w[p * n + qf];
             }
+        }
+        if let Some(f) = &self.filter {
+            work.spec.iter_mut().zip(f).for_each(|(c, &f)| *c = *c * f);
         }
         self.coarse.inverse_in_place(&mut work.spec, out, half, &mut work.fft);
         let s = T::one() / T::of((n * n) as f64);

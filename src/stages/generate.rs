@@ -21,20 +21,22 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use num_complex::Complex;
+use rand::Rng;
 use rayon::prelude::*;
 
 use super::StageError;
-use crate::config::{Config, Precision};
+use crate::config::{Config, Precision, SystemKind};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
 use crate::solver::initial::filtered_vorticity;
-use crate::solver::kolmogorov::KolmogorovParams;
+use crate::solver::kolmogorov::Kolmogorov;
+use crate::solver::qg::Qg;
 use crate::solver::real::Real;
 use crate::solver::resize::Downsampler;
-use crate::solver::KolmogorovSolver;
+use crate::solver::{Dynamics, KolmogorovSolver, QgSolver};
 use crate::store::h5::{Access, File, Hyperslab};
-use crate::store::trajectories::{TrajectoryLayout, TrajectoryWriter};
+use crate::store::trajectories::{variable, TrajectoryLayout, TrajectoryWriter};
 use crate::store::{checkpoint, partial_path};
 
 /// How a generate run ended.
@@ -83,14 +85,16 @@ impl Plan {
     }
 
     /// Estimated peak memory of one of `ranks` ranks, in bytes: every local member's state,
-    /// plus per thread four real fields, five spectra and the FFT buffers.
+    /// plus per thread the solver's real fields, spectra and FFT buffers.
     pub fn memory_per_rank(c: &Config, ranks: usize) -> u64 {
         let n = c.system.grid as u64;
         let word = if c.system.precision == Precision::F32 { 4 } else { 8 };
         let spec = (n / 2 + 1) * n * 2 * word;
         let local = c.generate.members.div_ceil(ranks) as u64;
         let threads = if ranks > 1 { 1 } else { std::thread::available_parallelism().map_or(1, |v| v.get()) as u64 };
-        local * spec + threads * (4 * n * n * word + 5 * spec)
+        // QG keeps two layers and two past tendencies per member (Adams–Bashforth 3).
+        let per_member = if c.system.kind == SystemKind::Qg { 6 * spec } else { spec };
+        local * per_member + threads * (6 * n * n * word + 8 * spec)
     }
 }
 
@@ -116,7 +120,7 @@ fn identity_of_yaml(yaml: &str) -> Option<String> {
 /// Checks inputs and the run directory (rank 0), and decides fresh / resume / done.
 fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
     if let Some(ic) = c.ic_file() {
-        check_ic_file(&ic, c.generate.members, c.system.grid)?;
+        check_ic_file(&ic, c)?;
     }
     let dir = &c.run.dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("run.dir = {}: cannot create it: {e}", dir.display()))?;
@@ -150,18 +154,23 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
     Ok(FRESH)
 }
 
-/// An initial-condition file must hold `vorticity[member, y, x]` on the solver grid.
-fn check_ic_file(path: &Path, members: usize, n: usize) -> Result<(), String> {
+/// An initial-condition file must hold `vorticity[member, y, x]` (Kolmogorov) or
+/// `q[member, layer, y, x]` (QG) on the solver grid.
+fn check_ic_file(path: &Path, c: &Config) -> Result<(), String> {
+    let (members, n, var) = (c.generate.members, c.system.grid, variable(c));
     let key = format!("generate.initial_condition = {}", path.display());
     if !path.is_file() {
         return Err(format!("{key}: no such file"));
     }
     let f = File::open(path, Access::Serial, false).map_err(|e| format!("{key}: {e}"))?;
-    let shape = f.dataset("vorticity").and_then(|d| d.shape()).map_err(|e| format!("{key}: {e}"))?;
-    if shape != [members, n, n] {
-        return Err(format!(
-            "{key}: vorticity has shape {shape:?}, expected [generate.members, system.grid, system.grid] = [{members}, {n}, {n}]"
-        ));
+    let shape = f.dataset(var.name).and_then(|d| d.shape()).map_err(|e| format!("{key}: {e}"))?;
+    let (want, names) = if var.layers > 1 {
+        (vec![members, var.layers, n, n], "[generate.members, layer, system.grid, system.grid]")
+    } else {
+        (vec![members, n, n], "[generate.members, system.grid, system.grid]")
+    };
+    if shape != want {
+        return Err(format!("{key}: {} has shape {shape:?}, expected {names} = {want:?}", var.name));
     }
     Ok(())
 }
@@ -169,34 +178,47 @@ fn check_ic_file(path: &Path, members: usize, n: usize) -> Result<(), String> {
 /// Runs the stage on all ranks.
 pub fn run(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
     match c.system.precision {
-        Precision::F64 => run_typed::<f64>(c, world, stop),
-        Precision::F32 => run_typed::<f32>(c, world, stop),
+        Precision::F64 => run_precision::<f64>(c, world, stop),
+        Precision::F32 => run_precision::<f32>(c, world, stop),
+    }
+}
+
+fn run_precision<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
+    let (n, m, length) = (c.system.grid, c.output_grid(), c.domain_length());
+    match c.system.kind {
+        SystemKind::Kolmogorov => {
+            let solver = KolmogorovSolver::<T>::new(n, c.kolmogorov(), c.system.dt);
+            run_typed(c, world, stop, &solver, &Downsampler::new(n, m, length))
+        }
+        SystemKind::Qg => {
+            let solver = QgSolver::<T>::new(n, c.qg(), c.system.dt);
+            let coarse = Qg::<T>::new(m, c.qg());
+            run_typed(c, world, stop, &solver, &Downsampler::with_filter(n, m, length, coarse.filter().to_vec()))
+        }
     }
 }
 
 /// One member on this rank.
-struct Member<T: Real> {
+struct Member<S> {
     index: usize,
-    w: Vec<Complex<T>>,
+    state: S,
     diverged_at: Option<u64>,
 }
 
-fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
+fn run_typed<T: Real, D: Dynamics<T>>(
+    c: &Config,
+    world: &World,
+    stop: &StopFlag,
+    solver: &D,
+    down: &Downsampler<T>,
+) -> Result<Outcome, StageError> {
     let paths = Paths::new(&c.run.dir);
     let decision = world.root_decides(|| preflight(c, &paths)).map_err(StageError::Input)?;
     if decision == DONE {
         return Ok(Outcome::Complete { path: paths.output, already: true });
     }
     let plan = Plan::of(c);
-    let params = KolmogorovParams {
-        viscosity: c.system.viscosity,
-        drag: c.system.drag,
-        forcing_wavenumber: c.system.forcing_wavenumber,
-        forcing_amplitude: c.system.forcing_amplitude,
-    };
-    let (n, m_out) = (c.system.grid, c.output_grid());
-    let solver = KolmogorovSolver::<T>::new(n, params, c.system.dt);
-    let down = Downsampler::<T>::new(n, m_out, 2.0 * std::f64::consts::PI);
+    let (n, m_out, layers) = (c.system.grid, c.output_grid(), solver.layers());
     let local = world.members(plan.members);
     let threads = match c.run.threads {
         0 if world.size() > 1 => 1,
@@ -209,17 +231,18 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
     let yaml = c.to_yaml();
 
     let (mut members, mut step, writer) = if decision == RESUME {
-        let ck = checkpoint::read::<T>(&paths.checkpoint, local.clone(), solver.eq.grid().spec_len()).map_err(io)?;
+        let words = solver.save(&solver.state(vec![Complex::default(); layers * solver.grid().spec_len()])).len();
+        let ck = checkpoint::read(&paths.checkpoint, local.clone(), words).map_err(io)?;
         let members = local
             .clone()
             .zip(ck.states)
             .zip(ck.diverged_at)
-            .map(|((index, w), d)| Member { index, w, diverged_at: u64::try_from(d).ok() })
+            .map(|((index, w), d)| Member { index, state: solver.load(&w), diverged_at: u64::try_from(d).ok() })
             .collect();
         log::info!("resuming from {} at solver step {}", paths.checkpoint.display(), ck.step);
-        (members, ck.step, TrajectoryWriter::reopen(&paths.partial, world, plan.members).map_err(io)?)
+        (members, ck.step, TrajectoryWriter::reopen(&paths.partial, world, c).map_err(io)?)
     } else {
-        let members = initial_states(c, &solver, local.clone()).map_err(StageError::Input)?;
+        let members = initial_states(c, solver, local.clone()).map_err(StageError::Input)?;
         let layout = TrajectoryLayout {
             members: plan.members,
             samples: plan.samples,
@@ -235,18 +258,22 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
 
     let k = c.generate.steps_per_sample as u64;
     let works: Vec<Mutex<_>> = (0..threads).map(|_| Mutex::new((solver.work(), down.work()))).collect();
-    let mut frame = vec![0f32; local.len() * m_out * m_out];
-    let write_sample = |members: &[Member<T>], frame: &mut [f32], t: usize| {
+    let (frame_len, spec_len) = (layers * m_out * m_out, solver.grid().spec_len());
+    let mut frame = vec![0f32; local.len() * frame_len];
+    let write_sample = |members: &[Member<D::State>], frame: &mut [f32], t: usize| {
         pool.install(|| {
-            frame.par_chunks_mut(m_out * m_out).zip(members.par_iter()).for_each(|(out, m)| {
+            frame.par_chunks_mut(frame_len).zip(members.par_iter()).for_each(|(out, m)| {
                 if m.diverged_at.is_some() {
                     out.fill(f32::NAN);
                     return;
                 }
                 let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
                 let mut real = vec![T::zero(); m_out * m_out];
-                down.apply(&m.w, &mut real, &mut work.1);
-                out.iter_mut().zip(&real).for_each(|(o, r)| *o = r.to64() as f32);
+                let fields = solver.fields(&m.state);
+                for (layer, out) in out.chunks_exact_mut(m_out * m_out).enumerate() {
+                    down.apply(&fields[layer * spec_len..(layer + 1) * spec_len], &mut real, &mut work.1);
+                    out.iter_mut().zip(&real).for_each(|(o, r)| *o = r.to64() as f32);
+                }
             })
         });
         writer.write_sample(t, frame)
@@ -282,7 +309,7 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
                 }
                 let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
                 for s in step..next {
-                    let cfl = solver.step(&mut m.w, &mut work.0);
+                    let cfl = solver.step(&mut m.state, &mut work.0);
                     if !(cfl <= max_cfl) {
                         log::warn!("member {} diverged at solver step {s} (CFL number {cfl:.3})", m.index);
                         m.diverged_at = Some(s);
@@ -322,7 +349,7 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
             writer.flush().map_err(io)?;
             let data = checkpoint::CheckpointData {
                 step,
-                states: members.iter().map(|m| m.w.clone()).collect(),
+                states: members.iter().map(|m| solver.save(&m.state)).collect(),
                 diverged_at: members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect(),
             };
             checkpoint::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data).map_err(io)?;
@@ -359,22 +386,27 @@ fn run_typed<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outc
     Ok(Outcome::Complete { path: paths.output, already: false })
 }
 
-/// Initial spectra of this rank's members: random (own stream per member) or from the file.
-fn initial_states<T: Real>(
+/// Initial states of this rank's members: random (own stream per member) or from the file.
+fn initial_states<T: Real, D: Dynamics<T>>(
     c: &Config,
-    solver: &KolmogorovSolver<T>,
+    solver: &D,
     local: std::ops::Range<usize>,
-) -> Result<Vec<Member<T>>, String> {
-    let g = solver.eq.grid();
-    let n = g.n;
+) -> Result<Vec<Member<D::State>>, String> {
+    let g = solver.grid();
+    let (n, layers, len) = (g.n, solver.layers(), g.spec_len());
     let from_file = match c.ic_file() {
         None => None,
         Some(path) => {
             let key = format!("generate.initial_condition = {}", path.display());
             let f = File::open(&path, Access::Serial, false).map_err(|e| format!("{key}: {e}"))?;
+            let (start, count) = if layers > 1 {
+                (vec![local.start, 0, 0, 0], vec![local.len(), layers, n, n])
+            } else {
+                (vec![local.start, 0, 0], vec![local.len(), n, n])
+            };
             let data: Vec<f64> = f
-                .dataset("vorticity")
-                .and_then(|d| d.read(Some(&Hyperslab { start: &[local.start, 0, 0], count: &[local.len(), n, n] })))
+                .dataset(variable(c).name)
+                .and_then(|d| d.read(Some(&Hyperslab { start: &start, count: &count })))
                 .map_err(|e| format!("{key}: {e}"))?;
             Some(data)
         }
@@ -383,26 +415,44 @@ fn initial_states<T: Real>(
     local
         .clone()
         .map(|index| {
-            let w = match &from_file {
-                None => {
-                    let mut rng = member_stream(c.run.seed, Purpose::InitialCondition, index as u64);
-                    filtered_vorticity(&solver.eq, &mut rng, c.generate.ic_max_velocity, c.generate.ic_peak_wavenumber)
-                }
-                Some(data) => {
+            let mut rng = member_stream(c.run.seed, Purpose::InitialCondition, index as u64);
+            let mut spectra = vec![Complex::default(); layers * len];
+            let real: Vec<T> = match (&from_file, c.system.kind) {
+                (Some(data), _) => {
                     let i = index - local.start;
-                    let field: Vec<T> = data[i * n * n..(i + 1) * n * n].iter().map(|&v| T::of(v)).collect();
+                    let field: Vec<T> =
+                        data[i * layers * n * n..(i + 1) * layers * n * n].iter().map(|&v| T::of(v)).collect();
                     if field.iter().any(|v| !v.is_finite()) {
                         return Err(format!("generate.initial_condition: member {index} has non-finite values"));
                     }
-                    let mut w = vec![Complex::default(); g.spec_len()];
-                    g.forward(&field, &mut w, g.nkx, &mut ws);
-                    solver.eq.project(&mut w);
-                    w
+                    field
+                }
+                (None, SystemKind::Qg) => pyqg_random_pv(&mut rng, n),
+                (None, SystemKind::Kolmogorov) => {
+                    let eq = Kolmogorov::<T>::new(n, c.kolmogorov());
+                    let w =
+                        filtered_vorticity(&eq, &mut rng, c.generate.ic_max_velocity, c.generate.ic_peak_wavenumber);
+                    return Ok(Member { index, state: solver.state(w), diverged_at: None });
                 }
             };
-            Ok(Member { index, w, diverged_at: None })
+            for (layer, field) in real.chunks_exact(n * n).enumerate() {
+                g.forward(field, &mut spectra[layer * len..(layer + 1) * len], g.nkx, &mut ws);
+            }
+            Ok(Member { index, state: solver.state(spectra), diverged_at: None })
         })
         .collect()
+}
+
+/// pyqg's random initial PV (QGModel's own): upper layer `1e-7·U[0,1)` at every point plus
+/// `1e-6·U[0,1)` stripes varying in `x` only; lower layer at rest. `[layer][y][x]`, s⁻¹.
+fn pyqg_random_pv<T: Real>(rng: &mut impl Rng, n: usize) -> Vec<T> {
+    let mut q = vec![T::zero(); 2 * n * n];
+    let noise: Vec<f64> = (0..n * n).map(|_| 1e-7 * rng.random::<f64>()).collect();
+    let stripes: Vec<f64> = (0..n).map(|_| 1e-6 * rng.random::<f64>()).collect();
+    for (k, v) in q[..n * n].iter_mut().enumerate() {
+        *v = T::of(noise[k] + stripes[k % n]);
+    }
+    q
 }
 
 /// Split of each member: the first `round(train·M)` are train, the next `round(valid·M)` valid,

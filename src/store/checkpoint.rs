@@ -1,7 +1,8 @@
 //! Solver checkpoints of the generation stage: `<run.dir>/trajectories.checkpoint.h5`.
 //!
-//! It holds, for every member, the full solver state (the half spectrum on the solver grid,
-//! exactly as stepped: f64 real/imaginary pairs, `state[member, mode, 2]`), the member's
+//! It holds, for every member, the full solver state as numbers (`state[member, word]`, f64:
+//! the spectra on the solver grid exactly as stepped, plus any multistep history; see
+//! [`crate::solver::Dynamics::save`]), the member's
 //! `diverged_at`, the solver step reached (`step` attribute) and the resolved config. The step's
 //! stored sample, if any, is already in the partial trajectories file. Written collectively to
 //! a temporary name and renamed by rank 0, so a checkpoint on disk is always complete.
@@ -9,18 +10,15 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use num_complex::Complex;
-
 use super::h5::{Access, File, H5Error, Hyperslab, Result};
 use crate::parallel::World;
-use crate::solver::real::Real;
 
 /// One rank's share of a checkpoint.
-pub struct CheckpointData<T: Real> {
+pub struct CheckpointData {
     /// Solver step reached.
     pub step: u64,
-    /// Spectral state of each local member.
-    pub states: Vec<Vec<Complex<T>>>,
+    /// Saved state of each local member (all of the same length).
+    pub states: Vec<Vec<f64>>,
     /// `diverged_at` of each local member (−1: still running).
     pub diverged_at: Vec<i64>,
 }
@@ -32,30 +30,25 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Writes `data` (this rank's `members` of `total`) to `path` atomically (collective).
-pub fn write<T: Real>(
+pub fn write(
     path: &Path,
     world: &World,
     config_yaml: &str,
     total: usize,
     members: Range<usize>,
-    data: &CheckpointData<T>,
+    data: &CheckpointData,
 ) -> Result<()> {
     let tmp = tmp_path(path);
-    let modes = data.states.first().map(Vec::len).unwrap_or(0);
-    let modes = world.max_f64(&[modes as f64])[0] as usize;
+    let words = data.states.first().map(Vec::len).unwrap_or(0);
+    let words = world.max_f64(&[words as f64])[0] as usize;
     {
         let f = File::create(&tmp, Access::Parallel(world.comm()))?;
         f.attrs().set::<i64>("step", &[data.step as i64])?;
         f.attrs().set_str("config", config_yaml)?;
-        let state = f.create_dataset::<f64>("state", &[total, modes, 2])?;
+        let state = f.create_dataset::<f64>("state", &[total, words])?;
         let diverged = f.create_dataset::<i64>("diverged_at", &[total])?;
-        let flat: Vec<f64> =
-            data.states.iter().flat_map(|s| s.iter().flat_map(|c| [c.re.to64(), c.im.to64()])).collect();
-        state.write(
-            Some(&Hyperslab { start: &[members.start, 0, 0], count: &[members.len(), modes, 2] }),
-            &flat,
-            true,
-        )?;
+        let flat: Vec<f64> = data.states.concat();
+        state.write(Some(&Hyperslab { start: &[members.start, 0], count: &[members.len(), words] }), &flat, true)?;
         diverged.write(
             Some(&Hyperslab { start: &[members.start], count: &[members.len()] }),
             &data.diverged_at,
@@ -79,20 +72,16 @@ pub fn stored_config(path: &Path) -> Result<String> {
 }
 
 /// Reads this rank's `members` from the checkpoint at `path`.
-pub fn read<T: Real>(path: &Path, members: Range<usize>, modes: usize) -> Result<CheckpointData<T>> {
+pub fn read(path: &Path, members: Range<usize>, words: usize) -> Result<CheckpointData> {
     let f = File::open(path, Access::Serial, false)?;
     let step = f.attrs().get::<i64>("step")?[0] as u64;
     let state = f.dataset("state")?;
     let shape = state.shape()?;
-    if shape.len() != 3 || shape[1] != modes || shape[2] != 2 || shape[0] < members.end {
-        return Err(H5Error(format!("{}: state has shape {shape:?}, expected [.., {modes}, 2]", path.display())));
+    if shape.len() != 2 || shape[1] != words || shape[0] < members.end {
+        return Err(H5Error(format!("{}: state has shape {shape:?}, expected [.., {words}]", path.display())));
     }
-    let flat: Vec<f64> =
-        state.read(Some(&Hyperslab { start: &[members.start, 0, 0], count: &[members.len(), modes, 2] }))?;
-    let states = flat
-        .chunks_exact(2 * modes)
-        .map(|m| m.chunks_exact(2).map(|c| Complex::new(T::of(c[0]), T::of(c[1]))).collect())
-        .collect();
+    let flat: Vec<f64> = state.read(Some(&Hyperslab { start: &[members.start, 0], count: &[members.len(), words] }))?;
+    let states = flat.chunks_exact(words.max(1)).map(<[f64]>::to_vec).collect();
     let diverged_at =
         f.dataset("diverged_at")?.read(Some(&Hyperslab { start: &[members.start], count: &[members.len()] }))?;
     Ok(CheckpointData { step, states, diverged_at })

@@ -1,10 +1,12 @@
 //! `trajectories.h5`: the generated ensemble (schema in docs/file-format.md).
 //!
 //! ```text
-//! /vorticity    float32 [member, time, y, x]   units "1"; NaN after a member diverged
+//! /vorticity    float32 [member, time, y, x]   Kolmogorov, units "1"; NaN after a member diverged
+//! /q            float32 [member, time, layer, y, x]   QG PV anomaly, units "s-1"
 //! /member       int64   [member]               dimension scale, 0..M−1
 //! /time         float64 [time]                 dimension scale, simulation time of each state
-//! /y, /x        float64 [N]                    dimension scales, i·2π/N
+//! /layer        int64   [layer]                dimension scale (QG), 1 upper, 2 lower
+//! /y, /x        float64 [N]                    dimension scales, i·L/N (L = 2π, or system.length)
 //! /split        int8    [member]               0 train, 1 valid, 2 test (CF flag_values)
 //! /diverged_at  int64   [member]               solver step of blow-up, −1 if never
 //! root attributes: system, every physical parameter, the resolved config (YAML), code version,
@@ -20,8 +22,9 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::h5::{Access, File, Hyperslab, Result};
-use crate::config::Config;
+use crate::config::{Config, Precision, SystemKind};
 use crate::parallel::World;
+use crate::solver::qg::SmallScales;
 
 /// Everything about the file that is fixed when it is created.
 pub struct TrajectoryLayout {
@@ -40,6 +43,8 @@ pub struct TrajectoryWriter {
     file: File,
     members: Range<usize>,
     grid: usize,
+    layers: usize,
+    variable: &'static str,
 }
 
 /// Version of this crate, stored in every file.
@@ -47,112 +52,135 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Git revision of the build (`-dirty` if the tree had changes).
 pub const GIT_REVISION: &str = env!("THERMALIZER_GIT_REV");
 
+/// The stored variable of a system: name, layers and units.
+pub struct Variable {
+    pub name: &'static str,
+    pub layers: usize,
+    pub long_name: &'static str,
+    pub units: &'static str,
+    pub description: &'static str,
+    /// Units of `x`, `y` and of `time`.
+    pub length_units: &'static str,
+    pub time_units: &'static str,
+}
+
+/// The variable stored for `config`'s system.
+pub fn variable(config: &Config) -> Variable {
+    match config.system.kind {
+        SystemKind::Kolmogorov => Variable {
+            name: "vorticity",
+            layers: 1,
+            long_name: "vorticity",
+            units: "1",
+            description: "z-vorticity dv/dx - du/dy, spectrally truncated to the stored grid; NaN after the member diverged",
+            length_units: "1",
+            time_units: "1",
+        },
+        SystemKind::Qg => Variable {
+            name: "q",
+            layers: 2,
+            long_name: "potential vorticity anomaly",
+            units: "s-1",
+            description: "PV anomaly of the upper (layer 1) and lower (layer 2) layer, coarse-grained to the stored grid (spectral truncation times the coarse model's filter); NaN after the member diverged",
+            length_units: "m",
+            time_units: "s",
+        },
+    }
+}
+
 impl TrajectoryWriter {
     /// Creates the file collectively with its full structure and coordinates, then flushes.
     pub fn create(path: &Path, world: &World, layout: &TrajectoryLayout, config: &Config) -> Result<Self> {
         let f = File::create(path, Access::Parallel(world.comm()))?;
-        let (m, t, n) = (layout.members, layout.samples, layout.grid);
-        let vort = f.create_dataset::<f32>("vorticity", &[m, t, n, n])?;
+        let var = variable(config);
+        let (m, t, n, nl) = (layout.members, layout.samples, layout.grid, var.layers);
+        let shape: Vec<usize> = if nl > 1 { vec![m, t, nl, n, n] } else { vec![m, t, n, n] };
+        let field = f.create_dataset::<f32>(var.name, &shape)?;
         let member = f.create_dataset::<i64>("member", &[m])?;
         let time = f.create_dataset::<f64>("time", &[t])?;
+        let layer = if nl > 1 { Some(f.create_dataset::<i64>("layer", &[nl])?) } else { None };
         let y = f.create_dataset::<f64>("y", &[n])?;
         let x = f.create_dataset::<f64>("x", &[n])?;
         let split = f.create_dataset::<i8>("split", &[m])?;
         let diverged = f.create_dataset::<i64>("diverged_at", &[m])?;
-        for (ds, name) in [(&member, "member"), (&time, "time"), (&y, "y"), (&x, "x")] {
-            ds.make_scale(name)?;
+        let mut scales = vec![(&member, "member"), (&time, "time")];
+        if let Some(l) = &layer {
+            scales.push((l, "layer"));
         }
-        for (i, s) in [&member, &time, &y, &x].into_iter().enumerate() {
-            vort.attach_scale(s, i)?;
+        scales.extend([(&y, "y"), (&x, "x")]);
+        for (i, (ds, name)) in scales.iter().enumerate() {
+            ds.make_scale(name)?;
+            field.attach_scale(ds, i)?;
         }
         split.attach_scale(&member, 0)?;
         diverged.attach_scale(&member, 0)?;
 
-        let va = vort.attrs();
-        va.set_str("units", "1")?;
-        va.set_str("long_name", "vorticity")?;
-        va.set_str(
-            "description",
-            "z-vorticity dv/dx - du/dy, spectrally truncated to the stored grid; NaN after the member diverged",
-        )?;
-        for (ds, long_name) in [(&x, "x coordinate"), (&y, "y coordinate"), (&time, "simulation time")] {
-            ds.attrs().set_str("units", "1")?;
+        let va = field.attrs();
+        va.set_str("units", var.units)?;
+        va.set_str("long_name", var.long_name)?;
+        va.set_str("description", var.description)?;
+        for (ds, long_name, units) in [
+            (&x, "x coordinate", var.length_units),
+            (&y, "y coordinate", var.length_units),
+            (&time, "simulation time", var.time_units),
+        ] {
+            ds.attrs().set_str("units", units)?;
             ds.attrs().set_str("long_name", long_name)?;
+        }
+        if let Some(l) = &layer {
+            l.attrs().set_str("long_name", "layer (1: upper, 2: lower)")?;
         }
         member.attrs().set_str("long_name", "ensemble member index")?;
         let sa = split.attrs();
         sa.set_str("long_name", "data split of the member")?;
         sa.set::<i8>("flag_values", &[0, 1, 2])?;
         sa.set_str("flag_meanings", "train valid test")?;
-        let da = diverged.attrs();
-        da.set_str(
+        diverged.attrs().set_str(
             "long_name",
             "solver step (counted from the initial condition) at which the member blew up; -1: never",
         )?;
-
-        let s = &config.system;
-        let a = f.attrs();
-        a.set_str("title", "thermalizer ensemble of 2D Kolmogorov-flow trajectories")?;
-        a.set_str("system", "kolmogorov")?;
-        a.set_str(
-            "equation",
-            "dw/dt + u.grad(w) = nu lap(w) - drag w - A k_f cos(k_f y); u = (dpsi/dy, -dpsi/dx), lap(psi) = -w",
-        )?;
-        a.set::<i64>("grid", &[s.grid as i64])?;
-        a.set::<i64>("output_grid", &[n as i64])?;
-        a.set::<f64>("domain_length", &[2.0 * std::f64::consts::PI])?;
-        a.set::<f64>("dt", &[s.dt])?;
-        a.set::<f64>("viscosity", &[s.viscosity])?;
-        a.set::<f64>("reynolds", &[if s.viscosity > 0.0 { 1.0 / s.viscosity } else { f64::INFINITY }])?;
-        a.set::<f64>("drag", &[s.drag])?;
-        a.set::<i64>("forcing_wavenumber", &[s.forcing_wavenumber as i64])?;
-        a.set::<f64>("forcing_amplitude", &[s.forcing_amplitude])?;
-        a.set::<i64>("steps_per_sample", &[config.generate.steps_per_sample as i64])?;
-        a.set::<i64>("spinup_steps", &[config.spinup_steps() as i64])?;
-        a.set_str("initial_condition", &config.generate.initial_condition)?;
-        a.set_str(
-            "precision",
-            match s.precision {
-                crate::config::Precision::F64 => "f64",
-                crate::config::Precision::F32 => "f32",
-            },
-        )?;
-        a.set::<i64>("seed", &[config.run.seed as i64])?;
-        a.set_str("config", &config.to_yaml())?;
-        a.set_str("thermalizer_version", VERSION)?;
-        a.set_str("git_revision", GIT_REVISION)?;
-        a.set::<i64>("mpi_ranks", &[world.size() as i64])?;
+        write_root_attributes(&f, config, n, world.size())?;
 
         // Coordinates: rank 0 writes, the others join the collective call with nothing.
         let root = world.is_root();
-        let grid: Vec<f64> = (0..n).map(|i| i as f64 * 2.0 * std::f64::consts::PI / n as f64).collect();
+        let length = config.domain_length();
+        let grid: Vec<f64> = (0..n).map(|i| i as f64 * length / n as f64).collect();
         x.write_from_root(&grid, root)?;
         y.write_from_root(&grid, root)?;
         time.write_from_root(&layout.times, root)?;
+        if let Some(l) = &layer {
+            l.write_from_root(&(1..=nl as i64).collect::<Vec<_>>(), root)?;
+        }
         member.write_from_root(&(0..m as i64).collect::<Vec<_>>(), root)?;
         split.write_from_root(&layout.split, root)?;
-        drop((vort, member, time, y, x, split, diverged));
+        drop((field, member, time, layer, y, x, split, diverged));
         f.flush()?;
-        Ok(TrajectoryWriter { file: f, members: world.members(m), grid: n })
+        Ok(TrajectoryWriter { file: f, members: world.members(m), grid: n, layers: nl, variable: var.name })
     }
 
     /// Reopens a partial file (all ranks) to continue writing after a restart.
-    pub fn reopen(path: &Path, world: &World, members: usize) -> Result<Self> {
+    pub fn reopen(path: &Path, world: &World, config: &Config) -> Result<Self> {
         let f = File::open(path, Access::Parallel(world.comm()), true)?;
         let grid = f.dataset("x")?.shape()?[0];
-        Ok(TrajectoryWriter { file: f, members: world.members(members), grid })
+        let var = variable(config);
+        let members = world.members(config.generate.members);
+        Ok(TrajectoryWriter { file: f, members, grid, layers: var.layers, variable: var.name })
     }
 
-    /// Writes stored time `t` of this rank's members (`data`: local members × N × N, f32).
-    /// Collective: every rank calls it for every `t`.
+    /// Writes stored time `t` of this rank's members (`data`: local members × layers × N × N,
+    /// f32). Collective: every rank calls it for every `t`.
     pub fn write_sample(&self, t: usize, data: &[f32]) -> Result<()> {
-        let n = self.grid;
-        let ds = self.file.dataset("vorticity")?;
-        ds.write(
-            Some(&Hyperslab { start: &[self.members.start, t, 0, 0], count: &[self.members.len(), 1, n, n] }),
-            data,
-            true,
-        )
+        let (n, nl, m) = (self.grid, self.layers, self.members.len());
+        let ds = self.file.dataset(self.variable)?;
+        if nl > 1 {
+            ds.write(
+                Some(&Hyperslab { start: &[self.members.start, t, 0, 0, 0], count: &[m, 1, nl, n, n] }),
+                data,
+                true,
+            )
+        } else {
+            ds.write(Some(&Hyperslab { start: &[self.members.start, t, 0, 0], count: &[m, 1, n, n] }), data, true)
+        }
     }
 
     /// Flushes written data to storage (collective).
@@ -167,6 +195,69 @@ impl TrajectoryWriter {
         drop(ds);
         self.file.close()
     }
+}
+
+/// Root attributes: the system, every physical parameter, provenance.
+fn write_root_attributes(f: &File, config: &Config, stored: usize, ranks: usize) -> Result<()> {
+    let s = &config.system;
+    let a = f.attrs();
+    match s.kind {
+        SystemKind::Kolmogorov => {
+            let p = config.kolmogorov();
+            a.set_str("title", "thermalizer ensemble of 2D Kolmogorov-flow trajectories")?;
+            a.set_str("system", "kolmogorov")?;
+            a.set_str(
+                "equation",
+                "dw/dt + u.grad(w) = nu lap(w) - drag w - A k_f cos(k_f y); u = (dpsi/dy, -dpsi/dx), lap(psi) = -w",
+            )?;
+            a.set::<f64>("viscosity", &[p.viscosity])?;
+            a.set::<f64>("reynolds", &[if p.viscosity > 0.0 { 1.0 / p.viscosity } else { f64::INFINITY }])?;
+            a.set::<f64>("drag", &[p.drag])?;
+            a.set::<i64>("forcing_wavenumber", &[p.forcing_wavenumber as i64])?;
+            a.set::<f64>("forcing_amplitude", &[p.forcing_amplitude])?;
+        }
+        SystemKind::Qg => {
+            let p = config.qg();
+            let (f1, f2) = p.f();
+            a.set_str("title", "thermalizer ensemble of two-layer quasi-geostrophic turbulence")?;
+            a.set_str("system", "qg")?;
+            a.set_str(
+                "equation",
+                "dq_i/dt + J(psi_i, q_i) + beta_i dpsi_i/dx + U_i dq_i/dx = -delta_i2 rek lap(psi_2); \
+                 q1 = lap(psi1) + F1 (psi2 - psi1), q2 = lap(psi2) + F2 (psi1 - psi2); u = -dpsi/dy, v = dpsi/dx",
+            )?;
+            for (name, v) in [
+                ("L", p.length),
+                ("W", p.length),
+                ("beta", p.beta),
+                ("rd", p.rd),
+                ("delta", p.delta),
+                ("U1", p.u1),
+                ("U2", p.u2),
+                ("rek", p.rek),
+                ("F1", f1),
+                ("F2", f2),
+                ("smagorinsky", p.smagorinsky),
+            ] {
+                a.set::<f64>(name, &[v])?;
+            }
+            a.set_str("dealias", if p.small_scales == SmallScales::TwoThirds { "two_thirds" } else { "exponential" })?;
+        }
+    }
+    a.set::<i64>("grid", &[s.grid as i64])?;
+    a.set::<i64>("output_grid", &[stored as i64])?;
+    a.set::<f64>("domain_length", &[config.domain_length()])?;
+    a.set::<f64>("dt", &[s.dt])?;
+    a.set::<i64>("steps_per_sample", &[config.generate.steps_per_sample as i64])?;
+    a.set::<i64>("spinup_steps", &[config.spinup_steps() as i64])?;
+    a.set_str("initial_condition", &config.generate.initial_condition)?;
+    a.set_str("precision", if s.precision == Precision::F32 { "f32" } else { "f64" })?;
+    a.set::<i64>("seed", &[config.run.seed as i64])?;
+    a.set_str("config", &config.to_yaml())?;
+    a.set_str("thermalizer_version", VERSION)?;
+    a.set_str("git_revision", GIT_REVISION)?;
+    a.set::<i64>("mpi_ranks", &[ranks as i64])?;
+    Ok(())
 }
 
 /// The resolved config stored in a finished or partial trajectories file.
