@@ -23,6 +23,10 @@ fn tiny() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny.yaml")
 }
 
+fn tiny_qg() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny-qg.yaml")
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("thermalizer-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -52,8 +56,12 @@ fn run(np: usize, args: &[&str]) -> Output {
 }
 
 fn generate(np: usize, dir: &Path, extra: &[&str]) -> Output {
+    generate_with(tiny(), np, dir, extra)
+}
+
+fn generate_with(config: &str, np: usize, dir: &Path, extra: &[&str]) -> Output {
     let d = format!("run.dir={}", dir.display());
-    let mut args = vec!["generate", "--config", tiny(), "--set", &d];
+    let mut args = vec!["generate", "--config", config, "--set", &d];
     for e in extra {
         args.extend(["--set", e]);
     }
@@ -74,8 +82,10 @@ fn assert_ok(out: &Output) {
 fn contents(path: &Path) -> Vec<(String, Vec<u64>)> {
     let f = File::open(path, Access::Serial, false).unwrap();
     let mut out = Vec::new();
-    let v = f.dataset("vorticity").unwrap().read::<f32>(None).unwrap();
-    out.push(("vorticity".to_string(), v.iter().map(|x| x.to_bits() as u64).collect()));
+    let name = if f.attrs().get_str("system").unwrap() == "qg" { "q" } else { "vorticity" };
+    let v = f.dataset(name).unwrap().read::<f32>(None).unwrap();
+    assert!(!v.is_empty());
+    out.push((name.to_string(), v.iter().map(|x| x.to_bits() as u64).collect()));
     for name in ["time", "x", "y"] {
         let v = f.dataset(name).unwrap().read::<f64>(None).unwrap();
         out.push((name.to_string(), v.iter().map(|x| x.to_bits()).collect()));
@@ -304,6 +314,15 @@ fn bad_input_is_refused_with_one_clear_line() {
     }
     let set = format!("generate.initial_condition={}", ic.display());
     refused(&dir, &good, &[&set], &["generate.initial_condition", "small-ic.h5", "[5, 16, 16]", "[5, 32, 32]"]);
+    // keys of the other system, and bad QG values
+    let qg = std::fs::read_to_string(tiny_qg())
+        .unwrap()
+        .replace("dir: runs/tiny-qg", &format!("dir: {}", dir.join("run").display()));
+    let qg = write("qg.yaml", &qg);
+    refused(&dir, &qg, &["system.viscosity=0.1"], &["system.viscosity", "not a parameter of system.kind = qg"]);
+    refused(&dir, &good, &["system.beta=1e-11"], &["system.beta", "not a parameter of system.kind = kolmogorov"]);
+    refused(&dir, &qg, &["system.rd=-5"], &["system.rd", "-5"]);
+    refused(&dir, &qg, &["system.dealias=sharp"], &["system.dealias", "sharp"]);
     let missing = dir.join("missing.yaml");
     refused(&dir, &missing, &[], &["missing.yaml"]);
     assert!(!dir.join("run").exists(), "a refused run created its run.dir");
@@ -324,5 +343,103 @@ fn blown_up_members_are_marked_and_the_run_completes() {
     let f = File::open(&dir.join("trajectories.h5"), Access::Serial, false).unwrap();
     assert_eq!(f.dataset("diverged_at").unwrap().read::<i64>(None).unwrap(), vec![0; 5]);
     assert!(f.dataset("vorticity").unwrap().read::<f32>(None).unwrap().iter().all(|v| v.is_nan()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn qg_ensemble_is_rank_invariant_and_resumes_bitwise() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dirs: Vec<PathBuf> = [0usize, 2, 3].iter().map(|np| scratch(&format!("qg-ranks{np}"))).collect();
+    for (np, dir) in [0usize, 2, 3].iter().zip(&dirs) {
+        assert_ok(&generate_with(tiny_qg(), *np, dir, &[]));
+    }
+    for dir in &dirs[1..] {
+        assert_same_file(&dirs[0].join("trajectories.h5"), &dir.join("trajectories.h5"));
+    }
+    let f = File::open(&dirs[0].join("trajectories.h5"), Access::Serial, false).unwrap();
+    assert_eq!(f.dataset("q").unwrap().shape().unwrap(), vec![5, 6, 2, 16, 16]);
+    assert_eq!(f.dataset("layer").unwrap().read::<i64>(None).unwrap(), vec![1, 2]);
+    let q = f.dataset("q").unwrap().read::<f32>(None).unwrap();
+    assert!(q.iter().all(|v| v.is_finite()) && q.iter().any(|&v| v.abs() > 1e-8));
+    // The readers, as a user would, on the 3-rank QG file.
+    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
+    let out = Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/test_trajectories.py"))
+        .env("THERMALIZER_TRAJECTORIES", dirs[2].join("trajectories.h5"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+
+    // SIGKILL mid-run, then the same command: the Adams–Bashforth history comes back from the
+    // checkpoint, so the result is the uninterrupted one bit for bit.
+    let long = ["generate.samples=200", "system.grid=48"];
+    let reference = scratch("qg-kill-ref");
+    assert_ok(&generate_with(tiny_qg(), 2, &reference, &long));
+    let dir = scratch("qg-kill9");
+    let d = format!("run.dir={}", dir.display());
+    let args = ["generate", "--config", tiny_qg(), "--set", &d, "--set", long[0], "--set", long[1]];
+    let mut child = command(0, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
+    assert!(child.try_wait().unwrap().is_none(), "run finished before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(&run(3, &args));
+    assert_same_file(&reference.join("trajectories.h5"), &dir.join("trajectories.h5"));
+    for d in dirs.into_iter().chain([reference, dir]) {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn qg_file_initial_condition_is_the_first_stored_state() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("qg-icfile");
+    let ic = dir.join("ic.h5");
+    // Modes well inside the stored grid's unfiltered range (|k| dx_16 ≤ 0.65π ⇔ |k| ≤ 5):
+    // coarse-graining keeps them exactly.
+    let (n, h) = (32usize, 2.0 * std::f64::consts::PI / 32.0);
+    let field = |m: usize, layer: usize, x: f64, y: f64| {
+        let a = 1e-5 / (1.0 + 4.0 * layer as f64);
+        a * ((2.0 * x + y + m as f64).cos() + 0.5 * (3.0 * y).sin() - 0.3 * (3.0 * x - 2.0 * y).cos())
+    };
+    let data: Vec<f64> = (0..5)
+        .flat_map(|m| {
+            (0..2).flat_map(move |l| (0..n * n).map(move |k| field(m, l, (k % n) as f64 * h, (k / n) as f64 * h)))
+        })
+        .collect();
+    {
+        let f = File::create(&ic, Access::Serial).unwrap();
+        f.create_dataset::<f64>("q", &[5, 2, n, n]).unwrap().write(None, &data, false).unwrap();
+    }
+    let run_dir = dir.join("run");
+    assert_ok(&generate_with(tiny_qg(), 2, &run_dir, &[&format!("generate.initial_condition={}", ic.display())]));
+    let f = File::open(&run_dir.join("trajectories.h5"), Access::Serial, false).unwrap();
+    assert_eq!(f.dataset("time").unwrap().read::<f64>(None).unwrap()[0], 0.0);
+    let first = f
+        .dataset("q")
+        .unwrap()
+        .read::<f32>(Some(&Hyperslab { start: &[0, 0, 0, 0, 0], count: &[5, 1, 2, 16, 16] }))
+        .unwrap();
+    let h16 = 2.0 * std::f64::consts::PI / 16.0;
+    for m in 0..5 {
+        for l in 0..2 {
+            for k in 0..256 {
+                let want = field(m, l, (k % 16) as f64 * h16, (k / 16) as f64 * h16);
+                let got = first[(m * 2 + l) * 256 + k] as f64;
+                assert!((got - want).abs() < 1e-11, "member {m} layer {l} point {k}: {got} vs {want}");
+            }
+        }
+    }
+    // a Kolmogorov-shaped file is refused with the expected shape
+    let bad = dir.join("bad.h5");
+    {
+        let f = File::create(&bad, Access::Serial).unwrap();
+        f.create_dataset::<f64>("q", &[5, n, n]).unwrap().write(None, &vec![0.0; 5 * n * n], false).unwrap();
+    }
+    let out =
+        generate_with(tiny_qg(), 2, &dir.join("run2"), &[&format!("generate.initial_condition={}", bad.display())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[5, 2, 32, 32]"));
     let _ = std::fs::remove_dir_all(dir);
 }

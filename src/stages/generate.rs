@@ -80,7 +80,7 @@ impl Plan {
             samples: t,
             spinup_steps: spinup,
             total_steps: spinup + (t as u64 - 1) * k,
-            output_bytes: m as u64 * t as u64 * out * out * 4,
+            output_bytes: m as u64 * t as u64 * c.layers() as u64 * out * out * 4,
         }
     }
 
