@@ -1,5 +1,6 @@
-//! `thermalizer bench solver`: time per step of one Kolmogorov trajectory on the calling thread
-//! (one core), beside the FFT-bound floor of the same FFT library.
+//! `thermalizer bench solver`: time per step of one trajectory (Kolmogorov, or two-layer QG
+//! with `--system qg`) on the calling thread (one core), beside the FFT-bound floor of the same
+//! FFT library.
 //!
 //! Method: a random initial field (`max |u| = 7`, peak wavenumber 4) with jax-cfd's CFL time
 //! step `dt = 0.5·dx/7`; warm-up, then `repeats` blocks of about `seconds` each, reporting the
@@ -11,16 +12,21 @@
 use std::time::Instant;
 
 use num_complex::Complex;
+use rand::Rng;
 
 use crate::rng::{member_stream, Purpose};
 use crate::solver::grid::Grid;
 use crate::solver::initial::filtered_vorticity;
 use crate::solver::kolmogorov::KolmogorovParams;
+use crate::solver::qg::{Qg, QgParams};
 use crate::solver::real::Real;
 use crate::solver::KolmogorovSolver;
 
 /// Real 2D FFTs per CN–RK4 step of the Kolmogorov solver.
 pub const FFTS_PER_STEP: f64 = 20.0;
+/// Real 2D FFTs per AB3 step of the two-layer QG model (pyqg's count: per layer 3 inverse +
+/// 2 forward; without Smagorinsky).
+pub const QG_FFTS_PER_STEP: f64 = 10.0;
 
 /// One line of the solver benchmark.
 pub struct SolverBench {
@@ -65,15 +71,7 @@ pub fn solver<T: Real>(n: usize, viscosity: f64, seconds: f64, repeats: usize) -
     let step = time_blocks(seconds, repeats, 1, || {
         solver.step(&mut w, &mut work);
     });
-    let g = Grid::<T>::new(n, 2.0 * std::f64::consts::PI);
-    let mut ws = g.scratch();
-    let real: Vec<T> = (0..n * n).map(|i| T::of(((i * 7919) % 1000) as f64 / 1000.0 - 0.5)).collect();
-    let mut out = vec![T::zero(); n * n];
-    let mut spec = vec![Complex::default(); g.spec_len()];
-    let fft = time_blocks(seconds / 2.0, repeats, 2, || {
-        g.forward(&real, &mut spec, g.nkx, &mut ws);
-        g.inverse_in_place(&mut spec, &mut out, g.nkx, &mut ws);
-    });
+    let fft = fft_time::<T>(n, seconds, repeats);
     SolverBench {
         grid: n,
         precision: T::NAME,
@@ -81,4 +79,44 @@ pub fn solver<T: Real>(n: usize, viscosity: f64, seconds: f64, repeats: usize) -
         floor_ms: FFTS_PER_STEP * fft * 1e3,
         fft_us: fft * 1e6,
     }
+}
+
+/// Benchmarks the two-layer QG model (pyqg's eddy configuration, dt = 1 h, no Smagorinsky)
+/// on one grid size; the floor is [`QG_FFTS_PER_STEP`] full transforms.
+pub fn qg<T: Real>(n: usize, seconds: f64, repeats: usize) -> SolverBench {
+    let model = Qg::<T>::new(n, QgParams::eddy());
+    let g = model.grid();
+    let mut rng = member_stream(0, Purpose::InitialCondition, 0);
+    let len = g.spec_len();
+    let mut q = vec![Complex::default(); 2 * len];
+    for layer in 0..2 {
+        let noise: Vec<T> = (0..n * n).map(|_| T::of(1e-6 * (rng.random::<f64>() - 0.5))).collect();
+        g.forward(&noise, &mut q[layer * len..(layer + 1) * len], g.nkx, &mut g.scratch());
+    }
+    let mut state = model.state(q);
+    let mut work = model.work();
+    let step = time_blocks(seconds, repeats, 1, || {
+        model.step(&mut state, 3600.0, &mut work);
+    });
+    let fft = fft_time::<T>(n, seconds, repeats);
+    SolverBench {
+        grid: n,
+        precision: T::NAME,
+        ms_per_step: step * 1e3,
+        floor_ms: QG_FFTS_PER_STEP * fft * 1e3,
+        fft_us: fft * 1e6,
+    }
+}
+
+/// Mean seconds of one full `n × n` real 2D transform (forward and inverse averaged).
+fn fft_time<T: Real>(n: usize, seconds: f64, repeats: usize) -> f64 {
+    let g = Grid::<T>::new(n, 2.0 * std::f64::consts::PI);
+    let mut ws = g.scratch();
+    let real: Vec<T> = (0..n * n).map(|i| T::of(((i * 7919) % 1000) as f64 / 1000.0 - 0.5)).collect();
+    let mut out = vec![T::zero(); n * n];
+    let mut spec = vec![Complex::default(); g.spec_len()];
+    time_blocks(seconds / 2.0, repeats, 2, || {
+        g.forward(&real, &mut spec, g.nkx, &mut ws);
+        g.inverse_in_place(&mut spec, &mut out, g.nkx, &mut ws);
+    })
 }

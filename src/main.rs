@@ -80,9 +80,12 @@ enum BenchCommand {
         /// Timed blocks (the median is reported).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        /// Viscosity of the benchmarked flow (cost does not depend on it).
+        /// Viscosity of the benchmarked Kolmogorov flow (cost does not depend on it).
         #[arg(long, default_value_t = 1e-3)]
         viscosity: f64,
+        /// System: kolmogorov or qg (pyqg's eddy configuration).
+        #[arg(long, default_value = "kolmogorov")]
+        system: String,
         /// Also write the rows as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -151,11 +154,14 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
             0
         }
-        Command::Bench { what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, json } } => {
+        Command::Bench {
+            what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, json },
+        } => {
             if !world.is_root() {
                 return 0;
             }
-            bench_solver(&grids, &precision, seconds, repeats, viscosity, json.as_deref())
+            let opts = BenchOptions { seconds, repeats, viscosity, system };
+            bench_solver(&grids, &precision, &opts, json.as_deref())
         }
     }
 }
@@ -237,15 +243,24 @@ fn print_info(world: &World) {
     println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
 }
 
-fn bench_solver(
-    grids: &[usize],
-    precisions: &[String],
+struct BenchOptions {
     seconds: f64,
     repeats: usize,
     viscosity: f64,
-    json: Option<&std::path::Path>,
-) -> i32 {
-    println!("# thermalizer bench solver: one Kolmogorov trajectory, CN-RK4, 1 thread");
+    system: String,
+}
+
+fn bench_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, json: Option<&std::path::Path>) -> i32 {
+    use thermalizer::bench;
+    let what = match o.system.as_str() {
+        "kolmogorov" => "one Kolmogorov trajectory, CN-RK4",
+        "qg" => "one two-layer QG trajectory (eddy), AB3",
+        other => {
+            eprintln!("error: --system {other}: use kolmogorov or qg");
+            return 2;
+        }
+    };
+    println!("# thermalizer bench solver: {what}, 1 thread");
     println!(
         "{:>6} {:>5} {:>12} {:>16} {:>12} {:>12} {:>10}",
         "grid", "prec", "ms/step", "member-steps/s", "fft µs", "floor ms", "÷floor"
@@ -257,10 +272,12 @@ fn bench_solver(
             return 2;
         }
         for p in precisions {
-            let r = match p.as_str() {
-                "f64" => thermalizer::bench::solver::<f64>(n, viscosity, seconds, repeats),
-                "f32" => thermalizer::bench::solver::<f32>(n, viscosity, seconds, repeats),
-                other => {
+            let r = match (o.system.as_str(), p.as_str()) {
+                ("qg", "f64") => bench::qg::<f64>(n, o.seconds, o.repeats),
+                ("qg", "f32") => bench::qg::<f32>(n, o.seconds, o.repeats),
+                (_, "f64") => bench::solver::<f64>(n, o.viscosity, o.seconds, o.repeats),
+                (_, "f32") => bench::solver::<f32>(n, o.viscosity, o.seconds, o.repeats),
+                (_, other) => {
                     eprintln!("error: --precision {other}: use f64 or f32");
                     return 2;
                 }

@@ -370,6 +370,7 @@ fn qg_ensemble_is_rank_invariant_and_resumes_bitwise() {
         .output()
         .unwrap();
     assert_ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("skipped"), "{}", String::from_utf8_lossy(&out.stdout));
 
     // SIGKILL mid-run, then the same command: the Adams–Bashforth history comes back from the
     // checkpoint, so the result is the uninterrupted one bit for bit.

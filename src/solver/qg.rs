@@ -350,9 +350,12 @@ impl<T: Real> Qg<T> {
         };
         let (c1, c2, c3) = (T::of(c1), T::of(c2), T::of(c3));
         let len = self.grid.spec_len();
-        for (i, q) in state.q.iter_mut().enumerate() {
-            let update = work.dq[i] * c1 + state.dq_prev[i] * c2 + state.dq_prev2[i] * c3;
-            *q = (*q + update) * self.filter[i % len];
+        let layers = state.q.chunks_exact_mut(len).zip(work.dq.chunks_exact(len));
+        let history = state.dq_prev.chunks_exact(len).zip(state.dq_prev2.chunks_exact(len));
+        for ((q, d), (d1, d2)) in layers.zip(history) {
+            for i in 0..len {
+                q[i] = (q[i] + d[i] * c1 + d1[i] * c2 + d2[i] * c3) * self.filter[i];
+            }
         }
         std::mem::swap(&mut state.dq_prev2, &mut state.dq_prev);
         std::mem::swap(&mut state.dq_prev, &mut work.dq);

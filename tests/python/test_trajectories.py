@@ -2,12 +2,18 @@
 
 The file under test comes from the environment variable ``THERMALIZER_TRAJECTORIES``;
 the Rust test harness sets it after generating a small ensemble. Without it the whole
-module is skipped. The expected layout is described in ``docs/file-format.md``.
+module is skipped. The same checks cover both systems, chosen by the root attribute
+``system``: ``kolmogorov`` (``/vorticity[member, time, y, x]``) and ``qg``
+(``/q[member, time, layer, y, x]``). The expected layout is described in
+``docs/file-format.md``.
 
 Run by hand with::
 
     THERMALIZER_TRAJECTORIES=runs/small/trajectories.h5 \
-        ~/.local/share/thermalizer/venv/bin/python -m pytest -q tests/python
+        ~/.local/share/thermalizer/venv/bin/python -m pytest -q tests/python/test_trajectories.py
+
+No test is skipped for being about the other system (the Rust harness treats a skip as a
+failure); system-specific checks branch inside the tests instead.
 """
 
 import os
@@ -26,28 +32,67 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-DIMS = ("member", "time", "y", "x")
+F32_EPS = float(np.finfo(np.float32).eps)
 
-ROOT_ATTRS = (
+COMMON_ROOT_ATTRS = (
     "system",
+    "title",
+    "equation",
     "grid",
     "output_grid",
-    "dt",
-    "viscosity",
-    "drag",
-    "forcing_wavenumber",
-    "forcing_amplitude",
     "domain_length",
+    "dt",
     "steps_per_sample",
     "spinup_steps",
+    "initial_condition",
     "precision",
     "seed",
     "config",
     "thermalizer_version",
     "git_revision",
     "mpi_ranks",
-    "title",
 )
+
+KOLMOGOROV_ATTRS = ("viscosity", "reynolds", "drag", "forcing_wavenumber", "forcing_amplitude")
+QG_ATTRS = (
+    "L",
+    "W",
+    "beta",
+    "rd",
+    "delta",
+    "U1",
+    "U2",
+    "rek",
+    "F1",
+    "F2",
+    "smagorinsky",
+    "dealias",
+)
+
+# What each system stores: variable, its dimensions, units, and the system's own root
+# attributes (the other system's must be absent).
+SYSTEMS = {
+    "kolmogorov": dict(
+        var="vorticity",
+        dims=("member", "time", "y", "x"),
+        long_name="vorticity",
+        units="1",
+        length_units="1",
+        time_units="1",
+        attrs=KOLMOGOROV_ATTRS,
+        foreign=QG_ATTRS,
+    ),
+    "qg": dict(
+        var="q",
+        dims=("member", "time", "layer", "y", "x"),
+        long_name="potential vorticity anomaly",
+        units="s-1",
+        length_units="m",
+        time_units="s",
+        attrs=QG_ATTRS,
+        foreign=KOLMOGOROV_ATTRS,
+    ),
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -90,6 +135,29 @@ def f():
 
 
 @pytest.fixture(scope="module")
+def system(f):
+    assert "system" in f.attrs, "missing root attribute 'system'"
+    name = as_str(f.attrs["system"])
+    assert name in SYSTEMS, f"unknown system {name!r}"
+    return name
+
+
+@pytest.fixture(scope="module")
+def spec(system):
+    return SYSTEMS[system]
+
+
+@pytest.fixture(scope="module")
+def var(spec):
+    return spec["var"]
+
+
+@pytest.fixture(scope="module")
+def dims(spec):
+    return spec["dims"]
+
+
+@pytest.fixture(scope="module")
 def diverged(f):
     """Boolean per member: True where /diverged_at records a blow-up."""
     return np.asarray(f["diverged_at"][...]) >= 0
@@ -104,12 +172,19 @@ def xds():
         ds.close()
 
 
-def finite_snapshots(f, diverged, limit=None):
-    """Yield (member, t, 2-D float64 snapshot) for snapshots of non-diverged members."""
-    vort = f["vorticity"]
+def member_block(f, var, m):
+    """One member as float32 ``[time, layer, y, x]`` (one layer for Kolmogorov)."""
+    block = f[var][m]  # the file is contiguous, one member's window is one byte range
+    if block.ndim == 3:
+        block = block[:, np.newaxis]
+    return block
+
+
+def finite_snapshots(f, var, diverged, limit=None):
+    """Yield (member, t, float64 ``[layer, y, x]`` snapshot) of non-diverged members."""
     n = 0
     for m in np.flatnonzero(~diverged):
-        block = vort[m]  # one member: (time, y, x); the file is chunked by member
+        block = member_block(f, var, m)
         for t in range(block.shape[0]):
             yield int(m), t, block[t].astype(np.float64)
             n += 1
@@ -129,60 +204,66 @@ def test_file_is_complete_run_output():
     )
 
 
-def test_datasets_present(f):
-    for name in ("vorticity", "member", "time", "y", "x", "split", "diverged_at"):
+def test_datasets_present(f, var, dims):
+    for name in (var, *dims, "split", "diverged_at"):
         assert name in f, f"missing dataset /{name}"
         assert isinstance(f[name], h5py.Dataset)
+    others = {s["var"] for s in SYSTEMS.values()} - {var}
+    for name in others | ({"layer"} - set(dims)):
+        assert name not in f, f"/{name} does not belong in a {as_str(f.attrs['system'])} file"
 
 
-def test_shapes_consistent(f):
-    vort = f["vorticity"]
-    assert vort.ndim == 4
-    expected = (f["member"].shape[0], f["time"].shape[0], f["y"].shape[0], f["x"].shape[0])
-    assert vort.shape == expected
-    for name in ("member", "time", "y", "x", "split", "diverged_at"):
+def test_shapes_consistent(f, var, dims):
+    field = f[var]
+    assert field.ndim == len(dims)
+    assert field.shape == tuple(f[name].shape[0] for name in dims)
+    for name in (*dims, "split", "diverged_at"):
         assert f[name].ndim == 1, f"/{name} should be one-dimensional"
-    assert f["split"].shape == (vort.shape[0],)
-    assert f["diverged_at"].shape == (vort.shape[0],)
-    assert all(n > 0 for n in vort.shape), f"empty dimension in {vort.shape}"
+    assert f["split"].shape == (field.shape[0],)
+    assert f["diverged_at"].shape == (field.shape[0],)
+    assert f["x"].shape == f["y"].shape, "the grid is square"
+    assert all(n > 0 for n in field.shape), f"empty dimension in {field.shape}"
 
 
-def test_dtypes(f):
-    assert f["vorticity"].dtype == np.float32
+def test_dtypes(f, var, dims):
+    assert f[var].dtype == np.float32
     assert f["member"].dtype == np.int64
     assert f["time"].dtype == np.float64
     assert f["y"].dtype == np.float64
     assert f["x"].dtype == np.float64
+    if "layer" in dims:
+        assert f["layer"].dtype == np.int64
     assert f["split"].dtype == np.int8
     assert f["diverged_at"].dtype == np.int64
 
 
-def test_vorticity_layout_is_contiguous(f):
-    # Contiguous row-major [member, time, y, x]: one member's time window is one contiguous
-    # byte range, and no chunk index exists that a crash could leave half-written.
-    vort = f["vorticity"]
-    assert vort.chunks is None
-    assert vort.compression is None
+def test_field_layout_is_contiguous(f, var):
+    # Contiguous row-major storage: one member's time window is one contiguous byte range,
+    # and no chunk index exists that a crash could leave half-written.
+    field = f[var]
+    assert field.chunks is None
+    assert field.compression is None
 
 
-def test_dimension_scales_attached(f):
-    for name in DIMS:
+def test_dimension_scales_attached(f, var, dims):
+    for name in dims:
         assert h5py.h5ds.is_scale(f[name].id), f"/{name} is not an HDF5 dimension scale"
-    vort = f["vorticity"]
-    for axis, name in enumerate(DIMS):
-        assert scale_name(f, vort, axis) == "/" + name
+    field = f[var]
+    for axis, name in enumerate(dims):
+        assert scale_name(f, field, axis) == "/" + name
     for name in ("split", "diverged_at"):
         assert scale_name(f, f[name], 0) == "/member"
 
 
-def test_variable_attributes(f):
-    vort = f["vorticity"]
-    assert as_str(vort.attrs["units"]) == "1"
-    assert as_str(vort.attrs["long_name"]) == "vorticity"
-    assert as_str(f["time"].attrs["units"]) == "1"
+def test_variable_attributes(f, spec):
+    field = f[spec["var"]]
+    assert as_str(field.attrs["units"]) == spec["units"]
+    assert as_str(field.attrs["long_name"]) == spec["long_name"]
+    assert as_str(field.attrs["description"]).strip()
+    assert as_str(f["time"].attrs["units"]) == spec["time_units"]
     assert as_str(f["time"].attrs["long_name"]) == "simulation time"
     for name in ("x", "y"):
-        assert as_str(f[name].attrs["units"]) == "1"
+        assert as_str(f[name].attrs["units"]) == spec["length_units"]
         assert as_str(f[name].attrs["long_name"]).strip()
     split = f["split"]
     np.testing.assert_array_equal(np.asarray(split.attrs["flag_values"]).ravel(), [0, 1, 2])
@@ -190,40 +271,75 @@ def test_variable_attributes(f):
     assert as_str(split.attrs["long_name"]).strip()
 
 
+def test_layer_coordinate(f, dims):
+    if "layer" not in dims:
+        assert "layer" not in f
+        return
+    np.testing.assert_array_equal(f["layer"][...], [1, 2])
+    assert as_str(f["layer"].attrs["long_name"]) == "layer (1: upper, 2: lower)"
+
+
 # --------------------------------------------------------------------------- root attributes
 
 
-def test_root_attributes_present(f):
-    missing = [a for a in ROOT_ATTRS if a not in f.attrs]
+def test_root_attributes_present(f, spec):
+    missing = [a for a in (*COMMON_ROOT_ATTRS, *spec["attrs"]) if a not in f.attrs]
     assert not missing, f"missing root attributes: {missing}"
+    foreign = [a for a in spec["foreign"] if a in f.attrs]
+    assert not foreign, f"attributes of the other system: {foreign}"
 
 
-def test_root_attribute_values(f):
+def test_root_attribute_values(f, system):
     a = f.attrs
-    assert as_str(a["system"]) == "kolmogorov"
     assert as_str(a["precision"]) in ("f64", "f32")
     assert as_str(a["title"]).strip()
+    assert as_str(a["equation"]).strip()
+    assert as_str(a["initial_condition"]).strip()
     assert as_str(a["thermalizer_version"]).strip()
     assert isinstance(as_str(a["git_revision"]), str)
     grid = int(as_scalar(a["grid"]))
     output_grid = int(as_scalar(a["output_grid"]))
     assert grid > 0 and 0 < output_grid <= grid
     assert output_grid == f["x"].shape[0] == f["y"].shape[0]
-    assert np.isclose(float(as_scalar(a["domain_length"])), 2 * np.pi, rtol=1e-12)
+    length = float(as_scalar(a["domain_length"]))
     assert float(as_scalar(a["dt"])) > 0
-    assert float(as_scalar(a["viscosity"])) >= 0
-    assert float(as_scalar(a["drag"])) >= 0
-    assert int(as_scalar(a["forcing_wavenumber"])) >= 0
-    assert np.isfinite(float(as_scalar(a["forcing_amplitude"])))
     assert int(as_scalar(a["steps_per_sample"])) >= 1
-    assert int(as_scalar(a["spinup_steps"])) >= 0
+    spinup = int(as_scalar(a["spinup_steps"]))
+    assert spinup >= 0
+    if as_str(a["initial_condition"]) != "random":
+        assert spinup == 0, "a file initial condition has no spin-up"
     assert int(as_scalar(a["mpi_ranks"])) >= 1
     int(as_scalar(a["seed"]))  # must be an integer
+    if system == "kolmogorov":
+        assert np.isclose(length, 2 * np.pi, rtol=1e-12)
+        nu = float(as_scalar(a["viscosity"]))
+        assert nu >= 0
+        if nu > 0:
+            assert np.isclose(float(as_scalar(a["reynolds"])), 1 / nu, rtol=1e-12)
+        assert float(as_scalar(a["drag"])) >= 0
+        assert int(as_scalar(a["forcing_wavenumber"])) >= 0
+        assert np.isfinite(float(as_scalar(a["forcing_amplitude"])))
+    else:
+        assert length > 0
+        assert float(as_scalar(a["L"])) == length
+        assert float(as_scalar(a["W"])) == length
+        rd, delta = float(as_scalar(a["rd"])), float(as_scalar(a["delta"]))
+        assert rd > 0 and delta > 0
+        f1 = 1 / (rd**2 * (1 + delta))
+        assert np.isclose(float(as_scalar(a["F1"])), f1, rtol=1e-12)
+        assert np.isclose(float(as_scalar(a["F2"])), delta * f1, rtol=1e-12)
+        for name in ("beta", "U1", "U2"):
+            assert np.isfinite(float(as_scalar(a[name]))), name
+        assert float(as_scalar(a["rek"])) >= 0
+        assert float(as_scalar(a["smagorinsky"])) >= 0
+        assert as_str(a["dealias"]) in ("exponential", "two_thirds")
 
 
-def test_config_attribute_is_yaml(f):
+def test_config_attribute_is_yaml(f, system):
     text = as_str(f.attrs["config"])
-    assert re.search(r"^\s*system\s*:", text, re.MULTILINE), "config lacks a 'system:' key"
+    assert re.search(r"^system\s*:", text, re.MULTILINE), "config lacks a 'system:' key"
+    kind = re.search(r"^\s+kind\s*:\s*(\S+)\s*$", text, re.MULTILINE)
+    assert kind and kind.group(1) == system, "config's system.kind differs from /system"
     try:
         import yaml
     except ImportError:
@@ -239,7 +355,7 @@ def test_config_attribute_is_yaml(f):
     else:
         cfg = yaml.safe_load(text)
         assert isinstance(cfg, dict)
-        assert str(cfg["system"]) == "kolmogorov"
+        assert str(cfg["system"]["kind"]) == system
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -251,10 +367,11 @@ def test_member_coordinate(f):
 
 
 def test_xy_coordinates(f):
+    length = float(as_scalar(f.attrs["domain_length"]))
     for name in ("x", "y"):
         c = f[name][...]
         n = c.shape[0]
-        np.testing.assert_allclose(c, np.arange(n) * (2 * np.pi / n), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(c, np.arange(n) * (length / n), rtol=0, atol=1e-12 * length)
 
 
 def test_time_strictly_increasing(f):
@@ -275,6 +392,16 @@ def test_time_spacing_matches_sampling(f):
     )
 
 
+def test_time_values(f):
+    """``time[i] = (spinup_steps + i·steps_per_sample)·dt``; spinup_steps is 0 for a file IC."""
+    t = f["time"][...]
+    dt = float(as_scalar(f.attrs["dt"]))
+    sps = int(as_scalar(f.attrs["steps_per_sample"]))
+    spinup = int(as_scalar(f.attrs["spinup_steps"]))
+    expected = (spinup + np.arange(t.shape[0]) * sps) * dt
+    np.testing.assert_allclose(t, expected, rtol=1e-12, atol=1e-12 * dt)
+
+
 # --------------------------------------------------------------------------- split / divergence
 
 
@@ -288,11 +415,10 @@ def test_diverged_at_values(f):
     assert np.all(d >= -1), "diverged_at is a step index or -1"
 
 
-def test_diverged_members_nan_suffix(f, diverged):
+def test_diverged_members_nan_suffix(f, var, diverged):
     """A diverged member holds finite snapshots, then all-NaN snapshots to the end."""
-    vort = f["vorticity"]
     for m in np.flatnonzero(diverged):
-        block = vort[m]
+        block = f[var][m]
         finite = np.isfinite(block).reshape(block.shape[0], -1)
         all_finite = finite.all(axis=1)
         all_nan = np.isnan(block).reshape(block.shape[0], -1).all(axis=1)
@@ -307,45 +433,73 @@ def test_diverged_members_nan_suffix(f, diverged):
 # --------------------------------------------------------------------------- field content
 
 
-def test_non_diverged_members_finite(f, diverged):
-    vort = f["vorticity"]
+def test_non_diverged_members_finite(f, var, diverged):
     for m in np.flatnonzero(~diverged):
-        assert np.all(np.isfinite(vort[m])), f"member {m} never diverged but has non-finite values"
+        assert np.all(np.isfinite(f[var][m])), f"member {m} never diverged but has non-finite values"
 
 
-def test_spatial_mean_zero_and_std_positive(f, diverged):
+def test_snapshots_not_constant(f, var, diverged):
+    # Per snapshot over all layers: a QG lower layer may be identically zero (pyqg's random IC
+    # starts it at rest, and an IC-file run stores its t = 0 state).
     checked = 0
-    for m, t, w in finite_snapshots(f, diverged):
-        std = w.std()
-        assert std > 0, f"member {m} time {t}: constant vorticity field"
-        mean = w.mean()
-        assert abs(mean) < 1e-3 * std, (
-            f"member {m} time {t}: domain mean {mean:.3e} not ~0 (std {std:.3e})"
-        )
+    for m, t, w in finite_snapshots(f, var, diverged):
+        assert w.std(axis=(-2, -1)).max() > 0, f"member {m} time {t}: constant field"
         checked += 1
     if checked == 0:
         pytest.skip("every member diverged; nothing finite to check")
 
 
-def test_band_limited_no_nyquist_energy(f, diverged):
-    """The stored field has only |k| < N/2: the Nyquist row and column of rfft2 are empty."""
+def test_spatial_mean(f, var, system, diverged):
+    """The domain mean (``k = 0``) is conserved: constant in time per member and layer, to the
+    float32 rounding of the stored values. Kolmogorov vorticity has zero mean; QG keeps pyqg's
+    initial mean PV, which is not zero in general."""
     checked = 0
-    for m, t, w in finite_snapshots(f, diverged, limit=4):
-        ny, nx = w.shape
-        spec = np.abs(np.fft.rfft2(w)) ** 2
-        total = spec.sum()
-        assert total > 0
-        nyq = 0.0
-        if ny % 2 == 0:
-            nyq += spec[ny // 2, :].sum()
-        if nx % 2 == 0:
-            nyq += spec[:, nx // 2].sum()
-            if ny % 2 == 0:
-                nyq -= spec[ny // 2, nx // 2]  # counted twice
-        assert nyq / total < 1e-10, (
-            f"member {m} time {t}: Nyquist energy fraction {nyq / total:.3e}"
+    for m in np.flatnonzero(~diverged):
+        block = member_block(f, var, m).astype(np.float64)  # [time, layer, y, x]
+        means = block.mean(axis=(-2, -1))  # [time, layer]
+        stds = block.std(axis=(-2, -1))
+        scale = np.abs(block).max(axis=(0, 2, 3))  # [layer]
+        # Each stored value is rounded by at most eps/2 of its magnitude, so two means differ
+        # by at most eps·max|field| (plus the solver's own round-off in f32 precision).
+        tol = 4 * F32_EPS * scale
+        drift = np.abs(means - means[0]).max(axis=0)
+        assert np.all(drift <= tol), (
+            f"member {m}: spatial mean drifts by {drift} (tolerance {tol}) per layer"
         )
+        if system == "kolmogorov":
+            for t in range(block.shape[0]):
+                mean, std = means[t, 0], stds[t, 0]
+                assert abs(mean) < 1e-3 * std, (
+                    f"member {m} time {t}: domain mean {mean:.3e} not ~0 (std {std:.3e})"
+                )
         checked += 1
+    if checked == 0:
+        pytest.skip("every member diverged; nothing finite to check")
+
+
+def test_no_nyquist_energy(f, var, diverged):
+    """The stored field holds only |k|, |l| < N/2: the Nyquist row and column of rfft2 are
+    empty (per layer; the k = 0 mode is left out of the total so a large QG mean PV does not
+    hide the rest)."""
+    checked = 0
+    for m, t, w in finite_snapshots(f, var, diverged, limit=4):
+        ny, nx = w.shape[-2:]
+        for layer, spec in enumerate(np.abs(np.fft.rfft2(w)) ** 2):
+            spec[0, 0] = 0.0
+            total = spec.sum()
+            if total == 0:
+                continue  # a constant layer (a QG lower layer at rest)
+            nyq = 0.0
+            if ny % 2 == 0:
+                nyq += spec[ny // 2, :].sum()
+            if nx % 2 == 0:
+                nyq += spec[:, nx // 2].sum()
+                if ny % 2 == 0:
+                    nyq -= spec[ny // 2, nx // 2]  # counted twice
+            assert nyq / total < 1e-10, (
+                f"member {m} time {t} layer index {layer}: Nyquist energy fraction {nyq / total:.3e}"
+            )
+            checked += 1
     if checked == 0:
         pytest.skip("every member diverged; nothing finite to check")
 
@@ -353,13 +507,13 @@ def test_band_limited_no_nyquist_energy(f, diverged):
 # --------------------------------------------------------------------------- xarray view
 
 
-def test_xarray_named_dimensions(xds):
-    assert "vorticity" in xds.data_vars
-    assert xds["vorticity"].dims == DIMS
-    assert xds["vorticity"].dtype == np.float32
+def test_xarray_named_dimensions(xds, var, dims):
+    assert var in xds.data_vars
+    assert xds[var].dims == dims
+    assert xds[var].dtype == np.float32
     assert xds["split"].dims == ("member",)
     assert xds["diverged_at"].dims == ("member",)
-    for name in DIMS:
+    for name in dims:
         assert name in xds.coords, f"{name} is not a coordinate in xarray"
     phony = [d for d in xds.dims if str(d).startswith("phony_dim")]
     assert not phony, f"unnamed HDF5 dimensions: {phony}"
@@ -377,22 +531,27 @@ def test_xarray_phony_dims_sort_finds_none():
         assert not bad, f"variables with unnamed dimensions: {bad}"
 
 
-def test_xarray_coordinates_and_attrs(xds, f):
-    n = xds.sizes["x"]
-    np.testing.assert_allclose(xds["x"].values, np.arange(n) * 2 * np.pi / n, atol=1e-12)
-    n = xds.sizes["y"]
-    np.testing.assert_allclose(xds["y"].values, np.arange(n) * 2 * np.pi / n, atol=1e-12)
+def test_xarray_coordinates_and_attrs(xds, f, system, spec):
+    length = float(as_scalar(f.attrs["domain_length"]))
+    for name in ("x", "y"):
+        n = xds.sizes[name]
+        np.testing.assert_allclose(
+            xds[name].values, np.arange(n) * length / n, rtol=0, atol=1e-12 * length
+        )
+        assert xds[name].attrs.get("units") == spec["length_units"]
     np.testing.assert_array_equal(xds["time"].values, f["time"][...])
     assert xds["time"].dtype == np.float64, "time must stay plain floats (not decoded as dates)"
     np.testing.assert_array_equal(xds["member"].values, np.arange(xds.sizes["member"]))
-    assert xds.attrs["system"] == "kolmogorov"
+    if "layer" in spec["dims"]:
+        np.testing.assert_array_equal(xds["layer"].values, [1, 2])
+    assert xds.attrs["system"] == system
     assert "system:" in xds.attrs["config"]
-    assert xds["vorticity"].attrs.get("units") == "1"
+    assert xds[spec["var"]].attrs.get("units") == spec["units"]
 
 
-def test_xarray_reads_same_values(xds, f):
-    snap = xds["vorticity"].isel(member=0, time=0).values
-    np.testing.assert_array_equal(snap, f["vorticity"][0, 0])
+def test_xarray_reads_same_values(xds, f, var):
+    snap = xds[var].isel(member=0, time=0).values
+    np.testing.assert_array_equal(snap, f[var][0, 0])
     # select a split the way users do
-    train = xds["vorticity"].isel(member=(xds["split"] == 0).values)
+    train = xds[var].isel(member=(xds["split"] == 0).values)
     assert train.sizes["member"] == int((f["split"][...] == 0).sum())
