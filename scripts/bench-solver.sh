@@ -23,7 +23,7 @@ case "$system" in kolmogorov|qg) ;; *) echo "unknown --system $system (kolmogoro
 # shellcheck disable=SC1091
 source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
 [ "$build" = 0 ] || cargo build --release --locked -q
-out=$(mktemp -d)
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 if [ "$system" = qg ]; then
   py=$(scripts/setup-pyqg.sh)
   echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores, load1 $(cut -d' ' -f1 /proc/loadavg), system qg"
