@@ -71,14 +71,7 @@ pub fn solver<T: Real>(n: usize, viscosity: f64, seconds: f64, repeats: usize) -
     let step = time_blocks(seconds, repeats, 1, || {
         solver.step(&mut w, &mut work);
     });
-    let fft = fft_time::<T>(n, seconds, repeats);
-    SolverBench {
-        grid: n,
-        precision: T::NAME,
-        ms_per_step: step * 1e3,
-        floor_ms: FFTS_PER_STEP * fft * 1e3,
-        fft_us: fft * 1e6,
-    }
+    row::<T>(n, step, FFTS_PER_STEP, fft_time::<T>(n, seconds, repeats))
 }
 
 /// Benchmarks the two-layer QG model (pyqg's eddy configuration, dt = 1 h, no Smagorinsky)
@@ -98,14 +91,12 @@ pub fn qg<T: Real>(n: usize, seconds: f64, repeats: usize) -> SolverBench {
     let step = time_blocks(seconds, repeats, 1, || {
         model.step(&mut state, 3600.0, &mut work);
     });
-    let fft = fft_time::<T>(n, seconds, repeats);
-    SolverBench {
-        grid: n,
-        precision: T::NAME,
-        ms_per_step: step * 1e3,
-        floor_ms: QG_FFTS_PER_STEP * fft * 1e3,
-        fft_us: fft * 1e6,
-    }
+    row::<T>(n, step, QG_FFTS_PER_STEP, fft_time::<T>(n, seconds, repeats))
+}
+
+/// A table row from seconds per step, transforms per step and seconds per transform.
+fn row<T: Real>(n: usize, step: f64, ffts: f64, fft: f64) -> SolverBench {
+    SolverBench { grid: n, precision: T::NAME, ms_per_step: step * 1e3, floor_ms: ffts * fft * 1e3, fft_us: fft * 1e6 }
 }
 
 /// Mean seconds of one full `n × n` real 2D transform (forward and inverse averaged).
