@@ -17,7 +17,7 @@ log() { echo "[setup] $*"; }
 
 # 1) system packages
 APT_PKGS=(build-essential pkg-config libclang-dev libopenmpi-dev openmpi-bin
-          libhdf5-openmpi-dev hdf5-tools python3-venv git)
+          libhdf5-openmpi-dev hdf5-tools python3-venv git procps)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
