@@ -164,6 +164,28 @@ fn wait_for(path: &Path, child: &mut Child) {
 
 const LONG: [&str; 2] = ["generate.samples=250", "system.grid=48"];
 
+/// Starts `config` with `sets` as a plain process, SIGKILLs it once it has checkpointed, checks
+/// that only the partial file exists, and reruns the same command on `resume_np` ranks to
+/// completion. Returns the run directory.
+fn kill_and_resume(config: &str, sets: &[&str], name: &str, resume_np: usize) -> PathBuf {
+    let dir = scratch(name);
+    let d = format!("run.dir={}", dir.display());
+    let mut args = vec!["generate", "--config", config, "--set", &d];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let mut child = command(0, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
+    assert!(child.try_wait().unwrap().is_none(), "run finished before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(dir.join("trajectories.h5.partial").exists() && !dir.join("trajectories.h5").exists());
+    let out = run(resume_np, &args);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
+    dir
+}
+
 #[test]
 fn killed_run_resumes_to_the_same_file() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,19 +193,9 @@ fn killed_run_resumes_to_the_same_file() {
     assert_ok(&generate(2, &reference, &LONG));
 
     // SIGKILL of a plain (one-rank) run: resume from the last periodic checkpoint.
-    let dir = scratch("kill9");
-    let d = format!("run.dir={}", dir.display());
-    let args = ["generate", "--config", tiny(), "--set", &d, "--set", LONG[0], "--set", LONG[1]];
-    let mut child = command(0, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
-    assert!(child.try_wait().unwrap().is_none(), "run finished before the kill");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(dir.join("trajectories.h5.partial").exists() && !dir.join("trajectories.h5").exists());
-    let out = run(0, &args);
-    assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
-    assert_same_file(&reference.join("trajectories.h5"), &dir.join("trajectories.h5"));
+    let killed = kill_and_resume(tiny(), &LONG, "kill9", 0);
+    assert_same_file(&reference.join("trajectories.h5"), &killed.join("trajectories.h5"));
+    let _ = std::fs::remove_dir_all(killed);
 
     // SIGUSR1 (Slurm's --signal=USR1@T) forwarded by mpirun to 3 ranks: checkpoint, exit 75, resume.
     let dir = scratch("usr1");
@@ -377,15 +389,7 @@ fn qg_ensemble_is_rank_invariant_and_resumes_bitwise() {
     let long = ["generate.samples=200", "system.grid=48"];
     let reference = scratch("qg-kill-ref");
     assert_ok(&generate_with(tiny_qg(), 2, &reference, &long));
-    let dir = scratch("qg-kill9");
-    let d = format!("run.dir={}", dir.display());
-    let args = ["generate", "--config", tiny_qg(), "--set", &d, "--set", long[0], "--set", long[1]];
-    let mut child = command(0, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
-    assert!(child.try_wait().unwrap().is_none(), "run finished before the kill");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_ok(&run(3, &args));
+    let dir = kill_and_resume(tiny_qg(), &long, "qg-kill9", 3);
     assert_same_file(&reference.join("trajectories.h5"), &dir.join("trajectories.h5"));
     for d in dirs.into_iter().chain([reference, dir]) {
         let _ = std::fs::remove_dir_all(d);
