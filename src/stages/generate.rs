@@ -411,6 +411,9 @@ fn initial_states<T: Real, D: Dynamics<T>>(
             Some(data)
         }
     };
+    // The equation the random vorticity is built for (plans and spectra made once per rank).
+    let random_kolmogorov = (from_file.is_none() && c.system.kind == SystemKind::Kolmogorov)
+        .then(|| Kolmogorov::<T>::new(n, c.kolmogorov()));
     let mut ws = g.scratch();
     local
         .clone()
@@ -429,9 +432,8 @@ fn initial_states<T: Real, D: Dynamics<T>>(
                 }
                 (None, SystemKind::Qg) => pyqg_random_pv(&mut rng, n),
                 (None, SystemKind::Kolmogorov) => {
-                    let eq = Kolmogorov::<T>::new(n, c.kolmogorov());
-                    let w =
-                        filtered_vorticity(&eq, &mut rng, c.generate.ic_max_velocity, c.generate.ic_peak_wavenumber);
+                    let eq = random_kolmogorov.as_ref().expect("built for random Kolmogorov initial conditions");
+                    let w = filtered_vorticity(eq, &mut rng, c.generate.ic_max_velocity, c.generate.ic_peak_wavenumber);
                     return Ok(Member { index, state: solver.state(w), diverged_at: None });
                 }
             };
