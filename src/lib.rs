@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod config;
 pub mod diagnostics;
+pub mod nn;
 pub mod parallel;
 pub mod rng;
 pub mod solver;
