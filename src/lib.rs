@@ -14,3 +14,4 @@ pub mod rng;
 pub mod solver;
 pub mod stages;
 pub mod store;
+pub mod train;

@@ -10,8 +10,10 @@ use thermalizer::config::{validate, Config};
 use thermalizer::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::generate::{self, Outcome, Plan};
+use thermalizer::stages::train::{self, Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
+use thermalizer::train::trainer::Outcome as TrainOutcome;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +27,7 @@ stages; outputs go to its run.dir.\n\nExit status: 0 done, 2 bad input (nothing 
 after a checkpoint (run the same command again to resume), 1 other failures.",
     after_help = "Examples:\n  thermalizer validate --config configs/quickstart.yaml\n  \
 mpirun -np 2 thermalizer generate --config configs/quickstart.yaml --set generate.members=8\n  \
+mpirun -np 2 thermalizer train emulator --config configs/quickstart.yaml\n  \
 thermalizer bench solver --grids 64 128 256"
 )]
 struct Cli {
@@ -43,6 +46,21 @@ enum Command {
     /// Simulate the ensemble of config `generate.*` and write <run.dir>/trajectories.h5
     /// (collectively, all ranks; resumes from a checkpoint if one exists).
     Generate(ConfigArgs),
+    /// Train the emulator or the thermalizer on <run.dir>/trajectories.h5, data-parallel over all
+    /// ranks; checkpoints in <run.dir>/<model>/ (resumes from latest.safetensors if present).
+    Train {
+        /// `emulator` or `thermalizer`.
+        #[arg(value_parser = ["emulator", "thermalizer"])]
+        model: String,
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU; one rank per GPU).
+        #[arg(long)]
+        device: Option<String>,
+        /// Continue a checkpoint written under a different config.
+        #[arg(long)]
+        allow_config_change: bool,
+    },
     /// Parse and check a config, print it resolved with the planned work; writes nothing.
     Validate(ConfigArgs),
     /// Print versions (thermalizer, git, MPI, HDF5, libtorch) and CUDA availability.
@@ -139,6 +157,41 @@ fn dispatch(command: Command, world: &World) -> i32 {
                 }
             }
         },
+        Command::Train { model, args, device, allow_config_change } => match Config::load(&args.config, &args.set) {
+            Err(e) => report(world, StageError::Input(e.0)),
+            Ok(config) => {
+                let which = if model == "emulator" { Model::Emulator } else { Model::Thermalizer };
+                let stop = StopFlag::install();
+                let opts = TrainOptions { device, allow_config_change };
+                match train::run(&config, world, &stop, which, &opts) {
+                    Ok(TrainOutcome::Finished { updates, already, best }) => {
+                        if world.is_root() {
+                            let dir = config.run.dir.join(which.name());
+                            if already {
+                                log::info!("{} is already trained for this config; nothing to do", dir.display());
+                            }
+                            log::info!(
+                                "{}: {updates} updates, best validation loss {}",
+                                which.name(),
+                                best.map_or("-".into(), |b| format!("{b:.5e}"))
+                            );
+                            println!("{}", dir.join("latest.safetensors").display());
+                        }
+                        0
+                    }
+                    Ok(TrainOutcome::Stopped { updates }) => {
+                        if world.is_root() {
+                            log::warn!(
+                                "stopped on request after update {updates}; checkpoint written, run the same command to \
+                                 resume"
+                            );
+                        }
+                        0
+                    }
+                    Err(e) => report(world, e),
+                }
+            }
+        },
         Command::Validate(args) => match Config::load(&args.config, &args.set) {
             Err(e) => report(world, StageError::Input(e.0)),
             Ok(config) => {
@@ -223,6 +276,22 @@ fn print_plan(c: &Config, ranks: usize) {
     );
     println!("memory per rank:    ~{:.1} MB", Plan::memory_per_rank(c, ranks) as f64 / 1e6);
     println!("CFL estimate:       {:.3}", validate::cfl_estimate(c));
+    let (channels, image) = (c.layers() as i64, c.output_grid() as i64);
+    let count = |build: &dyn Fn(&tch::nn::Path)| {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        build(&vs.root());
+        thermalizer::nn::parameter_count(&vs)
+    };
+    let (e, t) = (c.emulator(), c.thermalizer());
+    let emulator = count(&|p| drop(thermalizer::nn::unet::Unet::new(p, &e.model.shape(channels))));
+    let therm = count(&|p| {
+        drop(thermalizer::nn::classifier::Thermalizer::new(p, &t.model.shape(channels), image, t.levels as i64))
+    });
+    println!(
+        "emulator:           {emulator} parameters (hidden {}, dim_mults {:?})",
+        e.model.hidden, e.model.dim_mults
+    );
+    println!("thermalizer:        {therm} parameters (UNet + classifier head, {} levels)", t.levels);
 }
 
 fn print_info(world: &World) {

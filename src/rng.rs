@@ -10,6 +10,12 @@ use rand_chacha::ChaCha8Rng;
 pub enum Purpose {
     /// Initial conditions of ensemble members in `generate`.
     InitialCondition = 1,
+    /// Per-epoch order of the training samples (index: epoch).
+    Shuffle = 2,
+    /// Noise and diffusion levels of one training sample (index: epoch·2³² + position).
+    TrainingNoise = 3,
+    /// Noise and diffusion levels of one validation sample (index: its position).
+    ValidationNoise = 4,
 }
 
 /// The stream of member `index` for `purpose` under `seed`.

@@ -10,6 +10,7 @@
 //! The resolved configuration ([`Config::to_yaml`]) is stored in every output file.
 
 pub mod overrides;
+pub mod train;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,12 @@ pub struct Config {
     pub system: SystemConfig,
     /// Ensemble generation (the `generate` stage).
     pub generate: GenerateConfig,
+    /// The emulator and its training (`train emulator`); absent = the paper's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<train::EmulatorConfig>,
+    /// The thermalizer and its training (`train thermalizer`); absent = the paper's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thermalizer: Option<train::ThermalizerConfig>,
 }
 
 /// `run.*`: settings of the run rather than of the physics.
@@ -236,6 +243,8 @@ impl Config {
     /// Fills the unset keys of the configured system with their defaults (QG keys from the
     /// preset), so that the stored config is complete.
     pub fn resolve_defaults(&mut self) {
+        self.emulator.get_or_insert_with(Default::default);
+        self.thermalizer.get_or_insert_with(Default::default);
         let s = &mut self.system;
         match s.kind {
             SystemKind::Kolmogorov => {
@@ -315,6 +324,26 @@ impl Config {
     /// The resolved configuration as YAML (stored in every output).
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).expect("config serialises")
+    }
+
+    /// The emulator section (after [`Config::load`], always present).
+    pub fn emulator(&self) -> &train::EmulatorConfig {
+        self.emulator.as_ref().expect("resolved")
+    }
+
+    /// The thermalizer section (after [`Config::load`], always present).
+    pub fn thermalizer(&self) -> &train::ThermalizerConfig {
+        self.thermalizer.as_ref().expect("resolved")
+    }
+
+    /// Threads of each rank: `run.threads`, or when 0 all cores for a single rank and 1 per
+    /// rank under a multi-rank launch.
+    pub fn threads_per_rank(&self, ranks: usize) -> usize {
+        match self.run.threads {
+            0 if ranks > 1 => 1,
+            0 => std::thread::available_parallelism().map_or(1, |v| v.get()),
+            t => t,
+        }
     }
 
     /// Stored grid points per side.

@@ -1,6 +1,7 @@
 //! Semantic checks of a parsed [`Config`], before any compute: every message names the key and
 //! the value, and says what would be accepted.
 
+use super::train::{LoopConfig, ModelConfig, OptimizerConfig};
 use super::{Config, ConfigError, SystemConfig, SystemKind};
 
 /// Checks value ranges, grid sizes and an a-priori CFL estimate.
@@ -95,6 +96,85 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
                 0.5 * dx / u_est
             ),
         );
+    }
+    check_training(c)
+}
+
+/// The `emulator.*` and `thermalizer.*` sections (when present).
+fn check_training(c: &Config) -> Result<(), ConfigError> {
+    let samples = c.generate.samples;
+    if let Some(e) = &c.emulator {
+        check_model("emulator.model", &e.model, c.output_grid())?;
+        check_optimizer("emulator.optimizer", &e.optimizer)?;
+        check_loop("emulator.training", &e.training)?;
+        if e.max_rollout == 0 || e.max_rollout >= samples {
+            return Err(ConfigError(format!(
+                "emulator.max_rollout = {}: must be at least 1 and below generate.samples = {samples} (a window holds \
+                 max_rollout + 1 stored states)",
+                e.max_rollout
+            )));
+        }
+        if e.rollout_scheduler == 0 {
+            return Err(ConfigError("emulator.rollout_scheduler = 0: must be at least 1 update".into()));
+        }
+        positive("emulator.sigma", Some(e.sigma), true)?;
+    }
+    if let Some(t) = &c.thermalizer {
+        check_model("thermalizer.model", &t.model, c.output_grid())?;
+        check_optimizer("thermalizer.optimizer", &t.optimizer)?;
+        check_loop("thermalizer.training", &t.training)?;
+        if t.levels < 2 {
+            return Err(ConfigError(format!("thermalizer.levels = {}: need at least 2 diffusion levels", t.levels)));
+        }
+        positive("thermalizer.classifier_weight", Some(t.classifier_weight), true)?;
+        if t.skip_samples >= samples {
+            return Err(ConfigError(format!(
+                "thermalizer.skip_samples = {}: leaves no stored state of generate.samples = {samples}",
+                t.skip_samples
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_model(key: &str, m: &ModelConfig, grid: usize) -> Result<(), ConfigError> {
+    if m.hidden < 1 || m.blocks < 1 || m.dim_mults.iter().any(|&k| k < 1) {
+        return Err(ConfigError(format!(
+            "{key} = {{hidden: {}, dim_mults: {:?}, blocks: {}}}: widths, multipliers and blocks must be >= 1",
+            m.hidden, m.dim_mults, m.blocks
+        )));
+    }
+    m.shape(1).check_grid(grid as i64).map_err(|why| {
+        ConfigError(format!("{key}.dim_mults = {:?}: {why} (stored grid system.output_grid)", m.dim_mults))
+    })
+}
+
+fn check_optimizer(key: &str, o: &OptimizerConfig) -> Result<(), ConfigError> {
+    positive(&format!("{key}.lr"), Some(o.lr), false)?;
+    positive(&format!("{key}.weight_decay"), Some(o.weight_decay), true)?;
+    positive(&format!("{key}.eps"), Some(o.eps), false)?;
+    positive(&format!("{key}.grad_clip"), o.grad_clip, false)?;
+    positive(&format!("{key}.lr_gamma"), Some(o.lr_gamma), false)?;
+    if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+        return Err(ConfigError(format!("{key}.betas = {:?}: each must be in [0, 1)", o.betas)));
+    }
+    if let Some(d) = o.ema_decay.filter(|d| !(0.0..1.0).contains(d)) {
+        return Err(ConfigError(format!("{key}.ema_decay = {d}: must be in [0, 1)")));
+    }
+    if o.lr_step == Some(0) {
+        return Err(ConfigError(format!("{key}.lr_step = 0: must be at least 1 update (or null)")));
+    }
+    Ok(())
+}
+
+fn check_loop(key: &str, l: &LoopConfig) -> Result<(), ConfigError> {
+    for (k, v) in [("batch_size", l.batch_size as u64), ("epochs", l.epochs as u64), ("log_every", l.log_every)] {
+        if v == 0 {
+            return Err(ConfigError(format!("{key}.{k} = 0: must be at least 1")));
+        }
+    }
+    if l.max_updates == Some(0) {
+        return Err(ConfigError(format!("{key}.max_updates = 0: must be at least 1 (or null)")));
     }
     Ok(())
 }

@@ -7,10 +7,10 @@
 //! The bottleneck size is computed from the real number of levels (the authors' formula only
 //! agrees for 2 or 3 levels).
 
-use tch::nn::{self, ConvConfig, Module, PaddingMode};
+use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::unet::{Unet, UnetShape};
+use super::unet::{conv, torch_default_init, Unet, UnetShape};
 
 /// Size of the flattened vector the head aims for (the authors' `mlp_max`).
 const MLP_MAX: i64 = 4096;
@@ -38,12 +38,15 @@ impl Thermalizer {
         let s = shape.bottleneck_size(image);
         let filters = ((MLP_MAX as f64 / (s * s) as f64).round() as i64).max(1);
         let hp = p / "regressor_block";
-        let cfg = ConvConfig { padding: 1, padding_mode: PaddingMode::Circular, ..Default::default() };
+        let linear = |p: nn::Path, i: i64, o: i64| {
+            let init = torch_default_init(i);
+            nn::linear(p, i, o, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
+        };
         let head = Head {
-            conv1: nn::conv2d(&hp / "conv1", c, c, 3, cfg),
-            conv2: nn::conv2d(&hp / "conv2", c, filters, 1, Default::default()),
-            linear1: nn::linear(&hp / "linear1", filters * s * s, levels, Default::default()),
-            linear2: nn::linear(&hp / "linear2", levels, levels, Default::default()),
+            conv1: conv(&hp / "conv1", c, c, 3, 1),
+            conv2: conv(&hp / "conv2", c, filters, 1, 1),
+            linear1: linear(&hp / "linear1", filters * s * s, levels),
+            linear2: linear(&hp / "linear2", levels, levels),
         };
         Thermalizer { unet, head }
     }

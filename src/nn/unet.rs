@@ -64,9 +64,29 @@ impl UnetShape {
     }
 }
 
+/// PyTorch's default initialisation of conv and linear layers: weights and biases uniform in
+/// ±1/√fan_in (kaiming_uniform with a = √5), so a fresh model starts as a PyTorch one does.
+pub fn torch_default_init(fan_in: i64) -> nn::Init {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -b, up: b }
+}
+
+/// k×k convolution with circular padding (k/2) and PyTorch's initialisation.
+pub fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
+    let init = torch_default_init(c_in * k * k);
+    let cfg = ConvConfig {
+        stride,
+        padding: k / 2,
+        padding_mode: PaddingMode::Circular,
+        ws_init: init,
+        bs_init: init,
+        ..Default::default()
+    };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
 fn conv3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
-    let cfg = ConvConfig { stride, padding: 1, padding_mode: PaddingMode::Circular, ..Default::default() };
-    nn::conv2d(p, c_in, c_out, 3, cfg)
+    conv(p, c_in, c_out, 3, stride)
 }
 
 /// Wide residual block (pre-activation, GELU).
@@ -79,7 +99,7 @@ struct ResidualBlock {
 
 impl ResidualBlock {
     fn new(p: nn::Path, c_in: i64, c_out: i64) -> Self {
-        let shortcut = (c_in != c_out).then(|| nn::conv2d(&p / "shortcut", c_in, c_out, 1, Default::default()));
+        let shortcut = (c_in != c_out).then(|| conv(&p / "shortcut", c_in, c_out, 1, 1));
         ResidualBlock {
             conv1: conv3(&p / "conv1", c_in, c_out, 1),
             conv2: conv3(&p / "conv2", c_out, c_out, 1),
@@ -160,7 +180,15 @@ impl Unet {
             c_in = c_out;
             if i > 0 {
                 let k = up.len();
-                let cfg = nn::ConvTransposeConfig { stride: 2, padding: 1, ..Default::default() };
+                // PyTorch's fan-in of a transposed conv is weight.size(1)·k² = c_out·16.
+                let init = torch_default_init(c_in * 16);
+                let cfg = nn::ConvTransposeConfig {
+                    stride: 2,
+                    padding: 1,
+                    ws_init: init,
+                    bs_init: init,
+                    ..Default::default()
+                };
                 up.push(UpLayer::Upsample(nn::conv_transpose2d(&upp / k / "conv", c_in, c_in, 4, cfg)));
             }
         }

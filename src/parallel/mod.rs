@@ -66,6 +66,27 @@ impl World {
         out
     }
 
+    /// Element-wise sum over ranks, in place (f64).
+    pub fn sum_f64(&self, values: &mut [f64]) {
+        let local = values.to_vec();
+        self.comm.all_reduce_into(&local[..], values, SystemOperation::sum());
+    }
+
+    /// Element-wise sum over ranks, in place (f32): the gradient allreduce of CPU training.
+    pub fn sum_f32(&self, values: &mut [f32]) {
+        if self.size() > 1 {
+            let local = values.to_vec();
+            self.comm.all_reduce_into(&local[..], values, SystemOperation::sum());
+        }
+    }
+
+    /// Rank 0's `values` on every rank.
+    pub fn broadcast_f32(&self, values: &mut [f32]) {
+        if self.size() > 1 {
+            self.comm.process_at_rank(0).broadcast_into(values);
+        }
+    }
+
     /// Whether `flag` is set on any rank.
     pub fn any(&self, flag: bool) -> bool {
         self.sum(&[flag as u64])[0] > 0

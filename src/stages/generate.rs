@@ -110,6 +110,8 @@ fn identity(c: &Config) -> String {
     c.run.threads = 0;
     c.run.checkpoint_interval = 0.0;
     c.run.log_interval = 0.0;
+    c.emulator = None;
+    c.thermalizer = None;
     c.to_yaml()
 }
 
@@ -220,11 +222,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     let plan = Plan::of(c);
     let (n, m_out, layers) = (c.system.grid, c.output_grid(), solver.layers());
     let local = world.members(plan.members);
-    let threads = match c.run.threads {
-        0 if world.size() > 1 => 1,
-        0 => std::thread::available_parallelism().map_or(1, |v| v.get()),
-        t => t,
-    };
+    let threads = c.threads_per_rank(world.size());
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Io(e.to_string()))?;
     let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());

@@ -1,0 +1,126 @@
+//! The `train emulator` and `train thermalizer` stages: build the model from the config, open
+//! the trajectories, and hand both to the shared training loop.
+
+use std::path::PathBuf;
+
+use tch::nn::VarStore;
+use tch::Device;
+
+use super::StageError;
+use crate::config::Config;
+use crate::nn::classifier::Thermalizer;
+use crate::nn::diffusion::Schedule;
+use crate::nn::unet::Unet;
+use crate::parallel::signals::StopFlag;
+use crate::parallel::World;
+use crate::train::data::Trajectories;
+use crate::train::emulator::EmulatorTask;
+use crate::train::reduce::MpiReducer;
+use crate::train::task::{Samples, Task};
+use crate::train::thermalizer::ThermalizerTask;
+use crate::train::trainer::{self, Outcome, Session};
+
+/// Which model to train.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Model {
+    Emulator,
+    Thermalizer,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Emulator => "emulator",
+            Model::Thermalizer => "thermalizer",
+        }
+    }
+}
+
+/// Command-line options of `train`.
+pub struct TrainOptions {
+    /// `cpu`, `cuda`, or `None` for CUDA when available.
+    pub device: Option<String>,
+    pub allow_config_change: bool,
+}
+
+/// The device of this rank: `cuda` takes GPU (local rank mod GPUs) — one rank per GPU.
+pub fn choose_device(requested: Option<&str>) -> Result<Device, StageError> {
+    let cuda = tch::Cuda::is_available();
+    match requested {
+        Some("cpu") => Ok(Device::Cpu),
+        Some("cuda") if !cuda => {
+            Err(StageError::Input("--device cuda: CUDA is not available to libtorch on this machine".into()))
+        }
+        Some("cuda") | None if cuda => {
+            let local = ["OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            Ok(Device::Cuda(local % tch::Cuda::device_count().max(1) as usize))
+        }
+        None => Ok(Device::Cpu),
+        Some(other) => Err(StageError::Input(format!("--device {other}: use cpu or cuda"))),
+    }
+}
+
+/// What must match between a checkpoint and the run that resumes it: the data, the system and
+/// the model's own section (run-time keys and the other model's section blanked).
+fn identity(c: &Config, model: Model) -> String {
+    let mut c = c.clone();
+    c.run.threads = 0;
+    c.run.checkpoint_interval = 0.0;
+    c.run.log_interval = 0.0;
+    match model {
+        Model::Emulator => c.thermalizer = None,
+        Model::Thermalizer => c.emulator = None,
+    }
+    c.to_yaml()
+}
+
+/// Trains `model` with the config's settings; the checkpoints go to `<run.dir>/<model>/`.
+pub fn run(
+    c: &Config,
+    world: &World,
+    stop: &StopFlag,
+    model: Model,
+    opts: &TrainOptions,
+) -> Result<Outcome, StageError> {
+    let device = choose_device(opts.device.as_deref())?;
+    tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
+    let path: PathBuf = c.run.dir.join("trajectories.h5");
+    let data = Trajectories::open(&path, c.layers(), c.output_grid())?;
+    let scale = data.channel_std(world)?;
+    let channels = c.layers() as i64;
+    tch::manual_seed(c.run.seed as i64);
+    let vs = VarStore::new(device);
+    let task: Box<dyn Task> = match model {
+        Model::Emulator => {
+            let cfg = c.emulator().clone();
+            let net = Unet::new(&vs.root(), &cfg.model.shape(channels));
+            let samples = Samples::new(data, cfg.max_rollout + 1, 0, scale, device);
+            Box::new(EmulatorTask { cfg, vs, net, samples, seed: c.run.seed })
+        }
+        Model::Thermalizer => {
+            let cfg = c.thermalizer().clone();
+            let shape = cfg.model.shape(channels);
+            let net = Thermalizer::new(&vs.root(), &shape, c.output_grid() as i64, cfg.levels as i64);
+            let samples = Samples::new(data, 1, cfg.skip_samples, scale, device);
+            let schedule = Schedule::cosine(cfg.levels);
+            Box::new(ThermalizerTask { cfg, vs, net, schedule, samples, seed: c.run.seed })
+        }
+    };
+    let reducer = MpiReducer { world };
+    let session = Session {
+        world,
+        reducer: &reducer,
+        stop,
+        dir: c.run.dir.join(model.name()),
+        config_yaml: c.to_yaml(),
+        identity: identity(c, model),
+        allow_config_change: opts.allow_config_change,
+        seed: c.run.seed,
+        checkpoint_interval: c.run.checkpoint_interval,
+        device,
+    };
+    trainer::train(task.as_ref(), &session)
+}

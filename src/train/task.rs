@@ -1,0 +1,103 @@
+//! What the training loop needs from a model: its variables, its samples and its loss.
+
+use rand::Rng;
+use rand_distr::StandardNormal;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::data::{Trajectories, Window, TRAIN, VALID};
+use crate::config::train::{LoopConfig, OptimizerConfig};
+use crate::rng::{member_stream, Purpose};
+use crate::stages::StageError;
+
+/// Which list of samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Split {
+    Train,
+    Valid,
+}
+
+/// One sample of a batch: its index in the split's list and the index of its random stream
+/// (epoch·2³² + position for training, the position for validation).
+#[derive(Clone, Copy, Debug)]
+pub struct Draw {
+    pub sample: usize,
+    pub stream: u64,
+}
+
+impl Draw {
+    /// The sample's random stream (noise, diffusion level).
+    pub fn rng(&self, seed: u64, split: Split) -> rand_chacha::ChaCha8Rng {
+        let purpose = if split == Split::Train { Purpose::TrainingNoise } else { Purpose::ValidationNoise };
+        member_stream(seed, purpose, self.stream)
+    }
+}
+
+/// `count` standard normal values from `rng`.
+pub fn normals(rng: &mut impl Rng, count: usize) -> Vec<f32> {
+    (0..count).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
+}
+
+/// A model being trained.
+pub trait Task {
+    /// `emulator` or `thermalizer` (also the checkpoint directory and metadata `model`).
+    fn name(&self) -> &'static str;
+    fn loop_config(&self) -> &LoopConfig;
+    fn optimizer_config(&self) -> &OptimizerConfig;
+    fn var_store(&self) -> &VarStore;
+    /// Per-channel normalisation scale.
+    fn scale(&self) -> &[f64];
+    /// Number of samples in a split.
+    fn len(&self, split: Split) -> usize;
+    /// Σ over `draws` of each sample's loss, divided by `denom` (the global batch size); with
+    /// the autograd graph when `split` is `Train`. `applied` is the number of updates so far.
+    fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor, StageError>;
+    /// Whether a validation loss now may make a `best` checkpoint (the emulator: only once the
+    /// curriculum has reached its longest unroll, as the authors').
+    fn best_counts(&self, applied: u64) -> bool;
+    /// Extra words for the progress line.
+    fn progress(&self, _applied: u64) -> String {
+        String::new()
+    }
+}
+
+/// The windows of the train and valid splits, read on demand and normalised.
+pub struct Samples {
+    pub data: Trajectories,
+    pub train: Vec<Window>,
+    pub valid: Vec<Window>,
+    /// States per window.
+    pub len: usize,
+    /// Per-channel scale (physical units per normalised unit).
+    pub scale: Vec<f64>,
+    pub device: Device,
+}
+
+impl Samples {
+    /// Windows of `len` states starting at or after stored state `first`.
+    pub fn new(data: Trajectories, len: usize, first: usize, scale: Vec<f64>, device: Device) -> Samples {
+        let train = data.windows(TRAIN, len, first);
+        let valid = data.windows(VALID, len, first);
+        Samples { data, train, valid, len, scale, device }
+    }
+
+    pub fn list(&self, split: Split) -> &[Window] {
+        match split {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+        }
+    }
+
+    /// The windows of `draws` as one normalised tensor `[b, len, C, N, N]` on the device.
+    pub fn batch(&self, split: Split, draws: &[Draw]) -> Result<Tensor, StageError> {
+        let (c, n) = (self.data.channels as i64, self.data.grid as i64);
+        let mut host = Vec::with_capacity(draws.len() * self.len * self.data.state_len());
+        for d in draws {
+            host.extend(self.data.read(self.list(split)[d.sample], self.len)?);
+        }
+        let scale: Vec<f32> = self.scale.iter().map(|s| (1.0 / s) as f32).collect();
+        let scale = Tensor::from_slice(&scale).view([1, 1, c, 1, 1]);
+        let x = Tensor::from_slice(&host).view([draws.len() as i64, self.len as i64, c, n, n]) * scale;
+        Ok(x.to_kind(Kind::Float).to_device(self.device))
+    }
+}

@@ -1,0 +1,66 @@
+//! The thermalizer's training objective (paper.md §4): a stored state x_0 (a sample of the
+//! invariant measure), a level t ~ Uniform{0..T−1} and noise ε ~ N(0, I) drawn from the
+//! sample's own random stream, x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, and
+//! loss = MSE(ε̂(x_t), ε) + λ·CrossEntropy(logits(x_t), t), both from one forward pass.
+
+use rand::Rng;
+use tch::nn::VarStore;
+use tch::{Kind, Reduction, Tensor};
+
+use super::task::{normals, Draw, Samples, Split, Task};
+use crate::config::train::{LoopConfig, OptimizerConfig, ThermalizerConfig};
+use crate::nn::classifier::Thermalizer;
+use crate::nn::diffusion::{level_labels, Schedule};
+use crate::stages::StageError;
+
+pub struct ThermalizerTask {
+    pub cfg: ThermalizerConfig,
+    pub vs: VarStore,
+    pub net: Thermalizer,
+    pub schedule: Schedule,
+    pub samples: Samples,
+    pub seed: u64,
+}
+
+impl Task for ThermalizerTask {
+    fn name(&self) -> &'static str {
+        "thermalizer"
+    }
+    fn loop_config(&self) -> &LoopConfig {
+        &self.cfg.training
+    }
+    fn optimizer_config(&self) -> &OptimizerConfig {
+        &self.cfg.optimizer
+    }
+    fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+    fn scale(&self) -> &[f64] {
+        &self.samples.scale
+    }
+    fn len(&self, split: Split) -> usize {
+        self.samples.list(split).len()
+    }
+
+    fn loss(&self, split: Split, draws: &[Draw], denom: f64, _applied: u64) -> Result<Tensor, StageError> {
+        let x0 = self.samples.batch(split, draws)?.select(1, 0);
+        let per = x0.size()[1..].iter().product::<i64>() as usize;
+        let (mut levels, mut eps) = (Vec::with_capacity(draws.len()), Vec::with_capacity(per * draws.len()));
+        for d in draws {
+            let mut rng = d.rng(self.seed, split);
+            levels.push(rng.random_range(0..self.schedule.levels()));
+            eps.extend(normals(&mut rng, per));
+        }
+        let eps = Tensor::from_slice(&eps).view(x0.size().as_slice()).to_device(x0.device());
+        let xt = self.schedule.noised(&x0, &levels, &eps);
+        let (eps_hat, logits) = self.net.forward_both(&xt);
+        let mse = (eps_hat - eps).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
+        let labels = level_labels(&levels).to_device(x0.device());
+        let ce = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+        Ok((mse + ce * self.cfg.classifier_weight) / denom)
+    }
+
+    fn best_counts(&self, _applied: u64) -> bool {
+        true
+    }
+}

@@ -1,0 +1,456 @@
+//! The data-parallel training loop, the same for both models.
+//!
+//! Per update: every rank computes the loss of its block of the global batch (divided by the
+//! global batch size) and its gradients; the flat gradient buffer, with the loss appended, is
+//! summed over ranks; if any value is non-finite every rank skips the update (they hold the
+//! same buffer, so they agree without more communication); otherwise the gradient is clipped
+//! and AdamW (and the EMA) applied identically everywhere. Parameters start from rank 0's.
+//!
+//! Checkpoints (`latest.safetensors`, and `best.safetensors` by validation loss) are written by
+//! rank 0 every `run.checkpoint_interval` seconds (0: after every update), at the end of each
+//! epoch, at the end, and at the next update after SIGTERM/SIGINT/SIGUSR1 on any rank. The
+//! same command resumes from `latest`; a finished run is left alone. `history.csv` (one row per
+//! applied or skipped update) and `validation.csv` (one row per validation) are truncated to
+//! the checkpoint on resume, so an interrupted run's history equals an uninterrupted one's.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tch::{Device, Tensor};
+
+use super::checkpoint::{Checkpoint, FORMAT};
+use super::data::{epoch_order, evenly_spaced};
+use super::optim::{clip_grad_norm, AdamW, Ema, Parameters};
+use super::reduce::Reducer;
+use super::task::{Draw, Split, Task};
+use crate::parallel::signals::StopFlag;
+use crate::parallel::{split_range, World};
+use crate::stages::StageError;
+use crate::store::trajectories::{GIT_REVISION, VERSION};
+
+/// Run-level settings of a training.
+pub struct Session<'a> {
+    pub world: &'a World,
+    pub reducer: &'a dyn Reducer,
+    pub stop: &'a StopFlag,
+    /// `<run.dir>/<model>/`.
+    pub dir: PathBuf,
+    /// Resolved config YAML (stored in checkpoints).
+    pub config_yaml: String,
+    /// What must not change between a checkpoint and its resumption.
+    pub identity: String,
+    pub allow_config_change: bool,
+    pub seed: u64,
+    pub checkpoint_interval: f64,
+    pub device: Device,
+}
+
+/// How a training ended.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// All epochs or `max_updates` done; `already` if a previous run had finished.
+    Finished { updates: u64, already: bool, best: Option<f64> },
+    /// Stopped by a signal after writing a checkpoint.
+    Stopped { updates: u64 },
+}
+
+/// Where training stands (all of it is in the checkpoint).
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    applied: u64,
+    epoch: u64,
+    batch: u64,
+    skipped_total: u64,
+    skipped_in_a_row: u64,
+    best: Option<f64>,
+    last_valid: Option<f64>,
+    finished: bool,
+}
+
+const FRESH: u8 = 0;
+const RESUME: u8 = 1;
+const DONE: u8 = 2;
+
+fn latest(dir: &Path) -> PathBuf {
+    dir.join("latest.safetensors")
+}
+
+/// Rank 0 inspects the checkpoint directory: fresh, resume or done (and refuses foreign or
+/// changed-config checkpoints).
+fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
+    std::fs::create_dir_all(&s.dir).map_err(|e| format!("cannot create {}: {e}", s.dir.display()))?;
+    let path = latest(&s.dir);
+    if !path.exists() {
+        return Ok(FRESH);
+    }
+    let ck = Checkpoint::load(&path)?;
+    let model = ck.meta("model", &path)?;
+    if model != task.name() {
+        return Err(format!("checkpoint {}: holds a {model} model, not the {}", path.display(), task.name()));
+    }
+    if ck.meta("identity", &path)? != s.identity && !s.allow_config_change {
+        return Err(format!(
+            "checkpoint {}: was trained with a different config (data, model or training settings); pass \
+             --allow-config-change to continue it with this one, or use another run.dir",
+            path.display()
+        ));
+    }
+    let params = Parameters::of(task.var_store());
+    for (name, t) in &params.named {
+        ck.tensor(name, &t.size(), &path)?;
+    }
+    Ok(if ck.meta("finished", &path)? == "true" { DONE } else { RESUME })
+}
+
+struct State {
+    params: Parameters,
+    adam: AdamW,
+    ema: Option<Ema>,
+    progress: Progress,
+}
+
+fn parse<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T, String> {
+    let v = ck.meta(key, path)?;
+    v.parse().map_err(|_| format!("checkpoint {}: metadata '{key}' = {v:?} is not a number", path.display()))
+}
+
+fn opt_f64(ck: &Checkpoint, key: &str, path: &Path) -> Result<Option<f64>, String> {
+    match ck.meta(key, path)? {
+        "" => Ok(None),
+        _ => parse(ck, key, path).map(Some),
+    }
+}
+
+fn restore(st: &mut State, path: &Path, device: Device) -> Result<(), String> {
+    let ck = Checkpoint::load(path)?;
+    let _g = tch::no_grad_guard();
+    for (name, p) in &st.params.named {
+        p.detach().copy_(&ck.tensor(name, &p.size(), path)?.to_device(device));
+    }
+    let n = st.params.numel();
+    st.adam.exp_avg.copy_(&ck.tensor("optimizer/exp_avg", &[n], path)?.to_device(device));
+    st.adam.exp_avg_sq.copy_(&ck.tensor("optimizer/exp_avg_sq", &[n], path)?.to_device(device));
+    if let Some(ema) = &mut st.ema {
+        let parts: Vec<Tensor> = st
+            .params
+            .named
+            .iter()
+            .map(|(name, p)| ck.tensor(&format!("ema/{name}"), &p.size(), path).map(|t| t.reshape([-1])))
+            .collect::<Result<_, _>>()?;
+        ema.flat.copy_(&Tensor::cat(&parts, 0).to_device(device));
+    }
+    st.progress = Progress {
+        applied: parse(&ck, "update", path)?,
+        epoch: parse(&ck, "epoch", path)?,
+        batch: parse(&ck, "batch", path)?,
+        skipped_total: parse(&ck, "skipped", path)?,
+        skipped_in_a_row: 0,
+        best: opt_f64(&ck, "best_valid_loss", path)?,
+        last_valid: opt_f64(&ck, "last_valid_loss", path)?,
+        finished: ck.meta("finished", path)? == "true",
+    };
+    Ok(())
+}
+
+fn save(task: &dyn Task, st: &State, s: &Session, name: &str) -> Result<(), String> {
+    let mut tensors: HashMap<String, Tensor> =
+        st.params.named.iter().map(|(k, t)| (k.clone(), t.detach().shallow_clone())).collect();
+    if let Some(ema) = &st.ema {
+        for ((k, _), v) in st.params.named.iter().zip(st.params.split(&ema.flat)) {
+            tensors.insert(format!("ema/{k}"), v);
+        }
+    }
+    tensors.insert("optimizer/exp_avg".into(), st.adam.exp_avg.shallow_clone());
+    tensors.insert("optimizer/exp_avg_sq".into(), st.adam.exp_avg_sq.shallow_clone());
+    tensors.insert("normalisation/scale".into(), Tensor::from_slice(task.scale()));
+    let p = &st.progress;
+    let show = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
+    let meta: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("model", task.name().to_string()),
+        ("config", s.config_yaml.clone()),
+        ("identity", s.identity.clone()),
+        ("version", VERSION.to_string()),
+        ("git_revision", GIT_REVISION.to_string()),
+        ("ranks", s.world.size().to_string()),
+        ("update", p.applied.to_string()),
+        ("epoch", p.epoch.to_string()),
+        ("batch", p.batch.to_string()),
+        ("skipped", p.skipped_total.to_string()),
+        ("best_valid_loss", show(p.best)),
+        ("last_valid_loss", show(p.last_valid)),
+        ("finished", p.finished.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Checkpoint { tensors, meta }.save(&s.dir.join(name))
+}
+
+/// Appends CSV rows (rank 0 only).
+struct Csv(Option<BufWriter<File>>);
+
+impl Csv {
+    /// Opens `path` for appending after keeping only rows whose first column (the update) is
+    /// at most `keep_until` (a resumed run rewrites what followed its checkpoint).
+    fn open(path: &Path, header: &str, keep_until: Option<u64>, root: bool) -> Result<Csv, String> {
+        if !root {
+            return Ok(Csv(None));
+        }
+        let mut rows = vec![header.to_string()];
+        if let (Some(limit), Ok(f)) = (keep_until, File::open(path)) {
+            rows.extend(
+                BufReader::new(f)
+                    .lines()
+                    .skip(1)
+                    .map_while(Result::ok)
+                    .filter(|l| l.split(',').next().and_then(|u| u.parse::<u64>().ok()).is_some_and(|u| u <= limit)),
+            );
+        }
+        let io = |e: std::io::Error| format!("{}: {e}", path.display());
+        std::fs::write(path, rows.join("\n") + "\n").map_err(io)?;
+        Ok(Csv(Some(BufWriter::new(OpenOptions::new().append(true).open(path).map_err(io)?))))
+    }
+
+    fn row(&mut self, fields: &[String]) {
+        if let Some(w) = &mut self.0 {
+            let _ = writeln!(w, "{}", fields.join(","));
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = &mut self.0 {
+            let _ = w.flush();
+        }
+    }
+}
+
+/// Mean validation loss over the fixed validation subset (NaN without validation samples).
+fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<f64, StageError> {
+    let n = task.len(Split::Valid);
+    let picks = evenly_spaced(n, task.loop_config().valid_samples);
+    let mine = split_range(picks.len(), s.world.size(), s.world.rank());
+    let _g = tch::no_grad_guard();
+    let mut sums = [0.0f64];
+    let draws: Vec<Draw> =
+        picks[mine.clone()].iter().zip(mine).map(|(&sample, pos)| Draw { sample, stream: pos as u64 }).collect();
+    for chunk in draws.chunks(task.loop_config().batch_size.max(1)) {
+        sums[0] += task.loss(Split::Valid, chunk, 1.0, applied)?.double_value(&[]);
+    }
+    s.world.sum_f64(&mut sums);
+    Ok(if picks.is_empty() { f64::NAN } else { sums[0] / picks.len() as f64 })
+}
+
+fn eta(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Trains `task` to the end (or until stopped), resuming from `latest` if present.
+pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
+    let world = s.world;
+    let decision = world.root_decides(|| preflight(task, s)).map_err(StageError::Input)?;
+    let lc = task.loop_config().clone();
+    let n_train = task.len(Split::Train);
+    let per_epoch = (n_train / lc.batch_size) as u64;
+    if per_epoch == 0 {
+        return Err(StageError::Input(format!(
+            "{}.training.batch_size = {}: the training split has only {n_train} samples",
+            task.name(),
+            lc.batch_size
+        )));
+    }
+    let params = Parameters::of(task.var_store());
+    let adam = AdamW::new(task.optimizer_config(), params.numel(), s.device);
+    let ema = task.optimizer_config().ema_decay.map(|d| Ema::new(d, &params));
+    let mut st = State { params, adam, ema, progress: Progress::default() };
+    if decision == FRESH {
+        let mut flat = st.params.flat();
+        s.reducer.broadcast_in_place(&mut flat);
+        st.params.set_flat(&flat);
+        if let Some(ema) = &mut st.ema {
+            ema.flat.copy_(&flat);
+        }
+    } else {
+        restore(&mut st, &latest(&s.dir), s.device).map_err(StageError::Input)?;
+    }
+    if decision == DONE {
+        let p = &st.progress;
+        return Ok(Outcome::Finished { updates: p.applied, already: true, best: p.best });
+    }
+    let total = lc.max_updates.unwrap_or(u64::MAX).min(per_epoch * lc.epochs as u64);
+    let root = world.is_root();
+    let keep = (decision == RESUME).then_some(st.progress.applied);
+    let mut history = Csv::open(&s.dir.join("history.csv"), "update,epoch,batch,lr,loss,grad_norm,applied", keep, root)
+        .map_err(StageError::Io)?;
+    let mut valid_csv =
+        Csv::open(&s.dir.join("validation.csv"), "update,epoch,valid_loss", keep, root).map_err(StageError::Io)?;
+    if root {
+        log::info!(
+            "{}: {} parameters, {n_train} training / {} validation samples, batch {} over {} rank(s), {} updates per \
+             epoch{}",
+            task.name(),
+            st.params.numel(),
+            task.len(Split::Valid),
+            lc.batch_size,
+            world.size(),
+            per_epoch,
+            if decision == RESUME {
+                format!(
+                    "; resuming at update {} (epoch {}, batch {})",
+                    st.progress.applied, st.progress.epoch, st.progress.batch
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    let (start, mut last_ck, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
+    let (start_applied, mut log_samples) = (st.progress.applied, 0usize);
+    let ranks = world.size();
+    'epochs: while st.progress.epoch < lc.epochs as u64 && st.progress.applied < total {
+        let order = epoch_order(n_train, s.seed, st.progress.epoch);
+        while st.progress.batch < per_epoch {
+            let p = &mut st.progress;
+            let base = (p.batch as usize) * lc.batch_size;
+            let mine = split_range(lc.batch_size, ranks, world.rank());
+            let draws: Vec<Draw> =
+                mine.map(|j| Draw { sample: order[base + j], stream: (p.epoch << 32) | (base + j) as u64 }).collect();
+            st.params.zero_grad();
+            let loss = task.loss(Split::Train, &draws, lc.batch_size as f64, p.applied)?;
+            loss.backward();
+            let mut flat = Tensor::cat(&[st.params.flat_grad(), loss.detach().reshape([1])], 0);
+            s.reducer.sum_in_place(&mut flat);
+            let global_loss = flat.double_value(&[flat.numel() as i64 - 1]);
+            let mut grad = flat.narrow(0, 0, flat.numel() as i64 - 1);
+            let finite = bool::try_from(flat.isfinite().all()).unwrap_or(false);
+            let lr = st.adam.lr(p.applied);
+            let norm = if finite { clip_grad_norm(&mut grad, st.adam.cfg.grad_clip) } else { f64::NAN };
+            if finite {
+                st.adam.step(&st.params, &grad, p.applied);
+                if let Some(ema) = &mut st.ema {
+                    ema.update(&st.params);
+                }
+                p.applied += 1;
+                p.skipped_in_a_row = 0;
+            } else {
+                p.skipped_total += 1;
+                p.skipped_in_a_row += 1;
+                if root {
+                    log::warn!(
+                        "{}: non-finite loss or gradient at epoch {} batch {}; update skipped ({} in a row)",
+                        task.name(),
+                        p.epoch,
+                        p.batch,
+                        p.skipped_in_a_row
+                    );
+                }
+                if p.skipped_in_a_row > lc.max_skipped {
+                    return Err(StageError::Io(format!(
+                        "{}: {} consecutive non-finite updates (limit {}.training.max_skipped = {}); the last good \
+                         checkpoint is {}; lower the learning rate or check the data",
+                        task.name(),
+                        p.skipped_in_a_row,
+                        task.name(),
+                        lc.max_skipped,
+                        latest(&s.dir).display()
+                    )));
+                }
+            }
+            history.row(&[
+                p.applied.to_string(),
+                p.epoch.to_string(),
+                p.batch.to_string(),
+                format!("{lr:e}"),
+                format!("{global_loss:e}"),
+                format!("{norm:e}"),
+                (finite as u8).to_string(),
+            ]);
+            p.batch += 1;
+            log_samples += lc.batch_size;
+            if root && finite && p.applied % lc.log_every == 0 {
+                let rate = log_samples as f64 / last_log.elapsed().as_secs_f64();
+                let per_update = start.elapsed().as_secs_f64() / (p.applied - start_applied).max(1) as f64;
+                log::info!(
+                    "{} update {}/{} epoch {} loss {:.4e} valid {} lr {:.2e} |g| {:.3e} {} {:.1} samples/s ETA {}",
+                    task.name(),
+                    p.applied,
+                    total,
+                    p.epoch,
+                    global_loss,
+                    p.last_valid.map_or("-".into(), |v| format!("{v:.4e}")),
+                    lr,
+                    norm,
+                    task.progress(p.applied),
+                    rate,
+                    eta(per_update * (total - p.applied) as f64)
+                );
+                (last_log, log_samples) = (Instant::now(), 0);
+            }
+            let due = root && last_ck.elapsed().as_secs_f64() >= s.checkpoint_interval;
+            let flags = world.sum(&[s.stop.requested() as u64, due as u64]);
+            let (stop, due) = (flags[0] > 0, flags[1] > 0);
+            if stop || due {
+                history.flush();
+                valid_csv.flush();
+                if root {
+                    save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
+                }
+                world.barrier();
+                last_ck = Instant::now();
+            }
+            if stop {
+                return Ok(Outcome::Stopped { updates: st.progress.applied });
+            }
+            if st.progress.applied >= total {
+                break 'epochs;
+            }
+        }
+        end_of_validation(task, s, &mut st, &mut valid_csv)?;
+        st.progress.epoch += 1;
+        st.progress.batch = 0;
+        history.flush();
+        if root {
+            save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
+        }
+    }
+    if st.progress.batch != 0 || st.progress.last_valid.is_none() {
+        end_of_validation(task, s, &mut st, &mut valid_csv)?;
+    }
+    st.progress.finished = true;
+    history.flush();
+    if root {
+        save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
+    }
+    world.barrier();
+    Ok(Outcome::Finished { updates: st.progress.applied, already: false, best: st.progress.best })
+}
+
+/// Validation, its CSV row and log line, and the `best` checkpoint when it improved.
+fn end_of_validation(task: &dyn Task, s: &Session, st: &mut State, csv: &mut Csv) -> Result<(), StageError> {
+    let v = validate(task, s, st.progress.applied)?;
+    let p = &mut st.progress;
+    p.last_valid = Some(v).filter(|v| v.is_finite());
+    csv.row(&[p.applied.to_string(), p.epoch.to_string(), format!("{v:e}")]);
+    csv.flush();
+    let improved = v.is_finite() && task.best_counts(p.applied) && p.best.is_none_or(|b| v < b);
+    if improved {
+        p.best = Some(v);
+    }
+    if s.world.is_root() {
+        log::info!(
+            "{} epoch {} update {}: validation loss {v:.5e}{}",
+            task.name(),
+            p.epoch,
+            p.applied,
+            if improved { " (best)" } else { "" }
+        );
+        if improved {
+            save(task, st, s, "best.safetensors").map_err(StageError::Io)?;
+        }
+    }
+    Ok(())
+}
