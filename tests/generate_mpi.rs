@@ -5,19 +5,14 @@
 //! by mpirun), file initial conditions, bad input (one clear error line, exit 2, no output, no
 //! hang) and that h5py/xarray read the file as a user would (tests/python).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
 
 use thermalizer::store::h5::{Access, File, Hyperslab};
-
-/// MPI jobs share 2 cores: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_thermalizer")
-}
 
 fn tiny() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny.yaml")
@@ -25,34 +20,6 @@ fn tiny() -> &'static str {
 
 fn tiny_qg() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny-qg.yaml")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("thermalizer-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `thermalizer <args>` on `np` ranks (`np = 0`: a plain process, no mpirun), with a timeout
-/// so that a hang fails the test instead of blocking it.
-fn command(np: usize, args: &[&str]) -> Command {
-    let mut c = if np == 0 {
-        Command::new(bin())
-    } else {
-        let mut c = Command::new("timeout");
-        c.args(["120", "mpirun", "--oversubscribe", "-np", &np.to_string(), bin()]);
-        c
-    };
-    c.args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-    c
-}
-
-fn run(np: usize, args: &[&str]) -> Output {
-    command(np, args).output().expect("start thermalizer")
 }
 
 fn generate(np: usize, dir: &Path, extra: &[&str]) -> Output {
@@ -66,16 +33,6 @@ fn generate_with(config: &str, np: usize, dir: &Path, extra: &[&str]) -> Output 
         args.extend(["--set", e]);
     }
     run(np, &args)
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The bytes of every dataset that must not depend on how the run was spread or interrupted.
@@ -152,15 +109,6 @@ fn output_is_bitwise_identical_on_1_2_and_3_ranks() {
 }
 
 /// Waits until `path` exists (the run has checkpointed at least once) or `child` ends.
-fn wait_for(path: &Path, child: &mut Child) {
-    let t0 = Instant::now();
-    while !path.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "run finished before it could be interrupted");
-        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-}
 
 const LONG: [&str; 2] = ["generate.samples=250", "system.grid=48"];
 

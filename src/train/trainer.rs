@@ -91,7 +91,8 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
     if model != task.name() {
         return Err(format!("checkpoint {}: holds a {model} model, not the {}", path.display(), task.name()));
     }
-    if ck.meta("identity", &path)? != s.identity && !s.allow_config_change {
+    let changed = ck.meta("identity", &path)? != s.identity;
+    if changed && !s.allow_config_change {
         return Err(format!(
             "checkpoint {}: was trained with a different config (data, model or training settings); pass \
              --allow-config-change to continue it with this one, or use another run.dir",
@@ -102,7 +103,8 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
     for (name, t) in &params.named {
         ck.tensor(name, &t.size(), &path)?;
     }
-    Ok(if ck.meta("finished", &path)? == "true" { DONE } else { RESUME })
+    // A finished run continues only under a deliberately changed config (e.g. more epochs).
+    Ok(if ck.meta("finished", &path)? == "true" && !changed { DONE } else { RESUME })
 }
 
 struct State {
@@ -311,7 +313,8 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let (start, mut last_ck, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
     let (start_applied, mut log_samples) = (st.progress.applied, 0usize);
     let ranks = world.size();
-    'epochs: while st.progress.epoch < lc.epochs as u64 && st.progress.applied < total {
+    let mut validated_at = None;
+    while st.progress.epoch < lc.epochs as u64 && st.progress.applied < total {
         let order = epoch_order(n_train, s.seed, st.progress.epoch);
         while st.progress.batch < per_epoch {
             let p = &mut st.progress;
@@ -406,10 +409,14 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                 return Ok(Outcome::Stopped { updates: st.progress.applied });
             }
             if st.progress.applied >= total {
-                break 'epochs;
+                break;
             }
         }
+        if st.progress.batch < per_epoch {
+            break; // max_updates reached within the epoch
+        }
         end_of_validation(task, s, &mut st, &mut valid_csv)?;
+        validated_at = Some(st.progress.applied);
         st.progress.epoch += 1;
         st.progress.batch = 0;
         history.flush();
@@ -417,7 +424,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
             save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
         }
     }
-    if st.progress.batch != 0 || st.progress.last_valid.is_none() {
+    if validated_at != Some(st.progress.applied) {
         end_of_validation(task, s, &mut st, &mut valid_csv)?;
     }
     st.progress.finished = true;

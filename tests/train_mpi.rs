@@ -1,0 +1,238 @@
+//! End-to-end tests of `thermalizer train`, launched as users launch it: data-parallel
+//! invariance over 1, 2 and 3 ranks, kill-and-resume (SIGKILL, then SIGTERM), non-finite
+//! updates, bad input, and the checkpoints as Python's `safetensors` reads them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use common::*;
+use thermalizer::train::checkpoint::Checkpoint;
+
+fn config() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny-train.yaml")
+}
+
+/// `thermalizer <verb> [model] --config tiny-train --set run.dir=DIR --set ...` on `np` ranks.
+fn stage(np: usize, verb: &[&str], dir: &Path, sets: &[&str]) -> Output {
+    run(np, &args(verb, dir, sets).iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn args(verb: &[&str], dir: &Path, sets: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
+    a.extend(["--config".into(), config().into(), "--set".into(), format!("run.dir={}", dir.display())]);
+    for s in sets {
+        a.extend(["--set".into(), s.to_string()]);
+    }
+    a
+}
+
+/// A run directory with the tiny trajectories generated.
+fn with_data(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    assert_ok(&stage(0, &["generate"], &dir, &[]));
+    dir
+}
+
+/// Copies the trajectories of `from` into a fresh directory.
+fn copy_data(from: &Path, name: &str) -> PathBuf {
+    let dir = scratch(name);
+    std::fs::copy(from.join("trajectories.h5"), dir.join("trajectories.h5")).unwrap();
+    dir
+}
+
+/// Largest relative difference between two checkpoints over every tensor of `a`.
+fn max_rel_diff(a: &Path, b: &Path) -> f64 {
+    let (ca, cb) = (Checkpoint::load(a).unwrap(), Checkpoint::load(b).unwrap());
+    assert_eq!(ca.tensors.len(), cb.tensors.len());
+    ca.tensors
+        .iter()
+        .map(|(k, x)| {
+            let y = &cb.tensors[k];
+            let scale = x.abs().max().double_value(&[]).max(1e-30);
+            (x - y).abs().max().double_value(&[]) / scale
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The `loss` column of a history.csv.
+fn losses(dir: &Path, model: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join(model).join("history.csv")).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').nth(4).unwrap().parse().unwrap()).collect()
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {} vs {} rows", a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * x.abs().max(1e-30), "{what}: row {i}: {x} vs {y}");
+    }
+}
+
+#[test]
+fn data_parallel_training_does_not_depend_on_the_rank_count() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = with_data("dp1");
+    assert_ok(&stage(0, &["train", "emulator"], &base, &[]));
+    assert_ok(&stage(0, &["train", "thermalizer"], &base, &[]));
+    let reference = losses(&base, "emulator");
+    assert_eq!(reference.len(), 8, "2 epochs of 4 batches of 8 windows");
+    // Batch 8 over 2 ranks (4 + 4) and over 3 ranks (3 + 3 + 2).
+    for np in [2usize, 3] {
+        let dir = copy_data(&base, &format!("dp{np}"));
+        let out = stage(np, &["train", "emulator"], &dir, &[]);
+        assert_ok(&out);
+        let d = max_rel_diff(&base.join("emulator/latest.safetensors"), &dir.join("emulator/latest.safetensors"));
+        // Float summation order differs; Adam's m/√v amplifies round-off of tiny gradients.
+        assert!(d < 1e-3, "{np} ranks: weights/moments differ from 1 rank by {d:e} (relative)");
+        assert_close(&reference, &losses(&dir, "emulator"), 1e-5, &format!("emulator loss on {np} ranks"));
+        if np == 2 {
+            assert_ok(&stage(np, &["train", "thermalizer"], &dir, &[]));
+            let d =
+                max_rel_diff(&base.join("thermalizer/latest.safetensors"), &dir.join("thermalizer/latest.safetensors"));
+            assert!(d < 1e-3, "thermalizer on 2 ranks differs by {d:e}");
+        }
+    }
+    // Training again with the same config finds the finished checkpoint and does nothing.
+    let out = stage(0, &["train", "emulator"], &base, &[]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already trained"));
+}
+
+#[test]
+fn killed_and_stopped_training_resumes_to_the_uninterrupted_result() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let longer = ["emulator.training.epochs=40"];
+    let base = with_data("resume-ref");
+    assert_ok(&stage(0, &["train", "emulator"], &base, &longer));
+    let dir = copy_data(&base, "resume");
+    let argv = args(&["train", "emulator"], &dir, &longer);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let latest = dir.join("emulator/latest.safetensors");
+    // SIGKILL after the first checkpoint: nothing is lost but the updates since.
+    let mut child = command(0, &argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&latest, &mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = Checkpoint::load(&latest).unwrap().meta["update"].parse::<u64>().unwrap();
+    // SIGTERM: a checkpoint at the next update boundary, exit status 0, not finished.
+    let child = command(0, &argv).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    let rows = || std::fs::read_to_string(dir.join("emulator/history.csv")).map_or(0, |t| t.lines().count());
+    while rows() < killed_at as usize + 4 {
+        assert!(t0.elapsed().as_secs() < 60, "the resumed run makes no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("resuming at update {killed_at}")), "{err}");
+    assert!(err.contains("stopped on request"), "SIGTERM should stop the run early:\n{err}");
+    let ck = Checkpoint::load(&latest).unwrap();
+    assert_eq!(ck.meta["finished"], "false");
+    assert!(ck.meta["update"].parse::<u64>().unwrap() < 160);
+    // Run to the end and compare with the uninterrupted run.
+    assert_ok(&run(0, &argv));
+    assert_close(&losses(&base, "emulator"), &losses(&dir, "emulator"), 1e-6, "loss curve after resume");
+    let d = max_rel_diff(&base.join("emulator/latest.safetensors"), &latest);
+    assert!(d < 1e-5, "resumed weights differ by {d:e}");
+}
+
+#[test]
+fn non_finite_updates_are_skipped_then_stop_the_run_with_a_clear_error() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = with_data("nan");
+    let out = stage(
+        0,
+        &["train", "emulator"],
+        &dir,
+        &["emulator.optimizer.lr=1e30", "emulator.optimizer.grad_clip=null", "emulator.training.max_skipped=2"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("update skipped") && err.contains("consecutive non-finite updates"), "{err}");
+    // The last good checkpoint is still there and loads.
+    Checkpoint::load(&dir.join("emulator/latest.safetensors")).unwrap();
+}
+
+fn refused(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr:\n{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "error should mention {n:?}:\n{err}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_before_training() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let empty = scratch("bad-empty");
+    refused(
+        &stage(0, &["train", "emulator"], &empty, &[]),
+        &["trajectories.h5", "does not exist", "thermalizer generate"],
+    );
+    refused(&stage(2, &["train", "thermalizer"], &empty, &[]), &["does not exist"]);
+    std::fs::write(empty.join("trajectories.h5"), b"not hdf5").unwrap();
+    refused(&stage(0, &["train", "emulator"], &empty, &[]), &["trajectories.h5", "not readable as HDF5"]);
+    refused(
+        &stage(0, &["train", "emulator"], &empty, &["emulator.model.dim_mults=[2,2,2,2,2]"]),
+        &["emulator.model.dim_mults", "16²", "fewer levels"],
+    );
+    let dir = with_data("bad");
+    refused(
+        &stage(0, &["train", "emulator"], &dir, &["emulator.training.batch_size=100"]),
+        &["batch_size = 100", "only"],
+    );
+    assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
+    // A foreign checkpoint, a corrupt one, and a changed config.
+    std::fs::create_dir_all(dir.join("emulator")).unwrap();
+    let latest = dir.join("emulator/latest.safetensors");
+    std::fs::copy(dir.join("thermalizer/latest.safetensors"), &latest).unwrap();
+    refused(&stage(0, &["train", "emulator"], &dir, &[]), &["latest.safetensors", "thermalizer model"]);
+    std::fs::write(&latest, b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
+    refused(&stage(0, &["train", "emulator"], &dir, &[]), &["latest.safetensors", "not a safetensors file"]);
+    std::fs::remove_file(&latest).unwrap();
+    assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
+    let changed = ["emulator.optimizer.lr=2e-3"];
+    refused(&stage(0, &["train", "emulator"], &dir, &changed), &["different config", "--allow-config-change"]);
+    let mut argv = args(&["train", "emulator", "--allow-config-change"], &dir, &changed);
+    argv.push("--set".into());
+    argv.push("emulator.training.epochs=3".into());
+    assert_ok(&run(0, &argv.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(losses(&dir, "emulator").len(), 12, "continued for one more epoch");
+}
+
+#[test]
+fn checkpoints_read_in_python_with_safetensors() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = with_data("python");
+    assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
+    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
+    let script = r#"
+import sys, numpy as np
+from safetensors import safe_open
+with safe_open(sys.argv[1], "np") as f:
+    meta = f.metadata()
+    names = set(f.keys())
+    assert meta["format"] == "thermalizer-checkpoint-1" and meta["model"] == "thermalizer", meta
+    assert meta["finished"] == "true" and int(meta["update"]) == 5, meta
+    assert "levels: 20" in meta["config"]
+    for n in ["image_proj.weight", "regressor_block.linear2.bias", "ema/final.weight",
+              "optimizer/exp_avg", "optimizer/exp_avg_sq", "normalisation/scale"]:
+        assert n in names, n
+    w = f.get_tensor("image_proj.weight")
+    assert w.shape == (4, 1, 3, 3) and w.dtype == np.float32
+    params = sum(f.get_tensor(n).size for n in names if "/" not in n)
+    assert f.get_tensor("optimizer/exp_avg").shape == (params,)
+    scale = f.get_tensor("normalisation/scale")
+    assert scale.shape == (1,) and scale[0] > 0
+print("ok")
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, dir.join("thermalizer/latest.safetensors").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+}
