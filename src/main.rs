@@ -84,6 +84,26 @@ struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Samples/s of one emulator training update (forward, backward, allreduce, AdamW) on random
+    /// data; under mpirun each rank trains its own batch (weak scaling).
+    Train {
+        /// JSON list of {"name","hidden","dim_mults","blocks","channels","grid","batch"}
+        /// (default: the quickstart emulator and a 4-level width-32 UNet on 64², batch 32).
+        #[arg(long)]
+        models: Option<String>,
+        /// Threads per rank.
+        #[arg(long, num_args = 1.., default_values_t = [1usize, 2])]
+        threads: Vec<usize>,
+        /// Seconds per timed block.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Timed blocks (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Also write the rows as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
     /// Time per step of the Kolmogorov solver on one core at several grids, beside the FFT floor.
     Solver {
         /// Grid sizes.
@@ -207,6 +227,9 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
             0
         }
+        Command::Bench { what: BenchCommand::Train { models, threads, seconds, repeats, json } } => {
+            bench_train(world, models.as_deref(), &threads, seconds, repeats, json.as_deref())
+        }
         Command::Bench {
             what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, json },
         } => {
@@ -310,6 +333,64 @@ fn print_info(world: &World) {
         if cuda { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".to_string() }
     );
     println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
+}
+
+fn bench_train(
+    world: &World,
+    models: Option<&str>,
+    threads: &[usize],
+    seconds: f64,
+    repeats: usize,
+    json: Option<&std::path::Path>,
+) -> i32 {
+    use thermalizer::bench::train::{default_models, update_time, BenchModel};
+    let models: Vec<BenchModel> = match models {
+        None => default_models(),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => return report(world, StageError::Input(format!("--models: not a list of models ({e})"))),
+        },
+    };
+    if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
+        return report(world, StageError::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)));
+    }
+    let root = world.is_root();
+    if root {
+        println!("# thermalizer bench train: one emulator update (fwd+bwd+allreduce+AdamW), {} rank(s)", world.size());
+        println!(
+            "{:>12} {:>11} {:>8} {:>6} {:>7} {:>12} {:>12}",
+            "model", "parameters", "threads", "ranks", "batch", "ms/update", "samples/s"
+        );
+    }
+    let mut rows = Vec::new();
+    for m in &models {
+        for &t in threads {
+            let r = update_time(m, t, seconds, repeats, world);
+            if root {
+                println!(
+                    "{:>12} {:>11} {:>8} {:>6} {:>7} {:>12.2} {:>12.2}",
+                    m.name,
+                    r.parameters,
+                    t,
+                    world.size(),
+                    m.batch,
+                    r.ms_per_update,
+                    r.samples_per_s
+                );
+            }
+            rows.push(serde_json::json!({
+                "code": "thermalizer", "model": m.name, "threads": t, "ranks": world.size(), "batch": m.batch,
+                "parameters": r.parameters, "ms_per_update": r.ms_per_update, "samples_per_s": r.samples_per_s,
+            }));
+        }
+    }
+    if let (Some(path), true) = (json, root) {
+        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n") {
+            eprintln!("error: --json {}: {e}", path.display());
+            return 1;
+        }
+    }
+    0
 }
 
 struct BenchOptions {

@@ -108,7 +108,9 @@ fn classifier_learns_to_tell_noise_levels_apart() {
     // Smooth unit-variance fields: random low modes on a 16² torus.
     let smooth = |n: i64| {
         let k = Tensor::randn([n, 1, 16, 9], (Kind::ComplexFloat, Device::Cpu));
-        let mask = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([16, 1]).lt(4)
+        let mask = Tensor::arange(16, (Kind::Float, Device::Cpu))
+            .view([16, 1])
+            .lt(4)
             .logical_or(&Tensor::arange(16, (Kind::Float, Device::Cpu)).view([16, 1]).gt(12))
             .logical_and(&Tensor::arange(9, (Kind::Float, Device::Cpu)).view([1, 9]).lt(4));
         let f = (k * mask).fft_irfft2([16i64, 16].as_slice(), [-2i64, -1].as_slice(), "ortho");
