@@ -2,8 +2,8 @@
 # Training-throughput benchmark beside PyTorch, in one run: one update of the emulator UNet (forward,
 # MSE loss, backward, clip_grad_norm 1.0, AdamW step; float32, CPU) timed by
 #   `thermalizer bench train` (tch/libtorch, src/nn/unet.rs) and
-#   scripts/bench_torch_train.py (PyTorch eager, the same ModernUnet; python from
-#   scripts/setup-torch-bench.sh, which runs the same libtorch_cpu.so as our binary),
+#   scripts/bench_torch_train.py (PyTorch eager, the same ModernUnet; torch 2.11.0 from PyPI in the
+#   venv of scripts/setup-torch-bench.sh, the same version as our binary's libtorch),
 # for each model and thread count, then a merged table (samples/s and the ratio thermalizer/pytorch),
 # then weak scaling of our data-parallel training under mpirun (each rank trains its own batch of
 # the first model, 1 thread per rank; gradients allreduced): ms/update and efficiency t1/tP.

@@ -16,7 +16,7 @@ use crate::parallel::World;
 use crate::train::data::Trajectories;
 use crate::train::emulator::EmulatorTask;
 use crate::train::reduce::MpiReducer;
-use crate::train::task::{Samples, Task};
+use crate::train::task::{Samples, Setup, Task};
 use crate::train::thermalizer::ThermalizerTask;
 use crate::train::trainer::{self, Outcome, Session};
 
@@ -93,20 +93,29 @@ pub fn run(
     let channels = c.layers() as i64;
     tch::manual_seed(c.run.seed as i64);
     let vs = VarStore::new(device);
+    let setup = |training, optimizer, vs, samples| Setup {
+        name: model.name(),
+        training,
+        optimizer,
+        vs,
+        samples,
+        seed: c.run.seed,
+    };
     let task: Box<dyn Task> = match model {
         Model::Emulator => {
             let cfg = c.emulator().clone();
             let net = Unet::new(&vs.root(), &cfg.model.shape(channels));
             let samples = Samples::new(data, cfg.max_rollout + 1, 0, scale, device);
-            Box::new(EmulatorTask { cfg, vs, net, samples, seed: c.run.seed })
+            let setup = setup(cfg.training.clone(), cfg.optimizer.clone(), vs, samples);
+            Box::new(EmulatorTask { setup, cfg, net })
         }
         Model::Thermalizer => {
             let cfg = c.thermalizer().clone();
             let shape = cfg.model.shape(channels);
             let net = Thermalizer::new(&vs.root(), &shape, c.output_grid() as i64, cfg.levels as i64);
             let samples = Samples::new(data, 1, cfg.skip_samples, scale, device);
-            let schedule = Schedule::cosine(cfg.levels);
-            Box::new(ThermalizerTask { cfg, vs, net, schedule, samples, seed: c.run.seed })
+            let setup = setup(cfg.training.clone(), cfg.optimizer.clone(), vs, samples);
+            Box::new(ThermalizerTask { setup, schedule: Schedule::cosine(cfg.levels), cfg, net })
         }
     };
     let reducer = MpiReducer { world };

@@ -8,20 +8,18 @@
 //! (per sample, from its own random stream) is added to each rolled-out state. Validation uses
 //! the same unroll without noise.
 
-use tch::nn::{Module, VarStore};
+use tch::nn::Module;
 use tch::{Kind, Tensor};
 
-use super::task::{normals, Draw, Samples, Split, Task};
-use crate::config::train::{EmulatorConfig, LoopConfig, OptimizerConfig};
+use super::task::{normals, Draw, Setup, Split, Task};
+use crate::config::train::EmulatorConfig;
 use crate::nn::unet::Unet;
 use crate::stages::StageError;
 
 pub struct EmulatorTask {
+    pub setup: Setup,
     pub cfg: EmulatorConfig,
-    pub vs: VarStore,
     pub net: Unet,
-    pub samples: Samples,
-    pub seed: u64,
 }
 
 impl EmulatorTask {
@@ -32,34 +30,19 @@ impl EmulatorTask {
 }
 
 impl Task for EmulatorTask {
-    fn name(&self) -> &'static str {
-        "emulator"
-    }
-    fn loop_config(&self) -> &LoopConfig {
-        &self.cfg.training
-    }
-    fn optimizer_config(&self) -> &OptimizerConfig {
-        &self.cfg.optimizer
-    }
-    fn var_store(&self) -> &VarStore {
-        &self.vs
-    }
-    fn scale(&self) -> &[f64] {
-        &self.samples.scale
-    }
-    fn len(&self, split: Split) -> usize {
-        self.samples.list(split).len()
+    fn setup(&self) -> &Setup {
+        &self.setup
     }
 
     fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor, StageError> {
-        let x = self.samples.batch(split, draws)?;
+        let x = self.setup.samples.batch(split, draws)?;
         let n = self.unroll(applied);
         let sigma = if split == Split::Train { self.cfg.sigma } else { 0.0 };
         let noise = if sigma > 0.0 && n > 1 {
             let per = (n - 1) * x.size()[2..].iter().product::<i64>() as usize;
             let mut all = Vec::with_capacity(per * draws.len());
             for d in draws {
-                all.extend(normals(&mut d.rng(self.seed, split), per));
+                all.extend(normals(&mut d.rng(self.setup.seed, split), per));
             }
             let mut shape = vec![draws.len() as i64, (n - 1) as i64];
             shape.extend(&x.size()[2..]);

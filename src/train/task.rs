@@ -38,17 +38,28 @@ pub fn normals(rng: &mut impl Rng, count: usize) -> Vec<f32> {
     (0..count).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
 }
 
+/// What every trained model holds, whatever its loss.
+pub struct Setup {
+    /// `emulator` or `thermalizer` (also the checkpoint directory and metadata `model`).
+    pub name: &'static str,
+    pub training: LoopConfig,
+    pub optimizer: OptimizerConfig,
+    pub vs: VarStore,
+    pub samples: Samples,
+    /// Run seed (of the random streams).
+    pub seed: u64,
+}
+
+impl Setup {
+    /// Number of samples in a split.
+    pub fn len(&self, split: Split) -> usize {
+        self.samples.list(split).len()
+    }
+}
+
 /// A model being trained.
 pub trait Task {
-    /// `emulator` or `thermalizer` (also the checkpoint directory and metadata `model`).
-    fn name(&self) -> &'static str;
-    fn loop_config(&self) -> &LoopConfig;
-    fn optimizer_config(&self) -> &OptimizerConfig;
-    fn var_store(&self) -> &VarStore;
-    /// Per-channel normalisation scale.
-    fn scale(&self) -> &[f64];
-    /// Number of samples in a split.
-    fn len(&self, split: Split) -> usize;
+    fn setup(&self) -> &Setup;
     /// Σ over `draws` of each sample's loss, divided by `denom` (the global batch size); with
     /// the autograd graph when `split` is `Train`. `applied` is the number of updates so far.
     fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor, StageError>;

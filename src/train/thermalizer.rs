@@ -4,50 +4,32 @@
 //! loss = MSE(ε̂(x_t), ε) + λ·CrossEntropy(logits(x_t), t), both from one forward pass.
 
 use rand::Rng;
-use tch::nn::VarStore;
 use tch::{Kind, Reduction, Tensor};
 
-use super::task::{normals, Draw, Samples, Split, Task};
-use crate::config::train::{LoopConfig, OptimizerConfig, ThermalizerConfig};
+use super::task::{normals, Draw, Setup, Split, Task};
+use crate::config::train::ThermalizerConfig;
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::{level_labels, Schedule};
 use crate::stages::StageError;
 
 pub struct ThermalizerTask {
+    pub setup: Setup,
     pub cfg: ThermalizerConfig,
-    pub vs: VarStore,
     pub net: Thermalizer,
     pub schedule: Schedule,
-    pub samples: Samples,
-    pub seed: u64,
 }
 
 impl Task for ThermalizerTask {
-    fn name(&self) -> &'static str {
-        "thermalizer"
-    }
-    fn loop_config(&self) -> &LoopConfig {
-        &self.cfg.training
-    }
-    fn optimizer_config(&self) -> &OptimizerConfig {
-        &self.cfg.optimizer
-    }
-    fn var_store(&self) -> &VarStore {
-        &self.vs
-    }
-    fn scale(&self) -> &[f64] {
-        &self.samples.scale
-    }
-    fn len(&self, split: Split) -> usize {
-        self.samples.list(split).len()
+    fn setup(&self) -> &Setup {
+        &self.setup
     }
 
     fn loss(&self, split: Split, draws: &[Draw], denom: f64, _applied: u64) -> Result<Tensor, StageError> {
-        let x0 = self.samples.batch(split, draws)?.select(1, 0);
+        let x0 = self.setup.samples.batch(split, draws)?.select(1, 0);
         let per = x0.size()[1..].iter().product::<i64>() as usize;
         let (mut levels, mut eps) = (Vec::with_capacity(draws.len()), Vec::with_capacity(per * draws.len()));
         for d in draws {
-            let mut rng = d.rng(self.seed, split);
+            let mut rng = d.rng(self.setup.seed, split);
             levels.push(rng.random_range(0..self.schedule.levels()));
             eps.extend(normals(&mut rng, per));
         }

@@ -88,8 +88,8 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
     }
     let ck = Checkpoint::load(&path)?;
     let model = ck.meta("model", &path)?;
-    if model != task.name() {
-        return Err(format!("checkpoint {}: holds a {model} model, not the {}", path.display(), task.name()));
+    if model != task.setup().name {
+        return Err(format!("checkpoint {}: holds a {model} model, not the {}", path.display(), task.setup().name));
     }
     let changed = ck.meta("identity", &path)? != s.identity;
     if changed && !s.allow_config_change {
@@ -99,7 +99,7 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
             path.display()
         ));
     }
-    let params = Parameters::of(task.var_store());
+    let params = Parameters::of(&task.setup().vs);
     for (name, t) in &params.named {
         ck.tensor(name, &t.size(), &path)?;
     }
@@ -167,12 +167,12 @@ fn save(task: &dyn Task, st: &State, s: &Session, name: &str) -> Result<(), Stri
     }
     tensors.insert("optimizer/exp_avg".into(), st.adam.exp_avg.shallow_clone());
     tensors.insert("optimizer/exp_avg_sq".into(), st.adam.exp_avg_sq.shallow_clone());
-    tensors.insert("normalisation/scale".into(), Tensor::from_slice(task.scale()));
+    tensors.insert("normalisation/scale".into(), Tensor::from_slice(&task.setup().samples.scale[..]));
     let p = &st.progress;
     let show = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
     let meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
-        ("model", task.name().to_string()),
+        ("model", task.setup().name.to_string()),
         ("config", s.config_yaml.clone()),
         ("identity", s.identity.clone()),
         ("version", VERSION.to_string()),
@@ -232,14 +232,14 @@ impl Csv {
 
 /// Mean validation loss over the fixed validation subset (NaN without validation samples).
 fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<f64, StageError> {
-    let n = task.len(Split::Valid);
-    let picks = evenly_spaced(n, task.loop_config().valid_samples);
+    let n = task.setup().len(Split::Valid);
+    let picks = evenly_spaced(n, task.setup().training.valid_samples);
     let mine = split_range(picks.len(), s.world.size(), s.world.rank());
     let _g = tch::no_grad_guard();
     let mut sums = [0.0f64];
     let draws: Vec<Draw> =
         picks[mine.clone()].iter().zip(mine).map(|(&sample, pos)| Draw { sample, stream: pos as u64 }).collect();
-    for chunk in draws.chunks(task.loop_config().batch_size.max(1)) {
+    for chunk in draws.chunks(task.setup().training.batch_size.max(1)) {
         sums[0] += task.loss(Split::Valid, chunk, 1.0, applied)?.double_value(&[]);
     }
     s.world.sum_f64(&mut sums);
@@ -255,19 +255,19 @@ fn eta(seconds: f64) -> String {
 pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let world = s.world;
     let decision = world.root_decides(|| preflight(task, s)).map_err(StageError::Input)?;
-    let lc = task.loop_config().clone();
-    let n_train = task.len(Split::Train);
+    let lc = task.setup().training.clone();
+    let n_train = task.setup().len(Split::Train);
     let per_epoch = (n_train / lc.batch_size) as u64;
     if per_epoch == 0 {
         return Err(StageError::Input(format!(
             "{}.training.batch_size = {}: the training split has only {n_train} samples",
-            task.name(),
+            task.setup().name,
             lc.batch_size
         )));
     }
-    let params = Parameters::of(task.var_store());
-    let adam = AdamW::new(task.optimizer_config(), params.numel(), s.device);
-    let ema = task.optimizer_config().ema_decay.map(|d| Ema::new(d, &params));
+    let params = Parameters::of(&task.setup().vs);
+    let adam = AdamW::new(&task.setup().optimizer, params.numel(), s.device);
+    let ema = task.setup().optimizer.ema_decay.map(|d| Ema::new(d, &params));
     let mut st = State { params, adam, ema, progress: Progress::default() };
     if decision == FRESH {
         let mut flat = st.params.flat();
@@ -294,9 +294,9 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
         log::info!(
             "{}: {} parameters, {n_train} training / {} validation samples, batch {} over {} rank(s), {} updates per \
              epoch{}",
-            task.name(),
+            task.setup().name,
             st.params.numel(),
-            task.len(Split::Valid),
+            task.setup().len(Split::Valid),
             lc.batch_size,
             world.size(),
             per_epoch,
@@ -345,7 +345,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                 if root {
                     log::warn!(
                         "{}: non-finite loss or gradient at epoch {} batch {}; update skipped ({} in a row)",
-                        task.name(),
+                        task.setup().name,
                         p.epoch,
                         p.batch,
                         p.skipped_in_a_row
@@ -355,9 +355,9 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                     return Err(StageError::Io(format!(
                         "{}: {} consecutive non-finite updates (limit {}.training.max_skipped = {}); the last good \
                          checkpoint is {}; lower the learning rate or check the data",
-                        task.name(),
+                        task.setup().name,
                         p.skipped_in_a_row,
-                        task.name(),
+                        task.setup().name,
                         lc.max_skipped,
                         latest(&s.dir).display()
                     )));
@@ -379,7 +379,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                 let per_update = start.elapsed().as_secs_f64() / (p.applied - start_applied).max(1) as f64;
                 log::info!(
                     "{} update {}/{} epoch {} loss {:.4e} valid {} lr {:.2e} |g| {:.3e} {} {:.1} samples/s ETA {}",
-                    task.name(),
+                    task.setup().name,
                     p.applied,
                     total,
                     p.epoch,
@@ -450,7 +450,7 @@ fn end_of_validation(task: &dyn Task, s: &Session, st: &mut State, csv: &mut Csv
     if s.world.is_root() {
         log::info!(
             "{} epoch {} update {}: validation loss {v:.5e}{}",
-            task.name(),
+            task.setup().name,
             p.epoch,
             p.applied,
             if improved { " (best)" } else { "" }
