@@ -98,3 +98,12 @@ fn reverse_step_inverts_noising_given_the_exact_noise() {
     let err = (back - want).abs().max().double_value(&[]);
     assert!(err < 1e-12, "reverse step differs from the posterior mean by {err}");
 }
+
+#[test]
+fn circular_pad_equals_atens_circular_mode() {
+    let x = Tensor::randn([2, 3, 8, 6], (Kind::Float, Device::Cpu));
+    let ours = thermalizer::nn::unet::circular_pad(&x, 2);
+    let aten = x.pad([2i64, 2, 2, 2].as_slice(), "circular", None);
+    assert_eq!(ours.size(), vec![2, 3, 12, 10]);
+    assert!(ours.equal(&aten));
+}

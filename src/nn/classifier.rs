@@ -10,15 +10,15 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::unet::{conv, torch_default_init, Unet, UnetShape};
+use super::unet::{conv, torch_default_init, PeriodicConv, Unet, UnetShape};
 
 /// Size of the flattened vector the head aims for (the authors' `mlp_max`).
 const MLP_MAX: i64 = 4096;
 
 #[derive(Debug)]
 struct Head {
-    conv1: nn::Conv2D,
-    conv2: nn::Conv2D,
+    conv1: PeriodicConv,
+    conv2: PeriodicConv,
     linear1: nn::Linear,
     linear2: nn::Linear,
 }

@@ -16,7 +16,7 @@
 //! crops one point per side as PyTorch's `padding=1` (the periodic wrap-around is not
 //! represented there, as in the authors' model).
 
-use tch::nn::{self, ConvConfig, Module, PaddingMode};
+use tch::nn::{self, ConvConfig, Module};
 use tch::Tensor;
 
 /// Shape of a UNet.
@@ -71,30 +71,53 @@ pub fn torch_default_init(fan_in: i64) -> nn::Init {
     nn::Init::Uniform { lo: -b, up: b }
 }
 
-/// k×k convolution with circular padding (k/2) and PyTorch's initialisation.
-pub fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
-    let init = torch_default_init(c_in * k * k);
-    let cfg = ConvConfig {
-        stride,
-        padding: k / 2,
-        padding_mode: PaddingMode::Circular,
-        ws_init: init,
-        bs_init: init,
-        ..Default::default()
+/// Periodic extension of `[B, C, y, x]` by `p` points on each side of both grid axes.
+///
+/// Two concatenations (x, then y) instead of ATen's `pad(mode="circular")`, which copies piece
+/// by piece: the same values, about 1.6× faster forward and backward (measured on
+/// `[32, 64, 64, 64]`, one thread).
+pub fn circular_pad(x: &Tensor, p: i64) -> Tensor {
+    if p == 0 {
+        return x.shallow_clone();
+    }
+    let wrap = |x: &Tensor, dim: i64| {
+        let n = x.size()[dim as usize];
+        Tensor::cat(&[x.narrow(dim, n - p, p), x.shallow_clone(), x.narrow(dim, 0, p)], dim)
     };
-    nn::conv2d(p, c_in, c_out, k, cfg)
+    wrap(&wrap(x, 3), 2)
 }
 
-fn conv3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
+/// A k×k convolution on the torus: circular padding by k/2, then a valid convolution; PyTorch's
+/// initialisation. Equivalent to PyTorch's `Conv2d(padding=k//2, padding_mode="circular")`.
+#[derive(Debug)]
+pub struct PeriodicConv {
+    conv: nn::Conv2D,
+    pad: i64,
+}
+
+impl Module for PeriodicConv {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        circular_pad(x, self.pad).apply(&self.conv)
+    }
+}
+
+/// A k×k periodic convolution from `c_in` to `c_out` channels (variables `weight`, `bias`).
+pub fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> PeriodicConv {
+    let init = torch_default_init(c_in * k * k);
+    let cfg = ConvConfig { stride, padding: 0, ws_init: init, bs_init: init, ..Default::default() };
+    PeriodicConv { conv: nn::conv2d(p, c_in, c_out, k, cfg), pad: k / 2 }
+}
+
+fn conv3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> PeriodicConv {
     conv(p, c_in, c_out, 3, stride)
 }
 
 /// Wide residual block (pre-activation, GELU).
 #[derive(Debug)]
 struct ResidualBlock {
-    conv1: nn::Conv2D,
-    conv2: nn::Conv2D,
-    shortcut: Option<nn::Conv2D>,
+    conv1: PeriodicConv,
+    conv2: PeriodicConv,
+    shortcut: Option<PeriodicConv>,
 }
 
 impl ResidualBlock {
@@ -120,7 +143,7 @@ impl ResidualBlock {
 #[derive(Debug)]
 enum DownLayer {
     Res(ResidualBlock),
-    Downsample(nn::Conv2D),
+    Downsample(PeriodicConv),
 }
 
 #[derive(Debug)]
@@ -132,11 +155,11 @@ enum UpLayer {
 /// The UNet; `forward` maps `[B, C_in, N, N]` to `[B, C_out, N, N]`.
 #[derive(Debug)]
 pub struct Unet {
-    image_proj: nn::Conv2D,
+    image_proj: PeriodicConv,
     down: Vec<DownLayer>,
     middle: [ResidualBlock; 2],
     up: Vec<UpLayer>,
-    last: nn::Conv2D,
+    last: PeriodicConv,
 }
 
 /// What the encoder hands to the decoder: the bottleneck map and the skip connections.
