@@ -265,6 +265,15 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
             lc.batch_size
         )));
     }
+    if lc.batch_size < world.size() {
+        return Err(StageError::Input(format!(
+            "{}.training.batch_size = {}: smaller than the {} ranks of this job (each rank needs at least one sample \
+             of every batch)",
+            task.setup().name,
+            lc.batch_size,
+            world.size()
+        )));
+    }
     let params = Parameters::of(&task.setup().vs);
     let adam = AdamW::new(&task.setup().optimizer, params.numel(), s.device);
     let ema = task.setup().optimizer.ema_decay.map(|d| Ema::new(d, &params));
