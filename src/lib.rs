@@ -11,6 +11,7 @@ pub mod diagnostics;
 pub mod nn;
 pub mod parallel;
 pub mod rng;
+pub mod rollout;
 pub mod solver;
 pub mod stages;
 pub mod store;

@@ -10,6 +10,7 @@ use thermalizer::config::{validate, Config};
 use thermalizer::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::generate::{self, Outcome, Plan};
+use thermalizer::stages::rollout;
 use thermalizer::stages::train::{self, Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
@@ -60,6 +61,15 @@ enum Command {
         /// Continue a checkpoint written under a different config.
         #[arg(long)]
         allow_config_change: bool,
+    },
+    /// Roll the trained emulator out, alone and thermalized, from test-split states; statistics to
+    /// <run.dir>/rollout.h5 (collectively, all ranks; resumes from a checkpoint if one exists).
+    Rollout {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Parse and check a config, print it resolved with the planned work; writes nothing.
     Validate(ConfigArgs),
@@ -207,6 +217,31 @@ fn dispatch(command: Command, world: &World) -> i32 {
                             );
                         }
                         0
+                    }
+                    Err(e) => report(world, e),
+                }
+            }
+        },
+        Command::Rollout { args, device } => match Config::load(&args.config, &args.set) {
+            Err(e) => report(world, StageError::Input(e.0)),
+            Ok(config) => {
+                let stop = StopFlag::install();
+                let run = train::choose_device(device.as_deref()).and_then(|d| rollout::run(&config, world, &stop, d));
+                match run {
+                    Ok(rollout::Outcome::Complete { path, already }) => {
+                        if world.is_root() {
+                            if already {
+                                log::info!("{} is already complete for this config; nothing to do", path.display());
+                            }
+                            println!("{}", path.display());
+                        }
+                        0
+                    }
+                    Ok(rollout::Outcome::Interrupted { step }) => {
+                        if world.is_root() {
+                            log::warn!("stopped on request at emulator step {step}; run the same command to resume");
+                        }
+                        EXIT_INTERRUPTED
                     }
                     Err(e) => report(world, e),
                 }

@@ -16,6 +16,8 @@ pub enum Purpose {
     TrainingNoise = 3,
     /// Noise and diffusion levels of one validation sample (index: its position).
     ValidationNoise = 4,
+    /// Noise of one rollout member at one step (index: mode·2⁵⁶ + member·2²⁸ + step).
+    Rollout = 5,
 }
 
 /// The stream of member `index` for `purpose` under `seed`.

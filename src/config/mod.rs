@@ -10,6 +10,7 @@
 //! The resolved configuration ([`Config::to_yaml`]) is stored in every output file.
 
 pub mod overrides;
+pub mod rollout;
 pub mod train;
 pub mod validate;
 
@@ -41,6 +42,9 @@ pub struct Config {
     /// The thermalizer and its training (`train thermalizer`); absent = the paper's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thermalizer: Option<train::ThermalizerConfig>,
+    /// Long rollouts of the trained models (`rollout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<rollout::RolloutConfig>,
 }
 
 /// `run.*`: settings of the run rather than of the physics.

@@ -97,7 +97,54 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
             ),
         );
     }
-    check_training(c)
+    check_training(c)?;
+    check_rollout(c)
+}
+
+/// The `rollout.*` section (when present).
+fn check_rollout(c: &Config) -> Result<(), ConfigError> {
+    let Some(r) = &c.rollout else { return Ok(()) };
+    let levels = c.thermalizer.as_ref().map_or(1000, |t| t.levels);
+    let bad = |key: &str, value: String, why: &str| Err(ConfigError(format!("rollout.{key} = {value}: {why}")));
+    for (key, v) in [
+        ("members", r.members),
+        ("steps", r.steps),
+        ("batch", r.batch),
+        ("record_every", r.record_every),
+        ("spectrum_every", r.spectrum_every),
+        ("histogram_bins", r.histogram_bins),
+    ] {
+        if v == 0 {
+            return bad(key, "0".into(), "must be at least 1");
+        }
+    }
+    if r.modes.is_empty() {
+        return bad("modes", "[]".into(), "name at least one of emulator, thermalized");
+    }
+    if r.s_stop >= r.s_init {
+        return bad("s_stop", r.s_stop.to_string(), &format!("must be below rollout.s_init = {}", r.s_init));
+    }
+    if r.s_init >= levels {
+        return bad("s_init", r.s_init.to_string(), &format!("must be below the thermalizer's {levels} levels"));
+    }
+    if r.noise_limit < r.s_init {
+        return bad(
+            "noise_limit",
+            r.noise_limit.to_string(),
+            &format!("must be at least rollout.s_init = {}", r.s_init),
+        );
+    }
+    positive("rollout.blowup", Some(r.blowup), false)?;
+    positive("rollout.histogram_range", Some(r.histogram_range), false)?;
+    positive("rollout.sigma", r.sigma, true)?;
+    if r.start >= c.generate.samples {
+        return bad(
+            "start",
+            r.start.to_string(),
+            &format!("beyond the {} stored states per member", c.generate.samples),
+        );
+    }
+    Ok(())
 }
 
 /// The `emulator.*` and `thermalizer.*` sections (when present).

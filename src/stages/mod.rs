@@ -2,6 +2,7 @@
 //! from `run.dir` and writes its outputs there.
 
 pub mod generate;
+pub mod rollout;
 pub mod train;
 
 /// Why a stage failed.

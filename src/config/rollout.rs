@@ -1,0 +1,129 @@
+//! `rollout.*`: long emulator rollouts, alone and thermalized, and what is recorded of them.
+
+use serde::{Deserialize, Serialize};
+
+/// A rollout mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The emulator alone.
+    Emulator,
+    /// The emulator with thermalization after every step (paper.md §5).
+    Thermalized,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Emulator => "emulator",
+            Mode::Thermalized => "thermalized",
+        }
+    }
+}
+
+/// Which checkpoint of a trained model to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    Best,
+    Latest,
+}
+
+/// `rollout.*`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Ensemble size. Member j starts from test member j mod T (T test members) at stored state
+    /// `start + (j div T)·start_stride`.
+    pub members: usize,
+    /// Emulator steps.
+    pub steps: usize,
+    /// Modes to run, in one file.
+    #[serde(default = "both_modes")]
+    pub modes: Vec<Mode>,
+    /// Stored state of each test member used as the initial condition.
+    #[serde(default)]
+    pub start: usize,
+    /// Offset between initial states taken from the same test member (0: each test member once).
+    #[serde(default)]
+    pub start_stride: usize,
+    /// Members with a predicted noise level above this are thermalized.
+    #[serde(default = "ten")]
+    pub s_init: usize,
+    /// Denoising stops at this level.
+    #[serde(default = "four")]
+    pub s_stop: usize,
+    /// A thermalized member whose predicted level exceeds this is stopped (marked diverged).
+    #[serde(default = "hundred")]
+    pub noise_limit: usize,
+    /// Noise the selected members forward to their predicted level before denoising.
+    #[serde(default = "yes")]
+    pub forward_noise: bool,
+    /// Noise added after every emulator step (normalised units); unset = `emulator.sigma`.
+    #[serde(default)]
+    pub sigma: Option<f64>,
+    /// A member whose largest |value| exceeds this (normalised units), or turns non-finite, is
+    /// stopped and marked diverged.
+    #[serde(default = "hundred_f")]
+    pub blowup: f64,
+    /// Members stepped together on a rank.
+    #[serde(default = "sixteen")]
+    pub batch: usize,
+    /// Per-member scalars every this many steps.
+    #[serde(default = "one")]
+    pub record_every: usize,
+    /// Spectra and histograms every this many steps.
+    #[serde(default = "hundred")]
+    pub spectrum_every: usize,
+    /// Snapshots of the state every this many steps (0: none).
+    #[serde(default = "thousand")]
+    pub snapshot_every: usize,
+    /// Histogram bins over [−histogram_range, histogram_range] (normalised units).
+    #[serde(default = "sixty_four")]
+    pub histogram_bins: usize,
+    #[serde(default = "eight")]
+    pub histogram_range: f64,
+    /// `best` or `latest` checkpoints of the trained models.
+    #[serde(default = "best")]
+    pub weights: Weights,
+    /// Use the thermalizer's EMA weights (when it has them).
+    #[serde(default = "yes")]
+    pub ema: bool,
+}
+
+fn both_modes() -> Vec<Mode> {
+    vec![Mode::Emulator, Mode::Thermalized]
+}
+fn ten() -> usize {
+    10
+}
+fn four() -> usize {
+    4
+}
+fn hundred() -> usize {
+    100
+}
+fn hundred_f() -> f64 {
+    100.0
+}
+fn yes() -> bool {
+    true
+}
+fn sixteen() -> usize {
+    16
+}
+fn one() -> usize {
+    1
+}
+fn thousand() -> usize {
+    1000
+}
+fn sixty_four() -> usize {
+    64
+}
+fn eight() -> f64 {
+    8.0
+}
+fn best() -> Weights {
+    Weights::Best
+}

@@ -1,0 +1,701 @@
+//! The `rollout` stage: ensemble rollouts of the trained emulator, alone and thermalized, from
+//! test-split states, with their statistics streamed into `<run.dir>/rollout.h5`.
+//!
+//! Members are split over ranks in contiguous blocks and stepped in batches of
+//! `rollout.batch` on the rank's device. Every random draw (σ noise, forward noise, reverse-step
+//! noise) comes from the stream of (seed, mode, member, step). Checkpoints (states, alive
+//! flags, step; `rollout.checkpoint.h5`) and the recorded series (rewritten whole in
+//! `rollout.h5.partial`) are written every `run.checkpoint_interval` seconds and on
+//! SIGTERM/SIGINT/SIGUSR1; the same command resumes. The output is renamed to `rollout.h5`
+//! when complete.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tch::nn::{Module, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use super::StageError;
+use crate::config::rollout::{Mode, RolloutConfig, Weights};
+use crate::config::{Config, SystemKind};
+use crate::nn::classifier::Thermalizer;
+use crate::nn::diffusion::Schedule;
+use crate::nn::unet::Unet;
+use crate::parallel::signals::StopFlag;
+use crate::parallel::World;
+use crate::rng::{member_stream, Purpose};
+use crate::rollout::records::Series;
+use crate::rollout::stats::{self, Energy};
+use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
+use crate::store::checkpoint::{self as ck_store, CheckpointData};
+use crate::store::h5::{Access, File};
+use crate::train::checkpoint::Checkpoint;
+use crate::train::data::{Trajectories, Window};
+use crate::train::task::normals;
+
+/// How the stage ended.
+pub enum Outcome {
+    Complete { path: PathBuf, already: bool },
+    Interrupted { step: usize },
+}
+
+/// The trained models and the normalisation they were trained with.
+struct Models {
+    emulator: Unet,
+    thermalizer: Option<Thermalizer>,
+    scale: Vec<f64>,
+    _stores: Vec<VarStore>,
+}
+
+fn checkpoint_path(c: &Config, model: &str, weights: Weights) -> PathBuf {
+    let dir = c.run.dir.join(model);
+    match weights {
+        Weights::Best if dir.join("best.safetensors").exists() => dir.join("best.safetensors"),
+        _ => dir.join("latest.safetensors"),
+    }
+}
+
+/// Copies the checkpoint's tensors (`prefix` + name) into the variables of `vs`.
+fn load_into(vs: &VarStore, ck: &Checkpoint, path: &Path, prefix: &str) -> Result<(), String> {
+    let _g = tch::no_grad_guard();
+    for (name, var) in vs.variables() {
+        let mut var = var;
+        let key = format!("{prefix}{name}");
+        let t = ck.tensor(&key, &var.size(), path).or_else(|_| ck.tensor(&name, &var.size(), path))?;
+        var.copy_(&t.to_device(var.device()));
+    }
+    Ok(())
+}
+
+fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>, String> {
+    let t = ck.tensor("normalisation/scale", &[channels as i64], path)?;
+    Ok(Vec::<f32>::try_from(t.shallow_clone()).map_err(|e| e.to_string())?.into_iter().map(f64::from).collect())
+}
+
+fn load_models(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, String> {
+    let channels = c.layers();
+    let path = checkpoint_path(c, "emulator", r.weights);
+    if !path.exists() {
+        return Err(format!("no trained emulator at {} (run `thermalizer train emulator` first)", path.display()));
+    }
+    let ck = Checkpoint::load(&path)?;
+    if ck.meta("model", &path)? != "emulator" {
+        return Err(format!("checkpoint {}: not an emulator", path.display()));
+    }
+    let evs = VarStore::new(device);
+    let emulator = Unet::new(&evs.root(), &c.emulator().model.shape(channels as i64));
+    load_into(&evs, &ck, &path, "")?;
+    let scale = scale_of(&ck, &path, channels)?;
+    let mut stores = vec![evs];
+    let tpath = checkpoint_path(c, "thermalizer", r.weights);
+    let needed = r.modes.contains(&Mode::Thermalized);
+    let thermalizer = if tpath.exists() {
+        let tck = Checkpoint::load(&tpath)?;
+        if tck.meta("model", &tpath)? != "thermalizer" {
+            return Err(format!("checkpoint {}: not a thermalizer", tpath.display()));
+        }
+        let t = c.thermalizer();
+        let tvs = VarStore::new(device);
+        let net =
+            Thermalizer::new(&tvs.root(), &t.model.shape(channels as i64), c.output_grid() as i64, t.levels as i64);
+        load_into(&tvs, &tck, &tpath, if r.ema { "ema/" } else { "" })?;
+        let tscale = scale_of(&tck, &tpath, channels)?;
+        if tscale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs()) {
+            return Err(format!(
+                "{} and {} were trained with different normalisations ({tscale:?} vs {scale:?}): not the same data",
+                path.display(),
+                tpath.display()
+            ));
+        }
+        stores.push(tvs);
+        Some(net)
+    } else if needed {
+        return Err(format!(
+            "no trained thermalizer at {} (needed by rollout.modes: thermalized; run `thermalizer train thermalizer`)",
+            tpath.display()
+        ));
+    } else {
+        None
+    };
+    Ok(Models { emulator, thermalizer, scale, _stores: stores })
+}
+
+/// The initial condition of global member j: (test member, stored state).
+fn initial_window(test: &[usize], r: &RolloutConfig, j: usize) -> Window {
+    Window { member: test[j % test.len()], start: r.start + (j / test.len()) * r.start_stride }
+}
+
+fn identity(c: &Config) -> String {
+    let mut c = c.clone();
+    c.run.threads = 0;
+    c.run.checkpoint_interval = 0.0;
+    c.run.log_interval = 0.0;
+    c.to_yaml()
+}
+
+/// Per-mode and truth series of the local members.
+struct Records {
+    series: Vec<Series>,
+}
+
+impl Records {
+    fn find(&mut self, name: &str, mode: Option<usize>) -> &mut Series {
+        self.series.iter_mut().find(|s| s.name == name && s.mode == mode).expect("declared series")
+    }
+}
+
+/// Record counts: scalars, spectra, snapshots.
+fn record_counts(r: &RolloutConfig) -> (usize, usize, usize) {
+    let snaps = if r.snapshot_every > 0 { r.steps / r.snapshot_every + 1 } else { 0 };
+    (r.steps / r.record_every + 1, r.steps / r.spectrum_every + 1, snaps)
+}
+
+fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) -> Records {
+    let (nr, ns, np) = record_counts(r);
+    let hb = r.histogram_bins;
+    let mut series = Vec::new();
+    let step = ["step"];
+    let spec = ["spectrum_step", "k"];
+    let hist = ["spectrum_step", "bin"];
+    let snap = ["snapshot_step", "layer", "y", "x"];
+    for (i, _) in r.modes.iter().enumerate() {
+        let m = Some(i);
+        series.push(Series::new(
+            "mse",
+            m,
+            local,
+            nr,
+            &[],
+            &step,
+            "1",
+            "mean squared error against the stored truth (normalised units); NaN beyond the truth's horizon",
+        ));
+        series.push(Series::new(
+            "mean_square",
+            m,
+            local,
+            nr,
+            &[],
+            &step,
+            "1",
+            "mean square of the normalised state (enstrophy-like)",
+        ));
+        series.push(Series::new(
+            "noise_level",
+            m,
+            local,
+            nr,
+            &[],
+            &step,
+            "1",
+            "noise level predicted by the thermalizer's classifier",
+        ));
+        series.push(Series::new(
+            "denoising_passes",
+            m,
+            local,
+            nr,
+            &[],
+            &step,
+            "1",
+            "DDPM reverse passes applied since the previous record",
+        ));
+        series.push(Series::new(
+            "spectrum",
+            m,
+            local,
+            ns,
+            &[kbins],
+            &spec,
+            "energy",
+            "isotropic kinetic-energy spectrum (physical units; bins sum to the mean KE)",
+        ));
+        series.push(Series::new(
+            "histogram",
+            m,
+            local,
+            ns,
+            &[hb],
+            &hist,
+            "1",
+            "probability density of the normalised field",
+        ));
+        if np > 0 {
+            series.push(Series::new("snapshot", m, local, np, &[c, n, n], &snap, "field", "state in physical units"));
+        }
+    }
+    series.push(Series::new(
+        "truth_mean_square",
+        None,
+        local,
+        nr,
+        &[],
+        &step,
+        "1",
+        "mean square of the normalised stored truth",
+    ));
+    series.push(Series::new(
+        "truth_spectrum",
+        None,
+        local,
+        ns,
+        &[kbins],
+        &spec,
+        "energy",
+        "isotropic kinetic-energy spectrum of the stored truth",
+    ));
+    series.push(Series::new(
+        "truth_histogram",
+        None,
+        local,
+        ns,
+        &[hb],
+        &hist,
+        "1",
+        "probability density of the normalised stored truth",
+    ));
+    if np > 0 {
+        series.push(Series::new(
+            "truth_snapshot",
+            None,
+            local,
+            np,
+            &[c, n, n],
+            &snap,
+            "field",
+            "stored truth in physical units",
+        ));
+    }
+    Records { series }
+}
+
+fn energy_of(c: &Config) -> Energy {
+    match c.system.kind {
+        SystemKind::Kolmogorov => Energy::Vorticity,
+        SystemKind::Qg => {
+            let q = c.qg();
+            Energy::TwoLayer { length: q.length, rd: q.rd, delta: q.delta }
+        }
+    }
+}
+
+fn to_vec(t: &Tensor) -> Vec<f64> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
+    Vec::<f64>::try_from(t.reshape([-1])).expect("f64 tensor")
+}
+
+/// Creates the partial output with every dataset, scale and attribute (collective).
+fn create_output(
+    path: &Path,
+    world: &World,
+    c: &Config,
+    r: &RolloutConfig,
+    recs: &Records,
+    ics: &[Window],
+    kbins: usize,
+) -> crate::store::h5::Result<()> {
+    let f = File::create(path, Access::Parallel(world.comm()))?;
+    let m = r.members;
+    let (nr, ns, np) = record_counts(r);
+    let root = world.is_root();
+    let scale = |name: &str, values: Vec<f64>, units: &str| -> crate::store::h5::Result<()> {
+        let d = f.create_dataset::<f64>(name, &[values.len()])?;
+        d.write_from_root(&values, root)?;
+        d.attrs().set_str("units", units)?;
+        d.make_scale(name)
+    };
+    scale("member", (0..m).map(|j| j as f64).collect(), "1")?;
+    scale("mode", (0..r.modes.len()).map(|i| i as f64).collect(), "1")?;
+    f.dataset("mode")?
+        .attrs()
+        .set_str("flag_meanings", &r.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "))?;
+    scale("step", (0..nr).map(|i| (i * r.record_every) as f64).collect(), "emulator steps")?;
+    scale("spectrum_step", (0..ns).map(|i| (i * r.spectrum_every) as f64).collect(), "emulator steps")?;
+    if np > 0 {
+        scale("snapshot_step", (0..np).map(|i| (i * r.snapshot_every) as f64).collect(), "emulator steps")?;
+        let n = c.output_grid();
+        let dx = c.domain_length() / n as f64;
+        scale("layer", (0..c.layers()).map(|i| i as f64).collect(), "1")?;
+        scale("y", (0..n).map(|i| i as f64 * dx).collect(), if c.system.kind == SystemKind::Qg { "m" } else { "1" })?;
+        scale("x", (0..n).map(|i| i as f64 * dx).collect(), if c.system.kind == SystemKind::Qg { "m" } else { "1" })?;
+    }
+    scale("k", (0..kbins).map(|k| k as f64).collect(), "integer wavenumber (2π/L)")?;
+    let w = 2.0 * r.histogram_range / r.histogram_bins as f64;
+    scale("bin", (0..r.histogram_bins).map(|i| -r.histogram_range + (i as f64 + 0.5) * w).collect(), "1")?;
+    for (name, values) in [
+        ("initial_member", ics.iter().map(|w| w.member as i64).collect::<Vec<_>>()),
+        ("initial_state", ics.iter().map(|w| w.start as i64).collect()),
+    ] {
+        let d = f.create_dataset::<i64>(name, &[m])?;
+        d.write_from_root(&values, root)?;
+        d.attach_scale(&f.dataset("member")?, 0)?;
+    }
+    let dv = f.create_dataset::<i64>("diverged_at", &[r.modes.len(), m])?;
+    dv.attrs().set_str("long_name", "emulator step at which the member was stopped (non-finite, beyond rollout.blowup, or over rollout.noise_limit), -1 if never")?;
+    dv.attach_scale(&f.dataset("mode")?, 0)?;
+    dv.attach_scale(&f.dataset("member")?, 1)?;
+    drop(dv);
+    for s in &recs.series {
+        if f.has(&s.name) {
+            continue;
+        }
+        let d = f.create_dataset::<f64>(&s.name, &s.shape(r.modes.len(), m))?;
+        d.attrs().set_str("units", s.units)?;
+        d.attrs().set_str("long_name", &s.long_name)?;
+        let mut dims = if s.mode.is_some() { vec!["mode"] } else { vec![] };
+        dims.push("member");
+        dims.extend(&s.dims);
+        for (i, dim) in dims.iter().enumerate() {
+            d.attach_scale(&f.dataset(dim)?, i)?;
+        }
+    }
+    let a = f.attrs();
+    a.set_str("config", &c.to_yaml())?;
+    a.set_str("identity", &identity(c))?;
+    a.set_str("version", crate::store::trajectories::VERSION)?;
+    a.set_str("git_revision", crate::store::trajectories::GIT_REVISION)?;
+    f.flush()?;
+    f.close()
+}
+
+/// Runs the rollout of `c.rollout`.
+pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result<Outcome, StageError> {
+    let r = c.rollout.clone().ok_or_else(|| StageError::Input("the config has no rollout section".into()))?;
+    let dir = &c.run.dir;
+    let (out, partial, ckpath) =
+        (dir.join("rollout.h5"), dir.join("rollout.h5.partial"), dir.join("rollout.checkpoint.h5"));
+    let ident = identity(c);
+    let decision = world
+        .root_decides(|| {
+            if out.exists() {
+                let f = File::open(&out, Access::Serial, false).map_err(|e| e.to_string())?;
+                let stored = f.attrs().get_str("identity").map_err(|e| e.to_string())?;
+                return if stored == ident {
+                    Ok(2)
+                } else {
+                    Err(format!(
+                        "{} exists from a different config; move it away or use another run.dir",
+                        out.display()
+                    ))
+                };
+            }
+            if ckpath.exists() && partial.exists() {
+                let stored = ck_store::stored_config(&ckpath).map_err(|e| e.to_string())?;
+                return if stored == ident {
+                    Ok(1)
+                } else {
+                    Err(format!("{} is from a different config; delete it to start over", ckpath.display()))
+                };
+            }
+            Ok(0)
+        })
+        .map_err(StageError::Input)?;
+    if decision == 2 {
+        return Ok(Outcome::Complete { path: out, already: true });
+    }
+    tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
+    let models = load_models(c, &r, device).map_err(StageError::Input)?;
+    let data = Trajectories::open(&dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
+    let test = data.members(2);
+    if test.is_empty() {
+        return Err(StageError::Input(format!("{}: the test split has no usable members", data.path().display())));
+    }
+    let ics: Vec<Window> = (0..r.members).map(|j| initial_window(&test, &r, j)).collect();
+    if let Some(w) = ics.iter().find(|w| w.start >= data.samples) {
+        return Err(StageError::Input(format!(
+            "rollout.start/start_stride: initial state {} of test member {} is beyond the {} stored states",
+            w.start, w.member, data.samples
+        )));
+    }
+    let local = world.members(r.members);
+    let (ch, n) = (c.layers(), c.output_grid());
+    let kbins = stats::bins(n as i64) as usize;
+    let mut recs = declare(&r, local.len(), ch, n, kbins);
+    let scale_t = Tensor::from_slice(&models.scale.iter().map(|&s| s as f32).collect::<Vec<_>>())
+        .view([1, ch as i64, 1, 1])
+        .to_device(device);
+    let read_norm = |w: Window| -> Result<Tensor, StageError> {
+        let v = data.read(w, 1)?;
+        Ok(Tensor::from_slice(&v).view([1, ch as i64, n as i64, n as i64]).to_device(device) / &scale_t)
+    };
+    let modes = r.modes.len();
+    let mut states: Vec<Tensor>;
+    let mut diverged: Vec<Vec<i64>> = vec![vec![-1; local.len()]; modes];
+    let mut start_step = 0usize;
+    let words = ch * n * n;
+    if decision == 1 {
+        let d =
+            ck_store::read(&ckpath, local.clone(), modes * words + modes).map_err(|e| StageError::Io(e.to_string()))?;
+        start_step = d.step as usize;
+        states = (0..modes)
+            .map(|i| {
+                let rows: Vec<f32> =
+                    d.states.iter().flat_map(|s| s[i * words..(i + 1) * words].iter().map(|&v| v as f32)).collect();
+                Tensor::from_slice(&rows).view([local.len() as i64, ch as i64, n as i64, n as i64]).to_device(device)
+            })
+            .collect();
+        for (i, dv) in diverged.iter_mut().enumerate() {
+            for (m, s) in d.states.iter().enumerate() {
+                dv[m] = s[modes * words + i] as i64;
+            }
+        }
+        let f = File::open(&partial, Access::Serial, false).map_err(|e| StageError::Io(e.to_string()))?;
+        for s in &mut recs.series {
+            s.read(&f, &local).map_err(|e| StageError::Io(e.to_string()))?;
+        }
+        if world.is_root() {
+            log::info!("resuming from {} at emulator step {start_step}", ckpath.display());
+        }
+    } else {
+        let x0: Vec<Tensor> = local.clone().map(|j| read_norm(ics[j])).collect::<Result<_, _>>()?;
+        let x0 = if x0.is_empty() {
+            Tensor::zeros([0, ch as i64, n as i64, n as i64], (Kind::Float, device))
+        } else {
+            Tensor::cat(&x0, 0)
+        };
+        states = (0..modes).map(|_| x0.copy()).collect();
+        create_output(&partial, world, c, &r, &recs, &ics, kbins).map_err(|e| StageError::Io(e.to_string()))?;
+    }
+    let schedule = Schedule::cosine(c.thermalizer().levels);
+    let th =
+        Thresholds { s_init: r.s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
+    let sigma = r.sigma.unwrap_or(c.emulator().sigma);
+    let energy = energy_of(c);
+    let mut passes_since = vec![vec![0usize; local.len()]; modes];
+    let mut totals = vec![(0u64, 0u64, 0u64, 0.0f64); modes]; // (member-steps, thermalized, passes, seconds)
+    let record = |recs: &mut Records,
+                  step: usize,
+                  states: &[Tensor],
+                  diverged: &[Vec<i64>],
+                  passes: &mut [Vec<usize>],
+                  levels: &[Option<Vec<usize>>]|
+     -> Result<(), StageError> {
+        let _g = tch::no_grad_guard();
+        let truth: Vec<Option<Tensor>> = local
+            .clone()
+            .map(|j| {
+                let w = ics[j];
+                let t = w.start + step;
+                if t < data.samples {
+                    read_norm(Window { member: w.member, start: t }).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let at = |every: usize| (step % every == 0).then_some(step / every);
+        for m in 0..local.len() {
+            let tm = &truth[m];
+            if let Some(ri) = at(r.record_every) {
+                if let Some(t) = tm {
+                    recs.find("truth_mean_square", None).set(m, ri, &to_vec(&stats::mean_square(t)));
+                }
+            }
+            if let Some(si) = at(r.spectrum_every) {
+                if let Some(t) = tm {
+                    recs.find("truth_spectrum", None).set(m, si, &to_vec(&stats::spectrum(&(t * &scale_t), energy)));
+                    recs.find("truth_histogram", None).set(
+                        m,
+                        si,
+                        &to_vec(&stats::histogram(t, r.histogram_bins as i64, r.histogram_range).0),
+                    );
+                }
+            }
+            if r.snapshot_every > 0 {
+                if let (Some(pi), Some(t)) = (at(r.snapshot_every), tm) {
+                    recs.find("truth_snapshot", None).set(m, pi, &to_vec(&(t * &scale_t)));
+                }
+            }
+            for i in 0..modes {
+                if diverged[i][m] >= 0 {
+                    continue;
+                }
+                let x = states[i].get(m as i64).unsqueeze(0);
+                let mi = Some(i);
+                if let Some(ri) = at(r.record_every) {
+                    let mse = tm.as_ref().map_or(f64::NAN, |t| to_vec(&stats::mse(&x, t))[0]);
+                    recs.find("mse", mi).set(m, ri, &[mse]);
+                    recs.find("mean_square", mi).set(m, ri, &to_vec(&stats::mean_square(&x)));
+                    let level = levels[i].as_ref().map_or(f64::NAN, |l| l[m] as f64);
+                    recs.find("noise_level", mi).set(m, ri, &[level]);
+                    recs.find("denoising_passes", mi).set(m, ri, &[passes[i][m] as f64]);
+                    passes[i][m] = 0;
+                }
+                if let Some(si) = at(r.spectrum_every) {
+                    recs.find("spectrum", mi).set(m, si, &to_vec(&stats::spectrum(&(&x * &scale_t), energy)));
+                    recs.find("histogram", mi).set(
+                        m,
+                        si,
+                        &to_vec(&stats::histogram(&x, r.histogram_bins as i64, r.histogram_range).0),
+                    );
+                }
+                if r.snapshot_every > 0 {
+                    if let Some(pi) = at(r.snapshot_every) {
+                        recs.find("snapshot", mi).set(m, pi, &to_vec(&(&x * &scale_t)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    if start_step == 0 {
+        let levels: Vec<Option<Vec<usize>>> =
+            (0..modes).map(|i| models.thermalizer.as_ref().map(|t| t.levels(&states[i]))).collect();
+        record(&mut recs, 0, &states, &diverged, &mut passes_since, &levels)?;
+    }
+    let write_all = |recs: &Records, diverged: &[Vec<i64>]| -> Result<(), StageError> {
+        let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
+        let f = File::open(&partial, Access::Parallel(world.comm()), true).map_err(io)?;
+        for s in &recs.series {
+            s.write(&f, &local).map_err(io)?;
+        }
+        let d = f.dataset("diverged_at").map_err(io)?;
+        for (i, dv) in diverged.iter().enumerate() {
+            d.write(
+                Some(&crate::store::h5::Hyperslab { start: &[i, local.start], count: &[1, local.len()] }),
+                dv,
+                true,
+            )
+            .map_err(io)?;
+        }
+        drop(d);
+        f.close().map_err(io)
+    };
+    let save_checkpoint = |states: &[Tensor], diverged: &[Vec<i64>], step: usize| -> Result<(), StageError> {
+        let per_mode: Vec<Vec<f64>> = states.iter().map(to_vec).collect();
+        let rows: Vec<Vec<f64>> = (0..local.len())
+            .map(|m| {
+                let mut row = Vec::with_capacity(modes * words + modes);
+                for v in &per_mode {
+                    row.extend_from_slice(&v[m * words..(m + 1) * words]);
+                }
+                row.extend(diverged.iter().map(|d| d[m] as f64));
+                row
+            })
+            .collect();
+        let data = CheckpointData { step: step as u64, states: rows, diverged_at: diverged[0].clone() };
+        ck_store::write(&ckpath, world, &ident, r.members, local.clone(), &data)
+            .map_err(|e| StageError::Io(e.to_string()))
+    };
+    let (mut last_ck, mut last_log, t0) = (Instant::now(), Instant::now(), Instant::now());
+    for step in start_step + 1..=r.steps {
+        let mut levels: Vec<Option<Vec<usize>>> = vec![None; modes];
+        let recording = step % r.record_every == 0;
+        for (i, mode) in r.modes.iter().enumerate() {
+            let tm = Instant::now();
+            let alive: Vec<usize> = (0..local.len()).filter(|&m| diverged[i][m] < 0).collect();
+            let mut lv = vec![usize::MAX; local.len()];
+            for chunk in alive.chunks(r.batch) {
+                let _g = tch::no_grad_guard();
+                let idx = Tensor::from_slice(&chunk.iter().map(|&m| m as i64).collect::<Vec<_>>()).to_device(device);
+                let x = states[i].index_select(0, &idx);
+                let mut rngs: Vec<_> = chunk
+                    .iter()
+                    .map(|&m| {
+                        member_stream(
+                            c.run.seed,
+                            Purpose::Rollout,
+                            ((i as u64) << 56) | (((local.start + m) as u64) << 28) | step as u64,
+                        )
+                    })
+                    .collect();
+                let mut x = &x + models.emulator.forward(&x);
+                if sigma > 0.0 {
+                    let per = ch * n * n;
+                    let z: Vec<f32> = rngs.iter_mut().flat_map(|g| normals(g, per)).collect();
+                    let shape = x.size();
+                    x = x + Tensor::from_slice(&z).view(shape.as_slice()).to_device(device) * sigma;
+                }
+                let mut over = vec![false; chunk.len()];
+                match (mode, &models.thermalizer) {
+                    (Mode::Thermalized, Some(t)) => {
+                        let applied = thermalize(&mut x, t, &schedule, &th, &mut rngs);
+                        for (p, &m) in chunk.iter().enumerate() {
+                            lv[m] = applied.levels[p];
+                            passes_since[i][m] += applied.passes[p];
+                            totals[i].1 += (applied.passes[p] > 0) as u64;
+                            totals[i].2 += applied.passes[p] as u64;
+                            over[p] = applied.over_limit[p];
+                        }
+                    }
+                    (_, Some(t)) if recording => {
+                        for (p, l) in t.levels(&x).into_iter().enumerate() {
+                            lv[chunk[p]] = l;
+                        }
+                    }
+                    _ => {}
+                }
+                let worst = to_vec(
+                    &x.abs()
+                        .nan_to_num(f64::INFINITY, f64::INFINITY, f64::INFINITY)
+                        .amax([1i64, 2, 3].as_slice(), false),
+                );
+                for (p, &m) in chunk.iter().enumerate() {
+                    if !(worst[p] <= r.blowup) || over[p] {
+                        diverged[i][m] = step as i64;
+                    }
+                }
+                states[i] = states[i].index_copy(0, &idx, &x.nan_to_num(0.0, 0.0, 0.0));
+                totals[i].0 += chunk.len() as u64;
+            }
+            totals[i].3 += tm.elapsed().as_secs_f64();
+            if models.thermalizer.is_some() {
+                levels[i] = Some(lv);
+            }
+        }
+        record(&mut recs, step, &states, &diverged, &mut passes_since, &levels)?;
+        if world.is_root() && last_log.elapsed().as_secs_f64() >= c.run.log_interval {
+            let rate = step as f64 / t0.elapsed().as_secs_f64();
+            log::info!("rollout step {step}/{} ({:.1} steps/s)", r.steps, rate);
+            last_log = Instant::now();
+        }
+        let due = world.is_root() && last_ck.elapsed().as_secs_f64() >= c.run.checkpoint_interval;
+        let flags = world.sum(&[stop.requested() as u64, due as u64]);
+        if (flags[0] > 0 || flags[1] > 0) && step < r.steps {
+            write_all(&recs, &diverged)?;
+            save_checkpoint(&states, &diverged, step)?;
+            last_ck = Instant::now();
+            if flags[0] > 0 {
+                return Ok(Outcome::Interrupted { step });
+            }
+        }
+    }
+    write_all(&recs, &diverged)?;
+    summarise(&partial, world, &r, &diverged, &totals)?;
+    let done = world.root_decides(|| {
+        std::fs::rename(&partial, &out).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
+        let _ = std::fs::remove_file(&ckpath);
+        Ok(0)
+    });
+    done.map_err(StageError::Io)?;
+    Ok(Outcome::Complete { path: out, already: false })
+}
+
+/// Per-mode summary attributes of the output (reduced over ranks).
+fn summarise(
+    path: &Path,
+    world: &World,
+    r: &RolloutConfig,
+    diverged: &[Vec<i64>],
+    totals: &[(u64, u64, u64, f64)],
+) -> Result<(), StageError> {
+    let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
+    let mut sums: Vec<f64> = Vec::new();
+    for (i, t) in totals.iter().enumerate() {
+        let survivors = diverged[i].iter().filter(|&&d| d < 0).count() as f64;
+        sums.extend([t.0 as f64, t.1 as f64, t.2 as f64, survivors]);
+    }
+    world.sum_f64(&mut sums);
+    let seconds: Vec<f64> = world.max_f64(&totals.iter().map(|t| t.3).collect::<Vec<_>>());
+    let f = File::open(path, Access::Parallel(world.comm()), true).map_err(io)?;
+    for (i, mode) in r.modes.iter().enumerate() {
+        let s = &sums[4 * i..4 * i + 4];
+        let a = f.attrs();
+        let p = mode.name();
+        a.set::<f64>(&format!("{p}_surviving_fraction"), &[s[3] / r.members as f64]).map_err(io)?;
+        a.set::<f64>(&format!("{p}_thermalized_fraction"), &[s[1] / s[0].max(1.0)]).map_err(io)?;
+        a.set::<f64>(&format!("{p}_passes_per_step"), &[s[2] / s[0].max(1.0)]).map_err(io)?;
+        a.set::<f64>(&format!("{p}_wall_seconds"), &[seconds[i]]).map_err(io)?;
+    }
+    f.close().map_err(io)
+}
