@@ -29,18 +29,25 @@ fn spectra_obey_parseval_for_white_noise() {
     let n = 24;
     let x = Tensor::randn([3, 2, n, n], (Kind::Double, Device::Cpu));
     let e = spectrum(&x, Energy::Power).sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
-    let half_mean_square = x.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).mean_dim([1i64, 2].as_slice(), false, Kind::Double) * 0.5;
+    let half_mean_square = x.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).mean_dim(
+        [1i64, 2].as_slice(),
+        false,
+        Kind::Double,
+    ) * 0.5;
     assert!(e.allclose(&half_mean_square, 1e-12, 1e-14, false));
     // Vorticity KE: the shells sum to the full complex-FFT sum ½ Σ |ω̂|²/|k|² / N⁴ (no rfft
     // bookkeeping there).
     let w = x.narrow(1, 0, 1);
-    let total = Vec::<f64>::try_from(spectrum(&w, Energy::Vorticity).sum_dim_intlist([1i64].as_slice(), false, Kind::Double)).unwrap();
+    let total =
+        Vec::<f64>::try_from(spectrum(&w, Energy::Vorticity).sum_dim_intlist([1i64].as_slice(), false, Kind::Double))
+            .unwrap();
     let wh = w.fft_fft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward");
     let k: Vec<f64> = (0..n).map(|j| if j <= n / 2 { j } else { j - n } as f64).collect();
     let kt = Tensor::from_slice(&k);
     let k2 = kt.view([n, 1]).square() + kt.view([1, n]).square();
     let inv = k2.where_scalarother(&k2.gt(0.0), 1.0).reciprocal() * k2.gt(0.0).to_kind(Kind::Double);
-    let direct = (wh.abs().square() * inv).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double) * (0.5 / (n * n * n * n) as f64);
+    let direct = (wh.abs().square() * inv).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double)
+        * (0.5 / (n * n * n * n) as f64);
     for (a, b) in total.iter().zip(Vec::<f64>::try_from(direct).unwrap()) {
         assert!((a - b).abs() < 1e-12 * b.abs(), "{a} vs {b}");
     }

@@ -1,6 +1,7 @@
-//! End-to-end tests of `thermalizer train`, launched as users launch it: data-parallel
-//! invariance over 1, 2 and 3 ranks, kill-and-resume (SIGKILL, then SIGTERM), non-finite
-//! updates, bad input, and the checkpoints as Python's `safetensors` reads them.
+//! End-to-end tests of `thermalizer train` and `thermalizer rollout`, launched as users launch
+//! them: data-parallel invariance over 1, 2 and 3 ranks, kill-and-resume (SIGKILL, then
+//! SIGTERM), non-finite updates, bad input, the checkpoints as Python's `safetensors` reads
+//! them, and the rollout file: rank invariance, resume, xarray.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use common::*;
+use thermalizer::store::h5::{Access, File};
 use thermalizer::train::checkpoint::Checkpoint;
 
 fn config() -> &'static str {
@@ -235,4 +237,115 @@ print("ok")
         .output()
         .unwrap();
     assert_ok(&out);
+}
+
+/// The rollout datasets that must not depend on the rank count or on a resume.
+fn rollout_series(dir: &Path) -> Vec<(String, Vec<f64>)> {
+    let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
+    let mut out: Vec<(String, Vec<f64>)> = [
+        "mse",
+        "mean_square",
+        "noise_level",
+        "denoising_passes",
+        "spectrum",
+        "histogram",
+        "snapshot",
+        "truth_spectrum",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), f.dataset(n).unwrap().read::<f64>(None).unwrap()))
+    .collect();
+    let d = f.dataset("diverged_at").unwrap().read::<i64>(None).unwrap();
+    out.push(("diverged_at".into(), d.iter().map(|&v| v as f64).collect()));
+    out
+}
+
+fn assert_same_series(a: &Path, b: &Path, rel: f64) {
+    for ((name, x), (_, y)) in rollout_series(a).iter().zip(rollout_series(b)) {
+        assert_eq!(x.len(), y.len());
+        let scale = x.iter().filter(|v| v.is_finite()).fold(1e-300f64, |m, v| m.max(v.abs()));
+        for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+            let same = (p.is_nan() && q.is_nan()) || (p - q).abs() <= rel * scale;
+            assert!(same, "{name}[{i}]: {p} vs {q} ({} vs {})", a.display(), b.display());
+        }
+    }
+}
+
+/// A copy of `from` with its trajectories and trained models.
+fn copy_trained(from: &Path, name: &str) -> PathBuf {
+    let dir = copy_data(from, name);
+    for model in ["emulator", "thermalizer"] {
+        std::fs::create_dir_all(dir.join(model)).unwrap();
+        std::fs::copy(from.join(model).join("latest.safetensors"), dir.join(model).join("latest.safetensors")).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn rollout_is_rank_invariant_resumes_and_reads_in_xarray() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = with_data("ro");
+    assert_ok(&stage(0, &["train", "emulator"], &base, &[]));
+    assert_ok(&stage(0, &["train", "thermalizer"], &base, &[]));
+    let out = stage(0, &["rollout"], &base, &[]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("rollout.h5"));
+    // 2 ranks (members 2 + 2, in batches of 3): the same statistics to float round-off.
+    let two = copy_trained(&base, "ro2");
+    assert_ok(&stage(2, &["rollout"], &two, &[]));
+    assert_same_series(&base, &two, 1e-4);
+    // Killed after a checkpoint, then resumed: the same statistics.
+    let resumed = copy_trained(&base, "ro-resume");
+    let longer = ["rollout.steps=150", "rollout.snapshot_every=50", "rollout.spectrum_every=25"];
+    let again = stage(0, &["rollout"], &base, &[]);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already complete"));
+    let reference = copy_trained(&base, "ro-long");
+    assert_ok(&stage(0, &["rollout"], &reference, &longer));
+    let argv = args(&["rollout"], &resumed, &longer);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut child = command(0, &argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&resumed.join("rollout.checkpoint.h5"), &mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(resumed.join("rollout.h5.partial").exists() && !resumed.join("rollout.h5").exists());
+    let out = run(0, &argv);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
+    assert_same_series(&reference, &resumed, 1e-12);
+    assert!(!resumed.join("rollout.checkpoint.h5").exists(), "checkpoint removed when complete");
+    // xarray opens it with named dimensions and coordinates.
+    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
+    let script = r#"
+import sys, numpy as np, xarray as xr
+ds = xr.open_dataset(sys.argv[1], engine="h5netcdf")
+assert ds.mse.dims == ("mode", "member", "step"), ds.mse.dims
+assert ds.spectrum.dims == ("mode", "member", "spectrum_step", "k")
+assert ds.snapshot.dims == ("mode", "member", "snapshot_step", "layer", "y", "x")
+assert ds["mode"].attrs["flag_meanings"] == "emulator thermalized"
+assert list(ds.step.values[:3]) == [0, 1, 2] and ds.sizes["member"] == 4
+assert float(ds.mse.isel(step=0).max()) == 0.0          # the initial state is the truth
+assert np.isnan(ds.mse.isel(member=3, step=-1)).all()   # beyond the stored truth
+assert (ds.denoising_passes.sel(mode=0) == 0).all()     # the emulator alone is never denoised
+assert 0 <= ds.attrs["thermalized_thermalized_fraction"] <= 1
+print("ok")
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, base.join("rollout.h5").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+}
+
+#[test]
+fn rollout_bad_input_is_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = with_data("ro-bad");
+    refused(&stage(0, &["rollout"], &dir, &[]), &["no trained emulator", "thermalizer train emulator"]);
+    refused(&stage(0, &["rollout"], &dir, &["rollout.s_stop=5"]), &["rollout.s_stop = 5", "s_init"]);
+    refused(&stage(0, &["rollout"], &dir, &["rollout.start=10"]), &["rollout.start = 10"]);
+    assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
+    refused(&stage(2, &["rollout"], &dir, &[]), &["no trained thermalizer", "rollout.modes"]);
+    // The emulator alone needs no thermalizer.
+    assert_ok(&stage(0, &["rollout"], &dir, &["rollout.modes=[emulator]", "rollout.steps=3"]));
 }
