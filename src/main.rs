@@ -94,6 +94,32 @@ struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Inference cost per member-step: emulator step, classifier pass, denoising pass, and the
+    /// cost of a thermalized step relative to the emulator alone, at several batch sizes.
+    Rollout {
+        /// JSON list of models as for `bench train` (their `batch` is ignored; default: the
+        /// quickstart models on 64²).
+        #[arg(long)]
+        models: Option<String>,
+        /// Members stepped together.
+        #[arg(long, num_args = 1.., default_values_t = [1i64, 4, 16, 64])]
+        batches: Vec<i64>,
+        /// Denoising passes assumed for the thermalized-step cost ratio.
+        #[arg(long, default_value_t = 6)]
+        passes: usize,
+        /// Diffusion levels (classes of the classifier head).
+        #[arg(long, default_value_t = 1000)]
+        levels: i64,
+        /// Threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Seconds per timed block.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Timed blocks (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
     /// Samples/s of one emulator training update (forward, backward, allreduce, AdamW) on random
     /// data; under mpirun each rank trains its own batch (weak scaling).
     Train {
@@ -262,6 +288,14 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
             0
         }
+        Command::Bench {
+            what: BenchCommand::Rollout { models, batches, passes, levels, threads, seconds, repeats },
+        } => {
+            if !world.is_root() {
+                return 0;
+            }
+            bench_rollout(world, models.as_deref(), &batches, passes, levels, threads, seconds, repeats)
+        }
         Command::Bench { what: BenchCommand::Train { models, threads, seconds, repeats, json } } => {
             bench_train(world, models.as_deref(), &threads, seconds, repeats, json.as_deref())
         }
@@ -370,6 +404,73 @@ fn print_info(world: &World) {
     println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
 }
 
+#[allow(clippy::too_many_arguments)]
+fn bench_rollout(
+    world: &World,
+    models: Option<&str>,
+    batches: &[i64],
+    passes: usize,
+    levels: i64,
+    threads: usize,
+    seconds: f64,
+    repeats: usize,
+) -> i32 {
+    use thermalizer::bench::rollout::costs;
+    let models = match parse_bench_models(world, models) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    tch::set_num_threads(threads as i32);
+    println!("# thermalizer bench rollout: ms per member-step, {threads} thread(s), {levels} levels; thermalized = emulator + classifier + {passes} denoising passes");
+    println!(
+        "{:>12} {:>6} {:>12} {:>12} {:>12} {:>16} {:>10}",
+        "model", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator"
+    );
+    for m in &models {
+        let shape = thermalizer::nn::unet::UnetShape {
+            in_channels: m.channels,
+            out_channels: m.channels,
+            hidden: m.hidden,
+            dim_mults: m.dim_mults.clone(),
+            blocks: m.blocks,
+        };
+        for &b in batches {
+            let r = costs(&shape, m.grid, levels, b, seconds, repeats);
+            let therm = r.emulator_ms + r.classifier_ms + passes as f64 * r.denoise_ms;
+            println!(
+                "{:>12} {:>6} {:>12.3} {:>12.3} {:>12.3} {:>16.3} {:>10.2}",
+                m.name,
+                b,
+                r.emulator_ms,
+                r.classifier_ms,
+                r.denoise_ms,
+                therm,
+                therm / r.emulator_ms
+            );
+        }
+    }
+    0
+}
+
+/// The `--models` JSON of the benchmarks (default: the built-in list), checked against its grid.
+fn parse_bench_models(world: &World, models: Option<&str>) -> Result<Vec<thermalizer::bench::train::BenchModel>, i32> {
+    use thermalizer::bench::train::{default_models, BenchModel};
+    let models: Vec<BenchModel> = match models {
+        None => default_models(),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => return Err(report(world, StageError::Input(format!("--models: not a list of models ({e})")))),
+        },
+    };
+    if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
+        return Err(report(
+            world,
+            StageError::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)),
+        ));
+    }
+    Ok(models)
+}
+
 fn bench_train(
     world: &World,
     models: Option<&str>,
@@ -378,17 +479,11 @@ fn bench_train(
     repeats: usize,
     json: Option<&std::path::Path>,
 ) -> i32 {
-    use thermalizer::bench::train::{default_models, update_time, BenchModel};
-    let models: Vec<BenchModel> = match models {
-        None => default_models(),
-        Some(text) => match serde_json::from_str(text) {
-            Ok(m) => m,
-            Err(e) => return report(world, StageError::Input(format!("--models: not a list of models ({e})"))),
-        },
+    use thermalizer::bench::train::update_time;
+    let models = match parse_bench_models(world, models) {
+        Ok(m) => m,
+        Err(code) => return code,
     };
-    if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
-        return report(world, StageError::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)));
-    }
     let root = world.is_root();
     if root {
         println!("# thermalizer bench train: one emulator update (fwd+bwd+allreduce+AdamW), {} rank(s)", world.size());

@@ -9,6 +9,7 @@
 //! mean time of one full `n × n` forward and inverse transform of [`Grid`] (jax-cfd does 35 per
 //! step). The solver transforms only the 2/3-band columns in `y`, so it can beat this floor.
 
+pub mod rollout;
 pub mod train;
 
 use std::time::Instant;

@@ -1,0 +1,63 @@
+//! `thermalizer bench rollout`: inference cost per member-step of the pieces of a rollout, at
+//! several batch sizes: one emulator step, one classifier pass (encoder + middle + head), one
+//! denoising pass (full ε̂ UNet + DDPM step); and the cost of a thermalized step relative to the
+//! emulator alone for a given number of passes, (emulator + classifier + k·denoise)/emulator.
+//!
+//! Random weights and data (the cost does not depend on them); no gradients; one rank.
+
+use std::time::Instant;
+
+use tch::nn::{Module, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use crate::nn::classifier::Thermalizer;
+use crate::nn::diffusion::Schedule;
+use crate::nn::unet::{Unet, UnetShape};
+
+/// Per member-step costs in milliseconds at one batch size.
+pub struct RolloutRow {
+    pub batch: i64,
+    pub emulator_ms: f64,
+    pub classifier_ms: f64,
+    pub denoise_ms: f64,
+}
+
+fn median_ms(seconds: f64, repeats: usize, batch: i64, mut f: impl FnMut()) -> f64 {
+    f();
+    let t = Instant::now();
+    f();
+    let per_block = ((seconds / t.elapsed().as_secs_f64().max(1e-9)).ceil() as usize).max(1);
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..per_block {
+                f();
+            }
+            t.elapsed().as_secs_f64() / per_block as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2] * 1e3 / batch as f64
+}
+
+/// Times the pieces for `shape` on an `image`² grid with `levels` diffusion levels.
+pub fn costs(shape: &UnetShape, image: i64, levels: i64, batch: i64, seconds: f64, repeats: usize) -> RolloutRow {
+    let _g = tch::no_grad_guard();
+    tch::manual_seed(0);
+    let (evs, tvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+    let emulator = Unet::new(&evs.root(), shape);
+    let thermalizer = Thermalizer::new(&tvs.root(), shape, image, levels);
+    let schedule = Schedule::cosine(levels as usize);
+    let x = Tensor::randn([batch, shape.in_channels, image, image], (Kind::Float, Device::Cpu));
+    let z = x.randn_like();
+    let emulator_ms = median_ms(seconds, repeats, batch, || {
+        let _ = &x + emulator.forward(&x);
+    });
+    let classifier_ms = median_ms(seconds, repeats, batch, || {
+        let _ = thermalizer.noise_level(&x);
+    });
+    let denoise_ms = median_ms(seconds, repeats, batch, || {
+        let _ = schedule.reverse_step(&x, 8, &thermalizer.forward(&x), &z);
+    });
+    RolloutRow { batch, emulator_ms, classifier_ms, denoise_ms }
+}
