@@ -4,7 +4,7 @@
 #      libclang (bindgen for mpi-sys), a C/C++ toolchain;
 #   2. a Python venv with libtorch from the PyPI torch==2.11.0 wheel (tch 0.24 needs exactly this
 #      version; --no-deps plus the two small CUDA runtime wheels libtorch_cpu.so links against)
-#      and h5py, xarray, h5netcdf, safetensors, pytest for the tests that read our files the way users do;
+#      and h5py, xarray, h5netcdf, safetensors, matplotlib, pytest for the tests that read our files the way users do;
 #   3. an env file that points cargo at libtorch and the MPI flavour of HDF5.
 # Usage: scripts/setup.sh            then: source "$THERMALIZER_HOME/env.sh"
 # Knobs: THERMALIZER_HOME (default ~/.local/share/thermalizer) holds venv/ and env.sh.
@@ -43,9 +43,9 @@ if ! grep -qs "__version__ = '$TORCH_VERSION" "$VENV"/lib/python3*/site-packages
   "$VENV/bin/pip" install -q --no-deps "torch==$TORCH_VERSION" \
       "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85"
 fi
-"$VENV/bin/python" -c 'import h5py, xarray, h5netcdf, safetensors, pytest, numpy' 2>/dev/null || {
-  log "installing numpy h5py xarray h5netcdf safetensors pytest into $VENV"
-  "$VENV/bin/pip" install -q numpy h5py xarray h5netcdf safetensors pytest
+"$VENV/bin/python" -c 'import h5py, xarray, h5netcdf, safetensors, matplotlib, pytest, numpy' 2>/dev/null || {
+  log "installing numpy h5py xarray h5netcdf safetensors matplotlib pytest into $VENV"
+  "$VENV/bin/pip" install -q numpy h5py xarray h5netcdf safetensors matplotlib pytest
 }
 TORCH_DIR=$(echo "$VENV"/lib/python3*/site-packages/torch)
 grep -q "__version__ = '$TORCH_VERSION" "$TORCH_DIR/version.py" \

@@ -10,6 +10,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod nn;
 pub mod parallel;
+pub mod report;
 pub mod rng;
 pub mod rollout;
 pub mod solver;

@@ -71,6 +71,8 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Figures (PNG) and summary.md from <run.dir>/rollout.h5 into <run.dir>/report/.
+    Report(ConfigArgs),
     /// Parse and check a config, print it resolved with the planned work; writes nothing.
     Validate(ConfigArgs),
     /// Print versions (thermalizer, git, MPI, HDF5, libtorch) and CUDA availability.
@@ -270,6 +272,27 @@ fn dispatch(command: Command, world: &World) -> i32 {
                         EXIT_INTERRUPTED
                     }
                     Err(e) => report(world, e),
+                }
+            }
+        },
+        Command::Report(args) => match Config::load(&args.config, &args.set) {
+            Err(e) => report(world, StageError::Input(e.0)),
+            Ok(config) => {
+                let outcome = if world.is_root() { Some(thermalizer::report::write(&config.run.dir)) } else { None };
+                let failed = world.any(matches!(outcome, Some(Err(_))));
+                match outcome {
+                    Some(Ok(h)) => {
+                        for (mode, horizon, surviving) in &h.modes {
+                            log::info!(
+                                "{mode}: median stable horizon {horizon:.0} steps, {:.0} % surviving",
+                                surviving * 100.0
+                            );
+                        }
+                        println!("{}", h.dir.join("summary.md").display());
+                        0
+                    }
+                    Some(Err(e)) => report(world, e),
+                    None => i32::from(failed),
                 }
             }
         },

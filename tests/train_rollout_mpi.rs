@@ -282,7 +282,7 @@ fn copy_trained(from: &Path, name: &str) -> PathBuf {
 }
 
 #[test]
-fn rollout_is_rank_invariant_resumes_and_reads_in_xarray() {
+fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let base = with_data("ro");
     assert_ok(&stage(0, &["train", "emulator"], &base, &[]));

@@ -1,0 +1,304 @@
+//! The `report` stage: figures (PNG) and `summary.md` from `<run.dir>/rollout.h5`, under
+//! `<run.dir>/report/`. Rank 0 does the work (the file is small); the others wait.
+//!
+//! **Stable horizon** of a member in a mode: the step at which it was stopped (`diverged_at`:
+//! non-finite, beyond `rollout.blowup`, or, thermalized, over `rollout.noise_limit`), or the
+//! rollout length when it never was (then a lower bound, marked "≥"). The summary gives the
+//! median and range over members, and the surviving fraction at the end.
+//! **Time-averaged spectra** are the member means of the spectra recorded in the second half of
+//! the rollout (members still alive), against the truth's over the same steps where it exists,
+//! else over all its recorded steps.
+
+pub mod figures;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::style::RGBColor;
+
+use crate::stages::StageError;
+use crate::store::h5::{Access, File};
+use figures::{field_panels, heat_map, line_plot, Axes, Line};
+
+const TRUTH: RGBColor = RGBColor(0, 0, 0);
+const COLORS: [RGBColor; 2] = [RGBColor(214, 39, 40), RGBColor(31, 119, 180)];
+
+/// An array read from the rollout file: values (f64, row-major) and shape.
+struct Array {
+    v: Vec<f64>,
+    shape: Vec<usize>,
+}
+
+impl Array {
+    fn at(&self, idx: &[usize]) -> f64 {
+        let mut k = 0;
+        for (i, &d) in idx.iter().zip(&self.shape) {
+            k = k * d + i;
+        }
+        self.v[k]
+    }
+    fn slice(&self, prefix: &[usize]) -> &[f64] {
+        let inner: usize = self.shape[prefix.len()..].iter().product();
+        let mut k = 0;
+        for (i, &d) in prefix.iter().zip(&self.shape) {
+            k = k * d + i;
+        }
+        &self.v[k * inner..(k + 1) * inner]
+    }
+}
+
+fn read(f: &File, name: &str) -> Result<Array, String> {
+    let d = f.dataset(name).map_err(|e| e.to_string())?;
+    Ok(Array { shape: d.shape().map_err(|e| e.to_string())?, v: d.read::<f64>(None).map_err(|e| e.to_string())? })
+}
+
+/// What the report found, for the caller's headline.
+pub struct Headline {
+    pub dir: PathBuf,
+    /// (mode, median stable horizon, surviving fraction).
+    pub modes: Vec<(String, f64, f64)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Writes the report of `run_dir/rollout.h5`.
+pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
+    let path = run_dir.join("rollout.h5");
+    if !path.exists() {
+        return Err(StageError::Input(format!("{} does not exist (run `thermalizer rollout` first)", path.display())));
+    }
+    let f = File::open(&path, Access::Serial, false)
+        .map_err(|e| StageError::Input(format!("{}: not readable ({e})", path.display())))?;
+    let io = |e: String| StageError::Io(format!("{}: {e}", path.display()));
+    let modes: Vec<String> = f
+        .dataset("mode")
+        .and_then(|d| d.attrs().get_str("flag_meanings"))
+        .map_err(|e| io(e.to_string()))?
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let steps = read(&f, "step").map_err(io)?.v;
+    let spec_steps = read(&f, "spectrum_step").map_err(io)?.v;
+    let ks = read(&f, "k").map_err(io)?.v;
+    let mse = read(&f, "mse").map_err(io)?;
+    let msq = read(&f, "mean_square").map_err(io)?;
+    let passes = read(&f, "denoising_passes").map_err(io)?;
+    let spectrum = read(&f, "spectrum").map_err(io)?;
+    let truth_msq = read(&f, "truth_mean_square").map_err(io)?;
+    let truth_spec = read(&f, "truth_spectrum").map_err(io)?;
+    let diverged = f.dataset("diverged_at").and_then(|d| d.read::<i64>(None)).map_err(|e| io(e.to_string()))?;
+    let attr = |name: &str| f.attrs().get::<f64>(name).ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN);
+    let members = mse.shape[1];
+    let last = *steps.last().unwrap_or(&0.0);
+    let dir = run_dir.join("report");
+    std::fs::create_dir_all(&dir).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
+    let fig = |name: &str| dir.join(name);
+    let series = |a: &Array, prefix: &[usize], xs: &[f64]| -> Vec<(f64, f64)> {
+        xs.iter().copied().zip(a.slice(prefix).iter().copied()).collect()
+    };
+
+    // Mean square (enstrophy-like) of every member, truth and modes.
+    let mut lines = Vec::new();
+    for m in 0..members {
+        let label = |s: &str| if m == 0 { s.to_string() } else { String::new() };
+        lines.push(Line { label: label("truth"), color: TRUTH, points: series(&truth_msq, &[m], &steps), thin: true });
+        for (i, name) in modes.iter().enumerate() {
+            lines.push(Line {
+                label: label(name),
+                color: COLORS[i % 2],
+                points: series(&msq, &[i, m], &steps),
+                thin: true,
+            });
+        }
+    }
+    let axes = |title, y, log_y| Axes { title, x_label: "emulator step", y_label: y, log_x: false, log_y };
+    line_plot(
+        &fig("mean_square.png"),
+        &axes("Mean square of the normalised state, every member", "mean square (normalised)", true),
+        &lines,
+    )
+    .map_err(io)?;
+
+    // Ensemble-median MSE against the truth, and survival.
+    let mut mse_lines = Vec::new();
+    let mut survival = Vec::new();
+    for (i, name) in modes.iter().enumerate() {
+        let med: Vec<(f64, f64)> = steps
+            .iter()
+            .enumerate()
+            .map(|(r, &s)| {
+                let v: Vec<f64> = (0..members).map(|m| mse.at(&[i, m, r])).filter(|v| v.is_finite()).collect();
+                (s, median(v))
+            })
+            .collect();
+        mse_lines.push(Line { label: format!("{name} (median)"), color: COLORS[i % 2], points: med, thin: false });
+        for m in 0..members {
+            mse_lines.push(Line {
+                label: String::new(),
+                color: COLORS[i % 2],
+                points: series(&mse, &[i, m], &steps),
+                thin: true,
+            });
+        }
+        let alive: Vec<(f64, f64)> = steps
+            .iter()
+            .map(|&s| {
+                let n = (0..members)
+                    .filter(|&m| diverged[i * members + m] < 0 || diverged[i * members + m] as f64 > s)
+                    .count();
+                (s, n as f64 / members as f64)
+            })
+            .collect();
+        survival.push(Line { label: name.clone(), color: COLORS[i % 2], points: alive, thin: false });
+    }
+    line_plot(&fig("mse.png"), &axes("MSE against the solver's truth", "MSE (normalised units)", true), &mse_lines)
+        .map_err(io)?;
+    line_plot(&fig("survival.png"), &axes("Members not yet diverged", "surviving fraction", false), &survival)
+        .map_err(io)?;
+
+    // Time-averaged spectra over the second half, against the truth.
+    let half: Vec<usize> = (0..spec_steps.len()).filter(|&s| spec_steps[s] >= last / 2.0).collect();
+    // Member mean of spectra `a[(mode,) member, step, k]` over the steps `over`.
+    let average = |a: &Array, mode: Option<usize>, over: &[usize]| -> Vec<(f64, f64)> {
+        let mut sum = vec![0.0; ks.len()];
+        let mut count = vec![0usize; ks.len()];
+        for m in 0..members {
+            for &s in over {
+                let prefix: Vec<usize> = mode.into_iter().chain([m, s]).collect();
+                for (k, &v) in a.slice(&prefix).iter().enumerate() {
+                    if v.is_finite() {
+                        sum[k] += v;
+                        count[k] += 1;
+                    }
+                }
+            }
+        }
+        // Shells up to N/2 (the isotropic band; the corners beyond hold the truncated tail).
+        let kmax = ((ks.len() - 1) as f64 / std::f64::consts::SQRT_2).floor() as usize;
+        ks.iter()
+            .zip(sum.iter().zip(&count))
+            .take(kmax + 1)
+            .skip(1)
+            .map(|(&k, (&s, &c))| (k, if c > 0 { s / c as f64 } else { f64::NAN }))
+            .collect()
+    };
+    let truth_steps: Vec<usize> = if half.iter().any(|&s| truth_spec.slice(&[0, s]).iter().any(|v| v.is_finite())) {
+        half.clone()
+    } else {
+        (0..spec_steps.len()).collect()
+    };
+    let mut spec_lines = vec![Line {
+        label: "truth".into(),
+        color: TRUTH,
+        points: average(&truth_spec, None, &truth_steps),
+        thin: false,
+    }];
+    for (i, name) in modes.iter().enumerate() {
+        spec_lines.push(Line {
+            label: name.clone(),
+            color: COLORS[i % 2],
+            points: average(&spectrum, Some(i), &half),
+            thin: false,
+        });
+    }
+    let spec_axes = Axes {
+        title: "Kinetic-energy spectrum, mean over members and the second half of the rollout",
+        x_label: "wavenumber k (2π/L)",
+        y_label: "E(k)",
+        log_x: true,
+        log_y: true,
+    };
+    line_plot(&fig("spectra.png"), &spec_axes, &spec_lines).map_err(io)?;
+
+    // Ticker tape of the thermalized mode.
+    if let Some(i) = modes.iter().position(|m| m == "thermalized") {
+        let rows: Vec<Vec<f64>> = (0..members).map(|m| passes.slice(&[i, m]).to_vec()).collect();
+        heat_map(
+            &fig("ticker_tape.png"),
+            "Denoising passes per record, thermalized",
+            "emulator step",
+            "member",
+            &rows,
+            last.max(1.0),
+        )
+        .map_err(io)?;
+    }
+
+    // Snapshot panels of member 0, first layer.
+    if f.has("snapshot") {
+        let snap = read(&f, "snapshot").map_err(io)?;
+        let truth = read(&f, "truth_snapshot").map_err(io)?;
+        let snap_steps = read(&f, "snapshot_step").map_err(io)?.v;
+        let n = snap.shape[5];
+        let cols = snap_steps.len();
+        let field = |v: &[f64]| -> Option<Vec<f64>> {
+            let v = v[..n * n].to_vec();
+            v.iter().any(|x| x.is_finite()).then_some(v)
+        };
+        let mut panels = Vec::new();
+        for (p, &s) in snap_steps.iter().enumerate() {
+            panels.push((format!("truth, step {s}"), field(truth.slice(&[0, p]))));
+        }
+        for (i, name) in modes.iter().enumerate() {
+            for (p, &s) in snap_steps.iter().enumerate() {
+                panels.push((format!("{name}, step {s}"), field(snap.slice(&[i, 0, p]))));
+            }
+        }
+        field_panels(
+            &fig("snapshots.png"),
+            "Member 0 (first layer); blue < 0 < red, one scale; grey: not available",
+            &panels,
+            cols,
+            n,
+        )
+        .map_err(io)?;
+    }
+
+    // Summary.
+    let mut md = String::new();
+    let _ =
+        writeln!(md, "# Rollout report\n\nFrom `{}`: {members} members, {} emulator steps.\n", path.display(), last);
+    let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | surviving at the end | thermalized fraction | denoising passes per step | wall s |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut head = Vec::new();
+    for (i, name) in modes.iter().enumerate() {
+        let h: Vec<f64> = (0..members)
+            .map(|m| match diverged[i * members + m] {
+                d if d >= 0 => d as f64,
+                _ => last,
+            })
+            .collect();
+        let surv = (0..members).filter(|&m| diverged[i * members + m] < 0).count() as f64 / members as f64;
+        let med = median(h.clone());
+        let ge = if surv >= 0.5 { "≥ " } else { "" };
+        let (lo, hi) = (h.iter().cloned().fold(f64::INFINITY, f64::min), h.iter().cloned().fold(0.0, f64::max));
+        let _ = writeln!(
+            md,
+            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {:.0} % | {:.3} | {:.2} | {:.1} |",
+            surv * 100.0,
+            attr(&format!("{name}_thermalized_fraction")),
+            attr(&format!("{name}_passes_per_step")),
+            attr(&format!("{name}_wall_seconds"))
+        );
+        head.push((name.clone(), med, surv));
+    }
+    let _ = writeln!(
+        md,
+        "\nStable horizon: the step at which a member was stopped (non-finite, beyond `rollout.blowup`, or over \
+         `rollout.noise_limit` when thermalized), or the rollout length if it never was (\"≥\": a lower bound).\n\n\
+         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
+    );
+    std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
+    Ok(Headline { dir, modes: head })
+}
