@@ -221,6 +221,43 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     };
     line_plot(&fig("spectra.png"), &spec_axes, &spec_lines).map_err(io)?;
 
+    // Member-mean spectra at up to four recorded times (first, last and two between).
+    let picks: Vec<usize> = {
+        let n = spec_steps.len();
+        let mut p: Vec<usize> = (0..4).map(|j| j * (n - 1) / 3).collect();
+        p.dedup();
+        p
+    };
+    let mut timed = Vec::new();
+    for (j, &s) in picks.iter().enumerate() {
+        let shade = |c: RGBColor| {
+            let f = 0.35 + 0.65 * (j + 1) as f64 / picks.len() as f64;
+            RGBColor(
+                (255.0 - f * (255.0 - c.0 as f64)) as u8,
+                (255.0 - f * (255.0 - c.1 as f64)) as u8,
+                (255.0 - f * (255.0 - c.2 as f64)) as u8,
+            )
+        };
+        let t = spec_steps[s];
+        timed.push(Line {
+            label: format!("truth, step {t}"),
+            color: shade(RGBColor(60, 60, 60)),
+            points: average(&truth_spec, None, &[s]),
+            thin: false,
+        });
+        for (i, name) in modes.iter().enumerate() {
+            timed.push(Line {
+                label: format!("{name}, step {t}"),
+                color: shade(COLORS[i % 2]),
+                points: average(&spectrum, Some(i), &[s]),
+                thin: false,
+            });
+        }
+    }
+    let timed_axes =
+        Axes { title: "Kinetic-energy spectrum at several times (member mean; darker = later)", ..spec_axes };
+    line_plot(&fig("spectra_times.png"), &timed_axes, &timed).map_err(io)?;
+
     // Ticker tape of the thermalized mode.
     if let Some(i) = modes.iter().position(|m| m == "thermalized") {
         let rows: Vec<Vec<f64>> = (0..members).map(|m| passes.slice(&[i, m]).to_vec()).collect();
@@ -297,7 +334,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         md,
         "\nStable horizon: the step at which a member was stopped (non-finite, beyond `rollout.blowup`, or over \
          `rollout.noise_limit` when thermalized), or the rollout length if it never was (\"≥\": a lower bound).\n\n\
-         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
+         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `spectra_times.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
     );
     std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
     Ok(Headline { dir, modes: head })
