@@ -471,6 +471,10 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                   levels: &[Option<Vec<usize>>]|
      -> Result<(), StageError> {
         let _g = tch::no_grad_guard();
+        let due = |every: usize| every > 0 && step % every == 0;
+        if !(due(r.record_every) || due(r.spectrum_every) || due(r.snapshot_every)) {
+            return Ok(());
+        }
         let truth: Vec<Option<Tensor>> = local
             .clone()
             .map(|j| {
