@@ -211,7 +211,6 @@ fn checkpoints_read_in_python_with_safetensors() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = with_data("python");
     assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
-    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
     let script = r#"
 import sys, numpy as np
 from safetensors import safe_open
@@ -232,11 +231,14 @@ with safe_open(sys.argv[1], "np") as f:
     assert scale.shape == (1,) and scale[0] > 0
 print("ok")
 "#;
-    let out = std::process::Command::new(python)
-        .args(["-c", script, dir.join("thermalizer/latest.safetensors").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_ok(&out);
+    python(&["-c", script, dir.join("thermalizer/latest.safetensors").to_str().unwrap()]);
+}
+
+/// Runs the test venv's python (THERMALIZER_PYTHON, set by scripts/test.sh) with `args` and
+/// fails with its output unless it exits 0.
+fn python(args: &[&str]) {
+    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
+    assert_ok(&std::process::Command::new(python).args(args).output().unwrap());
 }
 
 /// The rollout datasets that must not depend on the rank count or on a resume.
@@ -315,7 +317,6 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     assert_same_series(&reference, &resumed, 1e-12);
     assert!(!resumed.join("rollout.checkpoint.h5").exists(), "checkpoint removed when complete");
     // xarray opens it with named dimensions and coordinates.
-    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
     let script = r#"
 import sys, numpy as np, xarray as xr
 ds = xr.open_dataset(sys.argv[1], engine="h5netcdf")
@@ -330,11 +331,46 @@ assert (ds.denoising_passes.sel(mode=0) == 0).all()     # the emulator alone is 
 assert 0 <= ds.attrs["thermalized_thermalized_fraction"] <= 1
 print("ok")
 "#;
-    let out = std::process::Command::new(python)
-        .args(["-c", script, base.join("rollout.h5").to_str().unwrap()])
-        .output()
-        .unwrap();
+    python(&["-c", script, base.join("rollout.h5").to_str().unwrap()]);
+    check_report(&base);
+}
+
+/// Width and height of a PNG file (from its IHDR chunk).
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    (be(16), be(20))
+}
+
+/// `thermalizer report` on a finished rollout: every figure, a summary whose horizons are the
+/// file's, and the Python example that redraws one figure.
+fn check_report(dir: &Path) {
+    refused(&stage(0, &["report"], &scratch("no-rollout"), &[]), &["rollout.h5", "does not exist"]);
+    let out = stage(2, &["report"], dir, &[]);
     assert_ok(&out);
+    let report = dir.join("report");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("summary.md"));
+    for name in ["mean_square", "mse", "spectra", "spectra_times", "survival", "ticker_tape", "snapshots"] {
+        let (w, h) = png_size(&report.join(format!("{name}.png")));
+        assert!(w >= 500 && h >= 400, "{name}.png is {w}×{h}");
+    }
+    // Horizons in the summary: a member that never diverged counts the full 12 steps.
+    let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
+    let diverged = f.dataset("diverged_at").unwrap().read::<i64>(None).unwrap();
+    let summary = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    for (i, mode) in ["emulator", "thermalized"].iter().enumerate() {
+        let mut h: Vec<i64> = diverged[4 * i..4 * i + 4].iter().map(|&d| if d >= 0 { d } else { 12 }).collect();
+        h.sort();
+        let row = summary.lines().find(|l| l.starts_with(&format!("| {mode} |"))).expect("a row per mode");
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[3], h[0].to_string(), "min horizon of {mode}: {row}");
+        assert_eq!(cells[4], h[3].to_string(), "max horizon of {mode}: {row}");
+    }
+    let png = report.join("example.png");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/plot_rollout_example.py");
+    python(&[script, dir.join("rollout.h5").to_str().unwrap(), png.to_str().unwrap()]);
+    assert!(png_size(&png).0 > 0);
 }
 
 #[test]
