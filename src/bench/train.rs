@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::config::train::OptimizerConfig;
+use crate::config::train::{EmulatorConfig, OptimizerConfig};
 use crate::nn::unet::{Unet, UnetShape};
 use crate::parallel::World;
 use crate::train::optim::{clip_grad_norm, AdamW, Parameters};
@@ -66,16 +66,8 @@ pub fn update_time(m: &BenchModel, threads: usize, seconds: f64, repeats: usize,
     };
     let net = Unet::new(&vs.root(), &shape);
     let params = Parameters::of(&vs);
-    let cfg = OptimizerConfig {
-        lr: 5e-5,
-        weight_decay: 0.05,
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-        grad_clip: Some(1.0),
-        lr_step: None,
-        lr_gamma: 1.0,
-        ema_decay: None,
-    };
+    // The emulator's training optimiser (AdamW 5e-5, wd 0.05, clipping at 1.0), constant lr.
+    let cfg = OptimizerConfig { lr_step: None, ..EmulatorConfig::default().optimizer };
     let mut adam = AdamW::new(&cfg, params.numel(), Device::Cpu);
     let reducer = MpiReducer { world };
     let x = Tensor::randn([m.batch, m.channels, m.grid, m.grid], (Kind::Float, Device::Cpu));

@@ -153,6 +153,15 @@ pub struct SystemConfig {
     pub smagorinsky: Option<f64>,
 }
 
+/// A stage whose output is matched against the config (resume, "already complete").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Generate,
+    TrainEmulator,
+    TrainThermalizer,
+    Rollout,
+}
+
 /// Named QG parameter sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -338,6 +347,34 @@ impl Config {
     /// The thermalizer section (after [`Config::load`], always present).
     pub fn thermalizer(&self) -> &train::ThermalizerConfig {
         self.thermalizer.as_ref().expect("resolved")
+    }
+
+    /// What `stage`'s output depends on, as YAML: the resolved config with the run-time keys
+    /// (threads, checkpoint and log cadence) reset and the sections that `stage` does not read
+    /// removed. Two runs with the same identity produce the same output; checkpoints and
+    /// finished outputs are matched against it, so changing e.g. `rollout.*` leaves the
+    /// trajectories and the trained models valid.
+    pub fn identity(&self, stage: Stage) -> String {
+        let mut c = self.clone();
+        c.run.threads = 0;
+        c.run.checkpoint_interval = 0.0;
+        c.run.log_interval = 0.0;
+        let (emulator, thermalizer, rollout) = match stage {
+            Stage::Generate => (false, false, false),
+            Stage::TrainEmulator => (true, false, false),
+            Stage::TrainThermalizer => (false, true, false),
+            Stage::Rollout => (true, true, true),
+        };
+        if !emulator {
+            c.emulator = None;
+        }
+        if !thermalizer {
+            c.thermalizer = None;
+        }
+        if !rollout {
+            c.rollout = None;
+        }
+        c.to_yaml()
     }
 
     /// Threads of each rank: `run.threads`, or when 0 all cores for a single rank and 1 per

@@ -25,7 +25,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::StageError;
-use crate::config::{Config, Precision, SystemKind};
+use crate::config::{Config, Precision, Stage, SystemKind};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
@@ -103,20 +103,8 @@ const FRESH: u8 = 0;
 const RESUME: u8 = 1;
 const DONE: u8 = 2;
 
-/// The config with run-time-only keys blanked: two runs with the same identity produce the
-/// same file.
-fn identity(c: &Config) -> String {
-    let mut c = c.clone();
-    c.run.threads = 0;
-    c.run.checkpoint_interval = 0.0;
-    c.run.log_interval = 0.0;
-    c.emulator = None;
-    c.thermalizer = None;
-    c.to_yaml()
-}
-
 fn identity_of_yaml(yaml: &str) -> Option<String> {
-    serde_saphyr::from_str::<Config>(yaml).ok().map(|c| identity(&c))
+    serde_saphyr::from_str::<Config>(yaml).ok().map(|c| c.identity(Stage::Generate))
 }
 
 /// Checks inputs and the run directory (rank 0), and decides fresh / resume / done.
@@ -129,7 +117,7 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
     let probe = dir.join(".thermalizer-write-test");
     std::fs::write(&probe, b"").map_err(|e| format!("run.dir = {}: not writable: {e}", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
-    let mine = identity(c);
+    let mine = c.identity(Stage::Generate);
     if paths.output.exists() {
         let theirs = crate::store::trajectories::stored_config(&paths.output).map_err(|e| e.to_string())?;
         return if identity_of_yaml(&theirs).as_deref() == Some(mine.as_str()) {

@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::StageError;
 use crate::config::rollout::{Mode, RolloutConfig, Weights};
-use crate::config::{Config, SystemKind};
+use crate::config::{Config, Stage, SystemKind};
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
@@ -123,14 +123,6 @@ fn load_models(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, 
 /// The initial condition of global member j: (test member, stored state).
 fn initial_window(test: &[usize], r: &RolloutConfig, j: usize) -> Window {
     Window { member: test[j % test.len()], start: r.start + (j / test.len()) * r.start_stride }
-}
-
-fn identity(c: &Config) -> String {
-    let mut c = c.clone();
-    c.run.threads = 0;
-    c.run.checkpoint_interval = 0.0;
-    c.run.log_interval = 0.0;
-    c.to_yaml()
 }
 
 /// Per-mode and truth series of the local members.
@@ -351,7 +343,7 @@ fn create_output(
     }
     let a = f.attrs();
     a.set_str("config", &c.to_yaml())?;
-    a.set_str("identity", &identity(c))?;
+    a.set_str("identity", &c.identity(Stage::Rollout))?;
     a.set_str("version", crate::store::trajectories::VERSION)?;
     a.set_str("git_revision", crate::store::trajectories::GIT_REVISION)?;
     f.flush()?;
@@ -364,7 +356,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let dir = &c.run.dir;
     let (out, partial, ckpath) =
         (dir.join("rollout.h5"), dir.join("rollout.h5.partial"), dir.join("rollout.checkpoint.h5"));
-    let ident = identity(c);
+    let ident = c.identity(Stage::Rollout);
     let decision = world
         .root_decides(|| {
             if out.exists() {

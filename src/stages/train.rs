@@ -7,7 +7,7 @@ use tch::nn::VarStore;
 use tch::Device;
 
 use super::StageError;
-use crate::config::Config;
+use crate::config::{Config, Stage};
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
@@ -63,20 +63,6 @@ pub fn choose_device(requested: Option<&str>) -> Result<Device, StageError> {
     }
 }
 
-/// What must match between a checkpoint and the run that resumes it: the data, the system and
-/// the model's own section (run-time keys and the other model's section blanked).
-fn identity(c: &Config, model: Model) -> String {
-    let mut c = c.clone();
-    c.run.threads = 0;
-    c.run.checkpoint_interval = 0.0;
-    c.run.log_interval = 0.0;
-    match model {
-        Model::Emulator => c.thermalizer = None,
-        Model::Thermalizer => c.emulator = None,
-    }
-    c.to_yaml()
-}
-
 /// Trains `model` with the config's settings; the checkpoints go to `<run.dir>/<model>/`.
 pub fn run(
     c: &Config,
@@ -125,7 +111,10 @@ pub fn run(
         stop,
         dir: c.run.dir.join(model.name()),
         config_yaml: c.to_yaml(),
-        identity: identity(c, model),
+        identity: c.identity(match model {
+            Model::Emulator => Stage::TrainEmulator,
+            Model::Thermalizer => Stage::TrainThermalizer,
+        }),
         allow_config_change: opts.allow_config_change,
         seed: c.run.seed,
         checkpoint_interval: c.run.checkpoint_interval,
