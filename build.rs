@@ -1,5 +1,6 @@
 //! Build script: embeds the libtorch library directory as an rpath so that
-//! `target/release/thermalizer` runs without `LD_LIBRARY_PATH`, links HDF5's
+//! `target/release/thermalizer` runs without `LD_LIBRARY_PATH`, keeps libtorch_cuda with the
+//! `cuda` feature, links HDF5's
 //! high-level library (dimension scales, `H5DS*`), and records the git revision.
 use std::process::Command;
 
@@ -7,6 +8,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+    // Feature `cuda`: nothing in the binary calls libtorch_cuda directly, so the default
+    // --as-needed would drop it and libtorch would never see a GPU; keep it explicitly.
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let torch = std::env::var("LIBTORCH")

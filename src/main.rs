@@ -7,14 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use thermalizer::config::{validate, Config};
-use thermalizer::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
+use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
-use thermalizer::stages::generate::{self, Outcome, Plan};
-use thermalizer::stages::rollout;
-use thermalizer::stages::train::{self, Model, TrainOptions};
+use thermalizer::stages::command::{self, exit_status};
+use thermalizer::stages::generate::Plan;
+use thermalizer::stages::train::{Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
-use thermalizer::train::trainer::Outcome as TrainOutcome;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +72,19 @@ enum Command {
     },
     /// Figures (PNG) and summary.md from <run.dir>/rollout.h5 into <run.dir>/report/.
     Report(ConfigArgs),
+    /// The whole method in one command: generate, train emulator, train thermalizer, rollout,
+    /// report, on all ranks. Stages whose outputs are finished for this config are skipped, an
+    /// interrupted one resumes; stops at the first stage that does not finish (with its status).
+    Pipeline {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `cpu` or `cuda` for training and rollout (default: cuda when libtorch sees a GPU).
+        #[arg(long)]
+        device: Option<String>,
+        /// Continue training checkpoints written under a different config.
+        #[arg(long)]
+        allow_config_change: bool,
+    },
     /// Parse and check a config, print it resolved with the planned work; writes nothing.
     Validate(ConfigArgs),
     /// Print versions (thermalizer, git, MPI, HDF5, libtorch) and CUDA availability.
@@ -182,7 +194,7 @@ fn main() -> ExitCode {
     init_logging(&world, cli.verbose, cli.quiet);
     h5::init();
     let code = match parallel::check_slurm(world.size()) {
-        Err(e) => report(&world, StageError::Input(e)),
+        Err(e) => exit_status(&world, StageError::Input(e)),
         Ok(()) => dispatch(cli.command, &world),
     };
     drop(universe);
@@ -190,114 +202,41 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command, world: &World) -> i32 {
+    let load = |args: &ConfigArgs| {
+        Config::load(&args.config, &args.set).map_err(|e| exit_status(world, StageError::Input(e.0)))
+    };
     match command {
-        Command::Generate(args) => match Config::load(&args.config, &args.set) {
-            Err(e) => report(world, StageError::Input(e.0)),
-            Ok(config) => {
-                let stop = StopFlag::install();
-                match generate::run(&config, world, &stop) {
-                    Ok(Outcome::Complete { path, already }) => {
-                        if world.is_root() {
-                            if already {
-                                log::info!("{} is already complete for this config; nothing to do", path.display());
-                            }
-                            println!("{}", path.display());
-                        }
-                        0
-                    }
-                    Ok(Outcome::Interrupted { step }) => {
-                        if world.is_root() {
-                            log::warn!("stopped on request at solver step {step}; run the same command to resume");
-                        }
-                        EXIT_INTERRUPTED
-                    }
-                    Err(e) => report(world, e),
-                }
-            }
+        Command::Generate(args) => match load(&args) {
+            Err(code) => code,
+            Ok(config) => command::generate(&config, world, &StopFlag::install()),
         },
-        Command::Train { model, args, device, allow_config_change } => match Config::load(&args.config, &args.set) {
-            Err(e) => report(world, StageError::Input(e.0)),
+        Command::Train { model, args, device, allow_config_change } => match load(&args) {
+            Err(code) => code,
             Ok(config) => {
                 let which = if model == "emulator" { Model::Emulator } else { Model::Thermalizer };
-                let stop = StopFlag::install();
-                let opts = TrainOptions { device, allow_config_change };
-                match train::run(&config, world, &stop, which, &opts) {
-                    Ok(TrainOutcome::Finished { updates, already, best }) => {
-                        if world.is_root() {
-                            let dir = config.run.dir.join(which.name());
-                            if already {
-                                log::info!("{} is already trained for this config; nothing to do", dir.display());
-                            }
-                            log::info!(
-                                "{}: {updates} updates, best validation loss {}",
-                                which.name(),
-                                best.map_or("-".into(), |b| format!("{b:.5e}"))
-                            );
-                            println!("{}", dir.join("latest.safetensors").display());
-                        }
-                        0
-                    }
-                    Ok(TrainOutcome::Stopped { updates }) => {
-                        if world.is_root() {
-                            log::warn!(
-                                "stopped on request after update {updates}; checkpoint written, run the same command to \
-                                 resume"
-                            );
-                        }
-                        0
-                    }
-                    Err(e) => report(world, e),
-                }
+                command::train(
+                    &config,
+                    world,
+                    &StopFlag::install(),
+                    which,
+                    &TrainOptions { device, allow_config_change },
+                )
             }
         },
-        Command::Rollout { args, device } => match Config::load(&args.config, &args.set) {
-            Err(e) => report(world, StageError::Input(e.0)),
-            Ok(config) => {
-                let stop = StopFlag::install();
-                let run = train::choose_device(device.as_deref()).and_then(|d| rollout::run(&config, world, &stop, d));
-                match run {
-                    Ok(rollout::Outcome::Complete { path, already }) => {
-                        if world.is_root() {
-                            if already {
-                                log::info!("{} is already complete for this config; nothing to do", path.display());
-                            }
-                            println!("{}", path.display());
-                        }
-                        0
-                    }
-                    Ok(rollout::Outcome::Interrupted { step }) => {
-                        if world.is_root() {
-                            log::warn!("stopped on request at emulator step {step}; run the same command to resume");
-                        }
-                        EXIT_INTERRUPTED
-                    }
-                    Err(e) => report(world, e),
-                }
-            }
+        Command::Rollout { args, device } => match load(&args) {
+            Err(code) => code,
+            Ok(config) => command::rollout(&config, world, &StopFlag::install(), device.as_deref()),
         },
-        Command::Report(args) => match Config::load(&args.config, &args.set) {
-            Err(e) => report(world, StageError::Input(e.0)),
-            Ok(config) => {
-                let outcome = if world.is_root() { Some(thermalizer::report::write(&config.run.dir)) } else { None };
-                let failed = world.any(matches!(outcome, Some(Err(_))));
-                match outcome {
-                    Some(Ok(h)) => {
-                        for (mode, horizon, surviving) in &h.modes {
-                            log::info!(
-                                "{mode}: median stable horizon {horizon:.0} steps, {:.0} % surviving",
-                                surviving * 100.0
-                            );
-                        }
-                        println!("{}", h.dir.join("summary.md").display());
-                        0
-                    }
-                    Some(Err(e)) => report(world, e),
-                    None => i32::from(failed),
-                }
-            }
+        Command::Report(args) => match load(&args) {
+            Err(code) => code,
+            Ok(config) => command::report(&config, world).0,
+        },
+        Command::Pipeline { args, device, allow_config_change } => match load(&args) {
+            Err(code) => code,
+            Ok(config) => command::pipeline(&config, world, &TrainOptions { device, allow_config_change }),
         },
         Command::Validate(args) => match Config::load(&args.config, &args.set) {
-            Err(e) => report(world, StageError::Input(e.0)),
+            Err(e) => exit_status(world, StageError::Input(e.0)),
             Ok(config) => {
                 if world.is_root() {
                     print_plan(&config, world.size());
@@ -330,27 +269,6 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
             let opts = BenchOptions { seconds, repeats, viscosity, system };
             bench_solver(&grids, &precision, &opts, json.as_deref())
-        }
-    }
-}
-
-/// Prints a stage error (once for input errors, from the failing rank otherwise) and returns
-/// the exit status; a run-time failure on a multi-rank job aborts all ranks.
-fn report(world: &World, e: StageError) -> i32 {
-    match e {
-        StageError::Input(msg) => {
-            if world.is_root() {
-                eprintln!("error: {msg}");
-            }
-            2
-        }
-        StageError::Io(msg) => {
-            eprintln!("error (rank {}): {msg}", world.rank());
-            if world.size() > 1 {
-                let _ = std::io::stderr().flush();
-                world.abort(1);
-            }
-            1
         }
     }
 }
@@ -482,11 +400,13 @@ fn parse_bench_models(world: &World, models: Option<&str>) -> Result<Vec<thermal
         None => default_models(),
         Some(text) => match serde_json::from_str(text) {
             Ok(m) => m,
-            Err(e) => return Err(report(world, StageError::Input(format!("--models: not a list of models ({e})")))),
+            Err(e) => {
+                return Err(exit_status(world, StageError::Input(format!("--models: not a list of models ({e})"))))
+            }
         },
     };
     if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
-        return Err(report(
+        return Err(exit_status(
             world,
             StageError::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)),
         ));

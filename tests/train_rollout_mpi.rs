@@ -117,7 +117,7 @@ fn killed_and_stopped_training_resumes_to_the_uninterrupted_result() {
     child.kill().unwrap();
     child.wait().unwrap();
     let killed_at = Checkpoint::load(&latest).unwrap().meta["update"].parse::<u64>().unwrap();
-    // SIGTERM: a checkpoint at the next update boundary, exit status 0, not finished.
+    // SIGTERM: a checkpoint at the next update boundary, exit status 75, not finished.
     let child = command(0, &argv).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t0 = std::time::Instant::now();
     let rows = || std::fs::read_to_string(dir.join("emulator/history.csv")).map_or(0, |t| t.lines().count());
@@ -127,8 +127,8 @@ fn killed_and_stopped_training_resumes_to_the_uninterrupted_result() {
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
-    assert_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "a stopped run exits 75 (resumable):\n{err}");
     assert!(err.contains(&format!("resuming at update {killed_at}")), "{err}");
     assert!(err.contains("stopped on request"), "SIGTERM should stop the run early:\n{err}");
     let ck = Checkpoint::load(&latest).unwrap();
@@ -253,6 +253,11 @@ fn rollout_series(dir: &Path) -> Vec<(String, Vec<f64>)> {
         "histogram",
         "snapshot",
         "truth_spectrum",
+        "spectrum_mean",
+        "histogram_mean",
+        "truth_spectrum_mean",
+        "truth_histogram_mean",
+        "spectral_horizon",
     ]
     .iter()
     .map(|n| (n.to_string(), f.dataset(n).unwrap().read::<f64>(None).unwrap()))
@@ -286,22 +291,30 @@ fn copy_trained(from: &Path, name: &str) -> PathBuf {
 #[test]
 fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let base = with_data("ro");
-    assert_ok(&stage(0, &["train", "emulator"], &base, &[]));
-    assert_ok(&stage(0, &["train", "thermalizer"], &base, &[]));
-    let out = stage(0, &["rollout"], &base, &[]);
+    // The whole pipeline on 2 ranks (rollout members 2 + 2, in batches of 3).
+    let base = scratch("ro");
+    let out = stage(2, &["pipeline"], &base, &[]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("median stable horizon over 4 members: emulator"), "headline:\n{stdout}");
+    for file in ["trajectories.h5", "emulator/latest.safetensors", "thermalizer/latest.safetensors", "rollout.h5"] {
+        assert!(base.join(file).exists(), "pipeline did not write {file}");
+    }
+    // Run again: every stage is found finished for this config and skipped.
+    let again = stage(2, &["pipeline"], &base, &[]);
+    assert_ok(&again);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(err.matches("already complete").count(), 2, "generate and rollout skipped:\n{err}");
+    assert_eq!(err.matches("already trained").count(), 2, "both trainings skipped:\n{err}");
+    // 1 rank: the same statistics to float round-off.
+    let one = copy_trained(&base, "ro1");
+    let out = stage(0, &["rollout"], &one, &[]);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("rollout.h5"));
-    // 2 ranks (members 2 + 2, in batches of 3): the same statistics to float round-off.
-    let two = copy_trained(&base, "ro2");
-    assert_ok(&stage(2, &["rollout"], &two, &[]));
-    assert_same_series(&base, &two, 1e-4);
+    assert_same_series(&base, &one, 1e-4);
     // Killed after a checkpoint, then resumed: the same statistics.
     let resumed = copy_trained(&base, "ro-resume");
     let longer = ["rollout.steps=150", "rollout.snapshot_every=50", "rollout.spectrum_every=25"];
-    let again = stage(0, &["rollout"], &base, &[]);
-    assert_ok(&again);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already complete"));
     let reference = copy_trained(&base, "ro-long");
     assert_ok(&stage(0, &["rollout"], &reference, &longer));
     let argv = args(&["rollout"], &resumed, &longer);
@@ -329,6 +342,28 @@ assert float(ds.mse.isel(step=0).max()) == 0.0          # the initial state is t
 assert np.isnan(ds.mse.isel(member=3, step=-1)).all()   # beyond the stored truth
 assert (ds.denoising_passes.sel(mode=0) == 0).all()     # the emulator alone is never denoised
 assert 0 <= ds.attrs["thermalized_thermalized_fraction"] <= 1
+# Time means over the window (steps >= 6: the records at 8 and 12), per member.
+assert ds.spectrum_mean.dims == ("mode", "member", "k") and ds.histogram_mean.dims == ("mode", "member", "bin")
+assert ds.spectrum_mean.attrs["window_start"] == 6
+window = ds.truth_spectrum.sel(spectrum_step=[8, 12])
+finite = np.isfinite(window).all("k")
+expect = window.where(finite).mean("spectrum_step")
+np.testing.assert_allclose(ds.truth_spectrum_mean, expect, rtol=1e-12)
+alive = (ds.diverged_at < 0)
+mean = ds.spectrum.sel(spectrum_step=[8, 12]).mean("spectrum_step")
+np.testing.assert_allclose(ds.spectrum_mean.where(alive), mean.where(alive), rtol=1e-12)
+assert np.isnan(ds.spectrum_mean.where(~alive)).all()
+# The truth's time-mean PDF integrates to 1 (its normalised values lie inside the bins).
+width = float(ds.bin[1] - ds.bin[0])
+pdf = ds.truth_histogram_mean.dropna("member", how="any")
+assert pdf.sizes["member"] > 0
+np.testing.assert_allclose((pdf * width).sum("bin"), 1.0, rtol=1e-6)
+# Spectral horizon: -1 or a recorded step, never after the member was stopped.
+sh = ds.spectral_horizon
+assert sh.dims == ("mode", "member") and ((sh == -1) | (sh % 4 == 0)).all()
+stopped = ds.diverged_at >= 0
+assert (~stopped | ((sh >= 0) & (sh <= (ds.diverged_at + 3) // 4 * 4))).all()
+assert sh.attrs["spectral_threshold"] > 0
 print("ok")
 "#;
     python(&["-c", script, base.join("rollout.h5").to_str().unwrap()]);
@@ -351,7 +386,7 @@ fn check_report(dir: &Path) {
     assert_ok(&out);
     let report = dir.join("report");
     assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("summary.md"));
-    for name in ["mean_square", "mse", "spectra", "spectra_times", "survival", "ticker_tape", "snapshots"] {
+    for name in ["mean_square", "mse", "spectra", "pdf", "spectra_times", "survival", "ticker_tape", "snapshots"] {
         let (w, h) = png_size(&report.join(format!("{name}.png")));
         assert!(w >= 500 && h >= 400, "{name}.png is {w}×{h}");
     }
@@ -380,6 +415,7 @@ fn rollout_bad_input_is_refused() {
     refused(&stage(0, &["rollout"], &dir, &[]), &["no trained emulator", "thermalizer train emulator"]);
     refused(&stage(0, &["rollout"], &dir, &["rollout.s_stop=5"]), &["rollout.s_stop = 5", "s_init"]);
     refused(&stage(0, &["rollout"], &dir, &["rollout.start=10"]), &["rollout.start = 10"]);
+    refused(&stage(0, &["rollout"], &dir, &["rollout.average_from=13"]), &["rollout.average_from = 13", "step 12"]);
     assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
     refused(&stage(2, &["rollout"], &dir, &[]), &["no trained thermalizer", "rollout.modes"]);
     // The emulator alone needs no thermalizer.

@@ -75,6 +75,10 @@ pub struct RolloutConfig {
     /// Spectra and histograms every this many steps.
     #[serde(default = "hundred")]
     pub spectrum_every: usize,
+    /// First emulator step of the stationary window over which spectra and PDFs are averaged in
+    /// time; unset = half the rollout (or the last spectrum record, if later).
+    #[serde(default)]
+    pub average_from: Option<usize>,
     /// Snapshots of the state every this many steps (0: none).
     #[serde(default = "thousand")]
     pub snapshot_every: usize,
@@ -89,6 +93,19 @@ pub struct RolloutConfig {
     /// Use the thermalizer's EMA weights (when it has them).
     #[serde(default = "yes")]
     pub ema: bool,
+}
+
+impl RolloutConfig {
+    /// Step of the last spectrum record.
+    pub fn last_spectrum_step(&self) -> usize {
+        self.steps / self.spectrum_every.max(1) * self.spectrum_every
+    }
+
+    /// First step of the time-averaging window: `average_from`, by default half the rollout
+    /// (but no later than the last spectrum record).
+    pub fn window_start(&self) -> usize {
+        self.average_from.unwrap_or((self.steps / 2).min(self.last_spectrum_step()))
+    }
 }
 
 fn both_modes() -> Vec<Mode> {

@@ -134,6 +134,14 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
             &format!("must be at least rollout.s_init = {}", r.s_init),
         );
     }
+    let last_spectrum = r.last_spectrum_step();
+    if r.window_start() > last_spectrum {
+        return bad(
+            "average_from",
+            r.window_start().to_string(),
+            &format!("the time-averaging window must hold a spectrum record (the last is at step {last_spectrum})"),
+        );
+    }
     positive("rollout.blowup", Some(r.blowup), false)?;
     positive("rollout.histogram_range", Some(r.histogram_range), false)?;
     positive("rollout.sigma", r.sigma, true)?;

@@ -4,10 +4,12 @@
 //! **Stable horizon** of a member in a mode: the step at which it was stopped (`diverged_at`:
 //! non-finite, beyond `rollout.blowup`, or, thermalized, over `rollout.noise_limit`), or the
 //! rollout length when it never was (then a lower bound, marked "≥"). The summary gives the
-//! median and range over members, and the surviving fraction at the end.
-//! **Time-averaged spectra** are the member means of the spectra recorded in the second half of
-//! the rollout (members still alive), against the truth's over the same steps where it exists,
-//! else over all its recorded steps.
+//! median and range over members, and the surviving fraction at the end. The **spectral
+//! horizon** (`spectral_horizon` in the file, see [`crate::rollout::window`]) is the step at
+//! which the member's spectrum leaves the truth's spread; the summary gives its median too.
+//! **Time-averaged spectra and PDFs** are the file's per-member means over the stationary
+//! window (`spectrum_mean`, `histogram_mean`: members that survived it), drawn for every
+//! member (the ensemble spread) with the ensemble mean, against the truth's.
 
 pub mod figures;
 
@@ -52,11 +54,87 @@ fn read(f: &File, name: &str) -> Result<Array, String> {
     Ok(Array { shape: d.shape().map_err(|e| e.to_string())?, v: d.read::<f64>(None).map_err(|e| e.to_string())? })
 }
 
+/// One rollout mode's headline numbers.
+pub struct ModeHeadline {
+    pub name: String,
+    /// Median over members of the stable horizon (emulator steps).
+    pub median_horizon: f64,
+    /// The median is only a lower bound: at least half the members never diverged.
+    pub lower_bound: bool,
+    /// Fraction of members still running at the last step.
+    pub surviving: f64,
+    /// Denoising passes per member-step (0 for the emulator alone).
+    pub passes_per_step: f64,
+}
+
 /// What the report found, for the caller's headline.
 pub struct Headline {
     pub dir: PathBuf,
-    /// (mode, median stable horizon, surviving fraction).
-    pub modes: Vec<(String, f64, f64)>,
+    pub members: usize,
+    pub modes: Vec<ModeHeadline>,
+}
+
+impl Headline {
+    /// "median stable horizon over N members: emulator 86 steps, thermalized ≥ 200 steps (×2.3)".
+    pub fn one_line(&self) -> String {
+        let parts: Vec<String> = self
+            .modes
+            .iter()
+            .map(|m| {
+                let bound = if m.lower_bound { "≥ " } else { "" };
+                let passes = if m.passes_per_step > 0.0 {
+                    format!(", {:.1} denoising passes per step", m.passes_per_step)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {bound}{:.0} steps ({:.0} % surviving{passes})",
+                    m.name,
+                    m.median_horizon,
+                    m.surviving * 100.0
+                )
+            })
+            .collect();
+        let mut line = format!("median stable horizon over {} members: {}", self.members, parts.join("; "));
+        let find = |n: &str| self.modes.iter().find(|m| m.name == n);
+        if let (Some(e), Some(t)) = (find("emulator"), find("thermalized")) {
+            if e.median_horizon > 0.0 {
+                line += &format!("; thermalized/emulator ×{:.2}", t.median_horizon / e.median_horizon);
+            }
+        }
+        line
+    }
+}
+
+/// One sentence on whether thermalization extended the stable horizon, from the numbers alone
+/// (a change of less than 10 % of the median is called no change).
+fn verdict(modes: &[ModeHeadline]) -> String {
+    let find = |n: &str| modes.iter().find(|m| m.name == n);
+    let (Some(e), Some(t)) = (find("emulator"), find("thermalized")) else {
+        return "Only one mode was run: no comparison of emulator and thermalized.".into();
+    };
+    let (eh, th) = (e.median_horizon, t.median_horizon);
+    if e.lower_bound && t.lower_bound {
+        return format!(
+            "Neither mode diverged in most members within the {eh:.0} steps of the rollout: roll out longer to compare \
+             the stable horizons."
+        );
+    }
+    let bound = if t.lower_bound { "at least " } else { "" };
+    let ratio = th / eh.max(1.0);
+    if ratio > 1.1 {
+        format!(
+            "**Thermalization extended the median stable horizon from {eh:.0} to {bound}{th:.0} emulator steps \
+             (×{bound}{ratio:.2}).**"
+        )
+    } else if ratio >= 0.9 {
+        format!(
+            "**Thermalization did not measurably change the median stable horizon at this budget** ({eh:.0} steps \
+             alone, {th:.0} thermalized)."
+        )
+    } else {
+        format!("**Thermalization shortened the median stable horizon** from {eh:.0} to {th:.0} emulator steps.")
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -167,9 +245,12 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     line_plot(&fig("survival.png"), &axes("Members not yet diverged", "surviving fraction", false), &survival)
         .map_err(io)?;
 
-    // Time-averaged spectra over the second half, against the truth.
-    let half: Vec<usize> = (0..spec_steps.len()).filter(|&s| spec_steps[s] >= last / 2.0).collect();
-    // Member mean of spectra `a[(mode,) member, step, k]` over the steps `over`.
+    // Member mean of spectra `a[(mode,) member, step, k]` over the recorded steps `over`, on the
+    // complete shells 1 ≤ k ≤ N/2 (the corners beyond hold the truncated tail).
+    let kmax = ((ks.len() - 1) as f64 / std::f64::consts::SQRT_2).floor() as usize;
+    let shells = |row: &[f64]| -> Vec<(f64, f64)> {
+        ks.iter().copied().zip(row.iter().copied()).take(kmax + 1).skip(1).collect()
+    };
     let average = |a: &Array, mode: Option<usize>, over: &[usize]| -> Vec<(f64, f64)> {
         let mut sum = vec![0.0; ks.len()];
         let mut count = vec![0usize; ks.len()];
@@ -184,42 +265,62 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
                 }
             }
         }
-        // Shells up to N/2 (the isotropic band; the corners beyond hold the truncated tail).
-        let kmax = ((ks.len() - 1) as f64 / std::f64::consts::SQRT_2).floor() as usize;
-        ks.iter()
-            .zip(sum.iter().zip(&count))
-            .take(kmax + 1)
-            .skip(1)
-            .map(|(&k, (&s, &c))| (k, if c > 0 { s / c as f64 } else { f64::NAN }))
-            .collect()
+        let mean: Vec<f64> =
+            sum.iter().zip(&count).map(|(&s, &c)| if c > 0 { s / c as f64 } else { f64::NAN }).collect();
+        shells(&mean)
     };
-    let truth_steps: Vec<usize> = if half.iter().any(|&s| truth_spec.slice(&[0, s]).iter().any(|v| v.is_finite())) {
-        half.clone()
-    } else {
-        (0..spec_steps.len()).collect()
+
+    // Time-averaged spectra and PDFs over the stationary window: every member's (thin: the
+    // ensemble spread) and their ensemble mean (thick), truth and modes.
+    let window_from = f
+        .dataset("spectrum_mean")
+        .and_then(|d| d.attrs().get::<f64>("window_start"))
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN);
+    let spread_lines = |name: &str,
+                        x: &[f64],
+                        cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>|
+     -> Result<Vec<Line>, StageError> {
+        let mut lines = Vec::new();
+        let mut add = |a: &Array, mode: Option<usize>, label: &str, color: RGBColor| {
+            let mut sum = vec![0.0; x.len()];
+            let mut count = 0usize;
+            for m in 0..members {
+                let prefix: Vec<usize> = mode.into_iter().chain([m]).collect();
+                let row = a.slice(&prefix);
+                if row.iter().all(|v| v.is_finite()) {
+                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                    count += 1;
+                    lines.push(Line { label: String::new(), color, points: cut(row), thin: true });
+                }
+            }
+            let mean: Vec<f64> = sum.iter().map(|s| if count > 0 { s / count as f64 } else { f64::NAN }).collect();
+            lines.push(Line { label: format!("{label} ({count} members)"), color, points: cut(&mean), thin: false });
+        };
+        add(&read(&f, &format!("truth_{name}")).map_err(io)?, None, "truth", TRUTH);
+        let a = read(&f, name).map_err(io)?;
+        for (i, mode) in modes.iter().enumerate() {
+            add(&a, Some(i), mode, COLORS[i % 2]);
+        }
+        Ok(lines)
     };
-    let mut spec_lines = vec![Line {
-        label: "truth".into(),
-        color: TRUTH,
-        points: average(&truth_spec, None, &truth_steps),
-        thin: false,
-    }];
-    for (i, name) in modes.iter().enumerate() {
-        spec_lines.push(Line {
-            label: name.clone(),
-            color: COLORS[i % 2],
-            points: average(&spectrum, Some(i), &half),
-            thin: false,
-        });
-    }
-    let spec_axes = Axes {
-        title: "Kinetic-energy spectrum, mean over members and the second half of the rollout",
-        x_label: "wavenumber k (2π/L)",
-        y_label: "E(k)",
-        log_x: true,
+    let title =
+        format!("Kinetic-energy spectrum averaged over steps ≥ {window_from:.0}: members (thin) and ensemble mean");
+    let spec_axes = Axes { title: &title, x_label: "wavenumber k (2π/L)", y_label: "E(k)", log_x: true, log_y: true };
+    line_plot(&fig("spectra.png"), &spec_axes, &spread_lines("spectrum_mean", &ks, &shells)?).map_err(io)?;
+    let bins = read(&f, "bin").map_err(io)?.v;
+    let on_bins = |row: &[f64]| -> Vec<(f64, f64)> { bins.iter().copied().zip(row.iter().copied()).collect() };
+    let pdf_title =
+        format!("PDF of the normalised field averaged over steps ≥ {window_from:.0}: members (thin) and ensemble mean");
+    let pdf_axes = Axes {
+        title: &pdf_title,
+        x_label: "value (normalised units)",
+        y_label: "probability density",
+        log_x: false,
         log_y: true,
     };
-    line_plot(&fig("spectra.png"), &spec_axes, &spec_lines).map_err(io)?;
+    line_plot(&fig("pdf.png"), &pdf_axes, &spread_lines("histogram_mean", &bins, &on_bins)?).map_err(io)?;
 
     // Member-mean spectra at up to four recorded times (first, last and two between).
     let picks: Vec<usize> = {
@@ -306,8 +407,15 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     let mut md = String::new();
     let _ =
         writeln!(md, "# Rollout report\n\nFrom `{}`: {members} members, {} emulator steps.\n", path.display(), last);
-    let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | surviving at the end | thermalized fraction | denoising passes per step | wall s |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | surviving at the end | thermalized fraction | denoising passes per step | wall s |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
+    let threshold = f
+        .dataset("spectral_horizon")
+        .and_then(|d| d.attrs().get::<f64>("spectral_threshold"))
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN);
     let mut head = Vec::new();
     for (i, name) in modes.iter().enumerate() {
         let h: Vec<f64> = (0..members)
@@ -320,22 +428,37 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         let med = median(h.clone());
         let ge = if surv >= 0.5 { "≥ " } else { "" };
         let (lo, hi) = (h.iter().cloned().fold(f64::INFINITY, f64::min), h.iter().cloned().fold(0.0, f64::max));
+        let sp: Vec<f64> =
+            (0..members).map(|m| spectral[i * members + m]).map(|d| if d >= 0.0 { d } else { last }).collect();
+        let sp_never = (0..members).filter(|&m| spectral[i * members + m] < 0.0).count() * 2 >= members;
         let _ = writeln!(
             md,
-            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {:.0} % | {:.3} | {:.2} | {:.1} |",
+            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {}{:.0} | {:.0} % | {:.3} | {:.2} | {:.1} |",
+            if sp_never { "≥ " } else { "" },
+            median(sp),
             surv * 100.0,
             attr(&format!("{name}_thermalized_fraction")),
             attr(&format!("{name}_passes_per_step")),
             attr(&format!("{name}_wall_seconds"))
         );
-        head.push((name.clone(), med, surv));
+        head.push(ModeHeadline {
+            name: name.clone(),
+            median_horizon: med,
+            lower_bound: surv >= 0.5,
+            surviving: surv,
+            passes_per_step: attr(&format!("{name}_passes_per_step")),
+        });
     }
+    let _ = writeln!(md, "\n{}", verdict(&head));
     let _ = writeln!(
         md,
         "\nStable horizon: the step at which a member was stopped (non-finite, beyond `rollout.blowup`, or over \
-         `rollout.noise_limit` when thermalized), or the rollout length if it never was (\"≥\": a lower bound).\n\n\
-         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `spectra_times.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
+         `rollout.noise_limit` when thermalized), or the rollout length if it never was (\"≥\": a lower bound). \
+         Spectral horizon: the first recorded step at which the member's kinetic-energy spectrum is further from the \
+         truth's mean log-spectrum (RMS over 1 ≤ k < N/2 of ln E − ⟨ln E_truth⟩) than any stored-truth record \
+         ({threshold:.3}); time means over steps ≥ {window_from:.0}.\n\n\
+         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
     );
     std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
-    Ok(Headline { dir, modes: head })
+    Ok(Headline { dir, members, modes: head })
 }

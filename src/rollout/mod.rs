@@ -1,7 +1,8 @@
 //! Long emulator rollouts, alone and thermalized: the algorithm ([`thermalize`]), the
-//! statistics of states ([`stats`]) and the recorded series ([`records`]); the loop is
-//! [`crate::stages::rollout`].
+//! statistics of states ([`stats`]), the recorded series ([`records`]) and what is derived
+//! from them at the end ([`window`]); the loop is [`crate::stages::rollout`].
 
 pub mod records;
 pub mod stats;
 pub mod thermalize;
+pub mod window;

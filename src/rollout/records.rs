@@ -2,7 +2,8 @@
 //! `rollout.h5` (see docs/rollout.md for the layout).
 //!
 //! Every series is a float64 array `[(mode,) member, record, inner...]` (NaN where nothing was
-//! recorded: after a member diverged, or beyond the truth's horizon). A rank holds the rows
+//! recorded: after a member diverged, or beyond the truth's horizon); a summary series (one
+//! value per member, e.g. a time mean) has no record dimension. A rank holds the rows
 //! of its members; at each checkpoint the rows are written whole (collective, idempotent), so
 //! a resumed run reads them back and continues.
 
@@ -16,13 +17,16 @@ pub struct Series {
     pub name: String,
     /// Index along the dataset's leading `mode` dimension (None: no mode dimension).
     pub mode: Option<usize>,
-    /// Records per member.
+    /// Records per member (1 for a summary series).
     pub records: usize,
+    /// Whether the dataset has a record dimension (false: a summary series).
+    pub timed: bool,
     /// Shape of one record (empty for a scalar).
     pub inner: Vec<usize>,
     /// `[local member][record][inner]`, row-major.
     pub data: Vec<f64>,
-    /// Dimension names after `member`.
+    /// Dimension names after `member`: the record dimension's (unless a summary series), then
+    /// the inner ones.
     pub dims: Vec<&'static str>,
     pub units: &'static str,
     pub long_name: String,
@@ -41,10 +45,13 @@ impl Series {
         long_name: &str,
     ) -> Series {
         let per: usize = inner.iter().product::<usize>() * records;
+        let timed = dims.len() == inner.len() + 1;
+        assert!(timed || (dims.len() == inner.len() && records == 1), "{name}: dims do not match the shape");
         Series {
             name: name.to_string(),
             mode,
             records,
+            timed,
             inner: inner.to_vec(),
             data: vec![f64::NAN; local * per],
             dims: dims.to_vec(),
@@ -72,10 +79,13 @@ impl Series {
         &self.data[at..at + n]
     }
 
-    /// Global shape `[(modes,) members, records, inner...]`.
+    /// Global shape `[(modes,) members, (records,) inner...]`.
     pub fn shape(&self, modes: usize, members: usize) -> Vec<usize> {
         let mut s = if self.mode.is_some() { vec![modes] } else { vec![] };
-        s.extend([members, self.records]);
+        s.push(members);
+        if self.timed {
+            s.push(self.records);
+        }
         s.extend(&self.inner);
         s
     }
@@ -85,9 +95,13 @@ impl Series {
             Some(i) => (vec![i], vec![1]),
             None => (vec![], vec![]),
         };
-        start.extend([local.start, 0]);
+        start.push(local.start);
+        count.push(local.len());
+        if self.timed {
+            start.push(0);
+            count.push(self.records);
+        }
         start.extend(self.inner.iter().map(|_| 0));
-        count.extend([local.len(), self.records]);
         count.extend(&self.inner);
         (start, count)
     }

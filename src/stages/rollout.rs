@@ -27,6 +27,7 @@ use crate::rng::{member_stream, Purpose};
 use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
+use crate::rollout::window;
 use crate::store::checkpoint::{self as ck_store, CheckpointData};
 use crate::store::h5::{Access, File};
 use crate::train::checkpoint::Checkpoint;
@@ -215,6 +216,17 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
         if np > 0 {
             series.push(Series::new("snapshot", m, local, np, &[c, n, n], &snap, "field", "state in physical units"));
         }
+        window_series(&mut series, m, local, kbins, hb, "");
+        series.push(Series::new(
+            "spectral_horizon",
+            m,
+            local,
+            1,
+            &[],
+            &[],
+            "emulator steps",
+            "first recorded step at which the spectrum leaves the truth's spread (see spectral_threshold), -1 if never",
+        ));
     }
     series.push(Series::new(
         "truth_mean_square",
@@ -246,6 +258,7 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
         "1",
         "probability density of the normalised stored truth",
     ));
+    window_series(&mut series, None, local, kbins, hb, "truth_");
     if np > 0 {
         series.push(Series::new(
             "truth_snapshot",
@@ -259,6 +272,77 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
         ));
     }
     Records { series }
+}
+
+/// The time means over the stationary window of spectra and PDFs (`prefix` "" or "truth_").
+fn window_series(series: &mut Vec<Series>, mode: Option<usize>, local: usize, kbins: usize, hb: usize, prefix: &str) {
+    let what = if prefix.is_empty() { "" } else { " of the stored truth" };
+    series.push(Series::new(
+        &format!("{prefix}spectrum_mean"),
+        mode,
+        local,
+        1,
+        &[kbins],
+        &["k"],
+        "energy",
+        &format!("kinetic-energy spectrum{what} averaged over the records from rollout.average_from on (NaN if none)"),
+    ));
+    series.push(Series::new(
+        &format!("{prefix}histogram_mean"),
+        mode,
+        local,
+        1,
+        &[hb],
+        &["bin"],
+        "1",
+        &format!("probability density{what} averaged over the records from rollout.average_from on (NaN if none)"),
+    ));
+}
+
+/// Fills the window series of every mode and the truth, and the spectral horizons (see
+/// [`crate::rollout::window`]); returns the truth's spread (the horizon's threshold). A member
+/// stopped before the end has no time means (NaN): it left the measure; the truth's are over
+/// the records it has.
+fn window_statistics(
+    recs: &mut Records,
+    r: &RolloutConfig,
+    world: &World,
+    (n, kbins): (usize, usize),
+    diverged: &[Vec<i64>],
+) -> f64 {
+    let first = r.window_start().div_ceil(r.spectrum_every);
+    let fill = |recs: &mut Records, prefix: &str, mode: Option<usize>| {
+        for (from, inner) in [("spectrum", kbins), ("histogram", r.histogram_bins)] {
+            let src = recs.find(&format!("{prefix}{from}"), mode);
+            let (members, records) = (src.data.len() / (src.records * inner).max(1), src.records);
+            let mut mean = window::time_mean(&src.data, members, records, inner, first);
+            if let Some(i) = mode {
+                for (m, row) in mean.chunks_exact_mut(inner).enumerate() {
+                    if diverged[i][m] >= 0 {
+                        row.fill(f64::NAN);
+                    }
+                }
+            }
+            recs.find(&format!("{prefix}{from}_mean"), mode).data = mean;
+        }
+    };
+    fill(recs, "truth_", None);
+    let truth = recs.find("truth_spectrum", None).data.clone();
+    let mut sums = window::log_sums(&truth, kbins);
+    world.sum_f64(&mut sums);
+    let reference = window::log_mean(&sums, n / 2 - 1);
+    let threshold = world.max_f64(&[window::spread(&truth, kbins, &reference)])[0];
+    for i in 0..r.modes.len() {
+        fill(recs, "", Some(i));
+        let spectra = &recs.find("spectrum", Some(i)).data;
+        let members = spectra.len() / (kbins * (r.steps / r.spectrum_every + 1));
+        let horizon: Vec<f64> = window::departures(spectra, members, kbins, &reference, threshold)
+            .into_iter()
+            .map(|d| d.map_or(-1.0, |rec| (rec * r.spectrum_every) as f64))
+            .collect();
+        recs.find("spectral_horizon", Some(i)).data = horizon;
+    }
+    threshold
 }
 
 fn energy_of(c: &Config) -> Energy {
@@ -656,8 +740,9 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             }
         }
     }
+    let threshold = window_statistics(&mut recs, &r, world, (n, kbins), &diverged);
     write_all(&recs, &diverged)?;
-    summarise(&partial, world, &r, &diverged, &totals)?;
+    summarise(&partial, world, &r, &diverged, &totals, threshold)?;
     let done = world.root_decides(|| {
         std::fs::rename(&partial, &out).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
         let _ = std::fs::remove_file(&ckpath);
@@ -674,6 +759,7 @@ fn summarise(
     r: &RolloutConfig,
     diverged: &[Vec<i64>],
     totals: &[(u64, u64, u64, f64)],
+    spectral_threshold: f64,
 ) -> Result<(), StageError> {
     let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
     let mut sums: Vec<f64> = Vec::new();
@@ -692,6 +778,20 @@ fn summarise(
         a.set::<f64>(&format!("{p}_thermalized_fraction"), &[s[1] / s[0].max(1.0)]).map_err(io)?;
         a.set::<f64>(&format!("{p}_passes_per_step"), &[s[2] / s[0].max(1.0)]).map_err(io)?;
         a.set::<f64>(&format!("{p}_wall_seconds"), &[seconds[i]]).map_err(io)?;
+    }
+    for name in ["spectrum_mean", "histogram_mean", "truth_spectrum_mean", "truth_histogram_mean"] {
+        f.dataset(name).map_err(io)?.attrs().set::<f64>("window_start", &[r.window_start() as f64]).map_err(io)?;
+    }
+    {
+        let h = f.dataset("spectral_horizon").map_err(io)?; // closed before the file (parallel HDF5)
+        h.attrs().set::<f64>("spectral_threshold", &[spectral_threshold]).map_err(io)?;
+        h.attrs()
+            .set_str(
+                "definition",
+                "RMS over 1 <= k < N/2 of ln E(k) - <ln E_truth(k)> exceeds spectral_threshold, the largest such \
+                 distance of any stored-truth record",
+            )
+            .map_err(io)?;
     }
     f.close().map_err(io)
 }

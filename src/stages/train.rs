@@ -15,7 +15,7 @@ use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::train::data::Trajectories;
 use crate::train::emulator::EmulatorTask;
-use crate::train::reduce::MpiReducer;
+use crate::train::reduce;
 use crate::train::task::{Samples, Setup, Task};
 use crate::train::thermalizer::ThermalizerTask;
 use crate::train::trainer::{self, Outcome, Session};
@@ -104,10 +104,10 @@ pub fn run(
             Box::new(ThermalizerTask { setup, schedule: Schedule::cosine(cfg.levels), cfg, net })
         }
     };
-    let reducer = MpiReducer { world };
+    let reducer = reduce::for_device(world, device);
     let session = Session {
         world,
-        reducer: &reducer,
+        reducer: reducer.as_ref(),
         stop,
         dir: c.run.dir.join(model.name()),
         config_yaml: c.to_yaml(),

@@ -3,7 +3,8 @@
 //! The gradient buffer is one flat f32 vector (all parameters' gradients, then the rank's
 //! share of the loss), summed over ranks in place. Each rank's loss is already divided by the
 //! *global* batch size, so the sum is the gradient of the global mean loss whatever the split
-//! of the batch over ranks.
+//! of the batch over ranks. [`for_device`] picks the transport: NCCL for CUDA tensors when the
+//! binary is built with the `cuda` feature and NCCL loads (see [`super::nccl`]), MPI otherwise.
 
 use tch::{Device, Kind, Tensor};
 
@@ -53,4 +54,29 @@ impl Reducer for MpiReducer<'_> {
         self.world.broadcast_f32(&mut v);
         from_host(flat, &v);
     }
+}
+
+/// The reducer for training on `device`: NCCL on a GPU in a `cuda` build when NCCL can be
+/// loaded on every rank, MPI host buffers otherwise (logged either way).
+pub fn for_device(world: &World, device: Device) -> Box<dyn Reducer + '_> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(ordinal) = device {
+        match super::nccl::NcclReducer::new(world, ordinal) {
+            Ok(r) => {
+                if world.is_root() {
+                    log::info!("gradient allreduce: NCCL on the GPUs");
+                }
+                return Box::new(r);
+            }
+            Err(e) => {
+                if world.is_root() {
+                    log::warn!("gradient allreduce: NCCL not usable ({e}); using MPI through host memory");
+                }
+            }
+        }
+    }
+    if world.is_root() && world.size() > 1 {
+        log::info!("gradient allreduce: MPI (buffers on {device:?}, reduced in host memory)");
+    }
+    Box::new(MpiReducer { world })
 }

@@ -1,0 +1,165 @@
+//! Each stage as a command: run it on all ranks, log its outcome once, and turn it into the
+//! process exit status (0 done, 2 bad input, 75 stopped after a checkpoint, 1 failure). The
+//! single-stage commands and `thermalizer pipeline` share these, so a stage behaves the same
+//! whichever way it is started.
+
+use std::io::Write;
+
+use super::generate::{self, Outcome as GenerateOutcome};
+use super::rollout::{self, Outcome as RolloutOutcome};
+use super::train::{self, Model, TrainOptions};
+use super::StageError;
+use crate::config::Config;
+use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
+use crate::parallel::World;
+use crate::report::{self, Headline};
+use crate::train::trainer::Outcome as TrainOutcome;
+
+/// Prints a stage error (once for input errors, from the failing rank otherwise) and returns
+/// the exit status; a run-time failure on a multi-rank job aborts all ranks.
+pub fn exit_status(world: &World, e: StageError) -> i32 {
+    match e {
+        StageError::Input(msg) => {
+            if world.is_root() {
+                eprintln!("error: {msg}");
+            }
+            2
+        }
+        StageError::Io(msg) => {
+            eprintln!("error (rank {}): {msg}", world.rank());
+            if world.size() > 1 {
+                let _ = std::io::stderr().flush();
+                world.abort(1);
+            }
+            1
+        }
+    }
+}
+
+/// Prints `path` on stdout (rank 0) and notes when the stage had nothing to do.
+fn finished(world: &World, path: &std::path::Path, already: bool, what: &str) {
+    if world.is_root() {
+        if already {
+            log::info!("{} is already {what} for this config; nothing to do", path.display());
+        }
+        println!("{}", path.display());
+    }
+}
+
+/// `thermalizer generate`: the ensemble to `<run.dir>/trajectories.h5`.
+pub fn generate(config: &Config, world: &World, stop: &StopFlag) -> i32 {
+    match generate::run(config, world, stop) {
+        Ok(GenerateOutcome::Complete { path, already }) => {
+            finished(world, &path, already, "complete");
+            0
+        }
+        Ok(GenerateOutcome::Interrupted { step }) => {
+            if world.is_root() {
+                log::warn!("stopped on request at solver step {step}; run the same command to resume");
+            }
+            EXIT_INTERRUPTED
+        }
+        Err(e) => exit_status(world, e),
+    }
+}
+
+/// `thermalizer train <model>`: checkpoints in `<run.dir>/<model>/`.
+pub fn train(config: &Config, world: &World, stop: &StopFlag, model: Model, opts: &TrainOptions) -> i32 {
+    match train::run(config, world, stop, model, opts) {
+        Ok(TrainOutcome::Finished { updates, already, best }) => {
+            let dir = config.run.dir.join(model.name());
+            if world.is_root() {
+                log::info!(
+                    "{}: {updates} updates, best validation loss {}",
+                    model.name(),
+                    best.map_or("-".into(), |b| format!("{b:.5e}"))
+                );
+            }
+            finished(world, &dir.join("latest.safetensors"), already, "trained");
+            0
+        }
+        Ok(TrainOutcome::Stopped { updates }) => {
+            if world.is_root() {
+                log::warn!(
+                    "stopped on request after update {updates}; checkpoint written, run the same command to resume"
+                );
+            }
+            EXIT_INTERRUPTED
+        }
+        Err(e) => exit_status(world, e),
+    }
+}
+
+/// `thermalizer rollout`: statistics to `<run.dir>/rollout.h5`.
+pub fn rollout(config: &Config, world: &World, stop: &StopFlag, device: Option<&str>) -> i32 {
+    match train::choose_device(device).and_then(|d| rollout::run(config, world, stop, d)) {
+        Ok(RolloutOutcome::Complete { path, already }) => {
+            finished(world, &path, already, "complete");
+            0
+        }
+        Ok(RolloutOutcome::Interrupted { step }) => {
+            if world.is_root() {
+                log::warn!("stopped on request at emulator step {step}; run the same command to resume");
+            }
+            EXIT_INTERRUPTED
+        }
+        Err(e) => exit_status(world, e),
+    }
+}
+
+/// `thermalizer report`: figures and summary.md (rank 0 draws; the others wait for its verdict).
+/// Returns the exit status and, on rank 0, what the report found.
+pub fn report(config: &Config, world: &World) -> (i32, Option<Headline>) {
+    let outcome = if world.is_root() { Some(report::write(&config.run.dir)) } else { None };
+    let failed = world.any(matches!(outcome, Some(Err(_))));
+    match outcome {
+        Some(Ok(h)) => {
+            for m in &h.modes {
+                log::info!(
+                    "{}: median stable horizon {}{:.0} steps, {:.0} % surviving",
+                    m.name,
+                    if m.lower_bound { "≥ " } else { "" },
+                    m.median_horizon,
+                    m.surviving * 100.0
+                );
+            }
+            println!("{}", h.dir.join("summary.md").display());
+            (0, Some(h))
+        }
+        Some(Err(e)) => (exit_status(world, e), None),
+        None => (i32::from(failed), None),
+    }
+}
+
+/// `thermalizer pipeline`: generate → train emulator → train thermalizer → rollout → report on
+/// all ranks, each stage skipping what is already done for this config and resuming what was
+/// interrupted; stops at the first stage that does not finish (its exit status is returned).
+pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
+    let stop = StopFlag::install();
+    let banner = |name: &str| {
+        if world.is_root() {
+            log::info!("==== pipeline: {name}");
+        }
+    };
+    banner("generate");
+    let mut code = generate(config, world, &stop);
+    for model in [Model::Emulator, Model::Thermalizer] {
+        if code == 0 {
+            banner(&format!("train {}", model.name()));
+            code = train(config, world, &stop, model, opts);
+        }
+    }
+    if code == 0 {
+        banner("rollout");
+        code = rollout(config, world, &stop, opts.device.as_deref());
+    }
+    if code != 0 {
+        return code;
+    }
+    banner("report");
+    let (code, headline) = report(config, world);
+    if let Some(h) = headline {
+        println!("{}", h.one_line());
+    }
+    code
+}
