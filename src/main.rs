@@ -11,7 +11,7 @@ use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::command::{self, exit_status};
 use thermalizer::stages::generate::Plan;
-use thermalizer::stages::train::{Model, TrainOptions};
+use thermalizer::stages::train::{choose_device, Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
 
@@ -133,6 +133,9 @@ enum BenchCommand {
         /// Timed blocks (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Samples/s of one emulator training update (forward, backward, allreduce, AdamW) on random
     /// data; under mpirun each rank trains its own batch (weak scaling).
@@ -153,6 +156,9 @@ enum BenchCommand {
         /// Also write the rows as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU; one rank per GPU).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Time per step of the Kolmogorov solver on one core at several grids, beside the FFT floor.
     Solver {
@@ -251,15 +257,23 @@ fn dispatch(command: Command, world: &World) -> i32 {
             0
         }
         Command::Bench {
-            what: BenchCommand::Rollout { models, batches, passes, levels, threads, seconds, repeats },
+            what: BenchCommand::Rollout { models, batches, passes, levels, threads, seconds, repeats, device },
         } => {
             if !world.is_root() {
                 return 0;
             }
-            bench_rollout(world, models.as_deref(), &batches, passes, levels, threads, seconds, repeats)
+            match choose_device(device.as_deref()) {
+                Ok(d) => {
+                    bench_rollout(world, models.as_deref(), &batches, passes, levels, threads, (seconds, repeats), d)
+                }
+                Err(e) => exit_status(world, e),
+            }
         }
-        Command::Bench { what: BenchCommand::Train { models, threads, seconds, repeats, json } } => {
-            bench_train(world, models.as_deref(), &threads, seconds, repeats, json.as_deref())
+        Command::Bench { what: BenchCommand::Train { models, threads, seconds, repeats, json, device } } => {
+            match choose_device(device.as_deref()) {
+                Ok(d) => bench_train(world, models.as_deref(), &threads, (seconds, repeats), json.as_deref(), d),
+                Err(e) => exit_status(world, e),
+            }
         }
         Command::Bench {
             what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, json },
@@ -353,8 +367,8 @@ fn bench_rollout(
     passes: usize,
     levels: i64,
     threads: usize,
-    seconds: f64,
-    repeats: usize,
+    timing: (f64, usize),
+    device: tch::Device,
 ) -> i32 {
     use thermalizer::bench::rollout::costs;
     let models = match parse_bench_models(world, models) {
@@ -362,7 +376,7 @@ fn bench_rollout(
         Err(code) => return code,
     };
     tch::set_num_threads(threads as i32);
-    println!("# thermalizer bench rollout: ms per member-step, {threads} thread(s), {levels} levels; thermalized = emulator + classifier + {passes} denoising passes");
+    println!("# thermalizer bench rollout: ms per member-step on {device:?}, {threads} thread(s), {levels} levels; thermalized = emulator + classifier + {passes} denoising passes");
     println!(
         "{:>12} {:>6} {:>12} {:>12} {:>12} {:>16} {:>10}",
         "model", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator"
@@ -376,7 +390,7 @@ fn bench_rollout(
             blocks: m.blocks,
         };
         for &b in batches {
-            let r = costs(&shape, m.grid, levels, b, seconds, repeats);
+            let r = costs(&shape, (m.grid, levels, b), timing.0, timing.1, device);
             let therm = r.emulator_ms + r.classifier_ms + passes as f64 * r.denoise_ms;
             println!(
                 "{:>12} {:>6} {:>12.3} {:>12.3} {:>12.3} {:>16.3} {:>10.2}",
@@ -418,9 +432,9 @@ fn bench_train(
     world: &World,
     models: Option<&str>,
     threads: &[usize],
-    seconds: f64,
-    repeats: usize,
+    timing: (f64, usize),
     json: Option<&std::path::Path>,
+    device: tch::Device,
 ) -> i32 {
     use thermalizer::bench::train::update_time;
     let models = match parse_bench_models(world, models) {
@@ -429,7 +443,10 @@ fn bench_train(
     };
     let root = world.is_root();
     if root {
-        println!("# thermalizer bench train: one emulator update (fwd+bwd+allreduce+AdamW), {} rank(s)", world.size());
+        println!(
+            "# thermalizer bench train: one emulator update (fwd+bwd+allreduce+AdamW) on {device:?}, {} rank(s)",
+            world.size()
+        );
         println!(
             "{:>12} {:>11} {:>8} {:>6} {:>7} {:>12} {:>12}",
             "model", "parameters", "threads", "ranks", "batch", "ms/update", "samples/s"
@@ -438,7 +455,7 @@ fn bench_train(
     let mut rows = Vec::new();
     for m in &models {
         for &t in threads {
-            let r = update_time(m, t, seconds, repeats, world);
+            let r = update_time(m, t, timing, world, device);
             if root {
                 println!(
                     "{:>12} {:>11} {:>8} {:>6} {:>7} {:>12.2} {:>12.2}",

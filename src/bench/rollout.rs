@@ -3,7 +3,8 @@
 //! denoising pass (full ε̂ UNet + DDPM step); and the cost of a thermalized step relative to the
 //! emulator alone for a given number of passes, (emulator + classifier + k·denoise)/emulator.
 //!
-//! Random weights and data (the cost does not depend on them); no gradients; one rank.
+//! Random weights and data (the cost does not depend on them); no gradients; one rank; on the
+//! CPU or one GPU (each timed call ends with a device synchronisation).
 
 use std::time::Instant;
 
@@ -40,24 +41,40 @@ fn median_ms(seconds: f64, repeats: usize, batch: i64, mut f: impl FnMut()) -> f
     times[times.len() / 2] * 1e3 / batch as f64
 }
 
+/// Waits for the work queued on `device` (a no-op on the CPU).
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 /// Times the pieces for `shape` on an `image`² grid with `levels` diffusion levels.
-pub fn costs(shape: &UnetShape, image: i64, levels: i64, batch: i64, seconds: f64, repeats: usize) -> RolloutRow {
+pub fn costs(
+    shape: &UnetShape,
+    (image, levels, batch): (i64, i64, i64),
+    seconds: f64,
+    repeats: usize,
+    device: Device,
+) -> RolloutRow {
     let _g = tch::no_grad_guard();
     tch::manual_seed(0);
-    let (evs, tvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+    let (evs, tvs) = (VarStore::new(device), VarStore::new(device));
     let emulator = Unet::new(&evs.root(), shape);
     let thermalizer = Thermalizer::new(&tvs.root(), shape, image, levels);
     let schedule = Schedule::cosine(levels as usize);
-    let x = Tensor::randn([batch, shape.in_channels, image, image], (Kind::Float, Device::Cpu));
+    let x = Tensor::randn([batch, shape.in_channels, image, image], (Kind::Float, device));
     let z = x.randn_like();
     let emulator_ms = median_ms(seconds, repeats, batch, || {
         let _ = &x + emulator.forward(&x);
+        synchronize(device);
     });
     let classifier_ms = median_ms(seconds, repeats, batch, || {
         let _ = thermalizer.noise_level(&x);
+        synchronize(device);
     });
     let denoise_ms = median_ms(seconds, repeats, batch, || {
         let _ = schedule.reverse_step(&x, 8, &thermalizer.forward(&x), &z);
+        synchronize(device);
     });
     RolloutRow { batch, emulator_ms, classifier_ms, denoise_ms }
 }

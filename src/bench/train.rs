@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::bench::rollout::synchronize;
 use crate::config::train::{EmulatorConfig, OptimizerConfig};
 use crate::nn::unet::{Unet, UnetShape};
 use crate::parallel::World;
 use crate::train::optim::{clip_grad_norm, AdamW, Parameters};
-use crate::train::reduce::{MpiReducer, Reducer};
+use crate::train::reduce;
 
 /// A benchmarked model (the JSON objects of `--models`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -53,10 +54,16 @@ pub struct TrainRow {
 }
 
 /// Median time of one training update of `m` with `threads` threads per rank.
-pub fn update_time(m: &BenchModel, threads: usize, seconds: f64, repeats: usize, world: &World) -> TrainRow {
+pub fn update_time(
+    m: &BenchModel,
+    threads: usize,
+    (seconds, repeats): (f64, usize),
+    world: &World,
+    device: Device,
+) -> TrainRow {
     tch::set_num_threads(threads as i32);
     tch::manual_seed(0);
-    let vs = VarStore::new(Device::Cpu);
+    let vs = VarStore::new(device);
     let shape = UnetShape {
         in_channels: m.channels,
         out_channels: m.channels,
@@ -68,9 +75,9 @@ pub fn update_time(m: &BenchModel, threads: usize, seconds: f64, repeats: usize,
     let params = Parameters::of(&vs);
     // The emulator's training optimiser (AdamW 5e-5, wd 0.05, clipping at 1.0), constant lr.
     let cfg = OptimizerConfig { lr_step: None, ..EmulatorConfig::default().optimizer };
-    let mut adam = AdamW::new(&cfg, params.numel(), Device::Cpu);
-    let reducer = MpiReducer { world };
-    let x = Tensor::randn([m.batch, m.channels, m.grid, m.grid], (Kind::Float, Device::Cpu));
+    let mut adam = AdamW::new(&cfg, params.numel(), device);
+    let reducer = reduce::for_device(world, device);
+    let x = Tensor::randn([m.batch, m.channels, m.grid, m.grid], (Kind::Float, device));
     let target = x.randn_like();
     let mut applied = 0u64;
     let mut update = || {
@@ -82,6 +89,7 @@ pub fn update_time(m: &BenchModel, threads: usize, seconds: f64, repeats: usize,
         let mut grad = flat.narrow(0, 0, flat.numel() as i64 - 1);
         clip_grad_norm(&mut grad, cfg.grad_clip);
         adam.step(&params, &grad, applied);
+        synchronize(device);
         applied += 1;
     };
     update();
