@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, on a fresh Debian/Ubuntu machine or an existing checkout:
 #   scripts/quickstart.sh [--set key=value ...]
-# installs what is missing, builds thermalizer, generates the quickstart ensemble
-# (configs/quickstart.yaml) on all cores with mpirun, and prints where the file is.
+# installs what is missing, builds thermalizer, and runs the whole method on configs/quickstart.yaml
+# with mpirun on all cores: generate the ensemble, train the emulator and the thermalizer, roll
+# out alone and thermalized, and write the report. Prints the report's path and the headline
+# numbers. Rerunning skips the stages already done; an interrupted run resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,9 +12,12 @@ scripts/setup.sh
 source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
 cargo build --release --locked
 ranks=${THERMALIZER_RANKS:-$(nproc)}
-bin=target/release/thermalizer
-$bin validate --config configs/quickstart.yaml "$@" | tail -n 9
-file=$(OMP_NUM_THREADS=1 mpirun -np "$ranks" "$bin" generate --config configs/quickstart.yaml "$@")
+bin=${CARGO_TARGET_DIR:-target}/release/thermalizer
+"$bin" validate --config configs/quickstart.yaml "$@" | tail -n 11
+start=$(date +%s)
+out=$(OMP_NUM_THREADS=1 mpirun -np "$ranks" "$bin" pipeline --config configs/quickstart.yaml "$@")
 echo
-echo "Ensemble written to: $file"
-echo "Look at it:  h5dump -H $file   or, in Python:  xarray.open_dataset('$file', engine='h5netcdf')"
+echo "$out" | tail -n 1
+echo "Pipeline: $(( $(date +%s) - start )) s on $ranks rank(s)."
+echo "Report:   $(echo "$out" | grep 'summary.md$' | tail -n 1)  (figures beside it)"
+echo "Outputs:  h5dump -H <run.dir>/rollout.h5   or, in Python:  xarray.open_dataset(<run.dir>/rollout.h5, engine='h5netcdf')"
