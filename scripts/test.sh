@@ -3,7 +3,8 @@
 #   scripts/test.sh
 # installs what is missing (scripts/setup.sh), builds the release binary, and runs every test:
 # unit tests, physics checks, multi-rank (mpirun) end-to-end tests, and the Python readers
-# (h5py, xarray) on a generated file, and the comparisons with jax-cfd (Kolmogorov) and pyqg
+# (h5py, xarray) on a generated file, the Slurm templates and jobs/ scripts on a throw-away
+# one-node Slurm cluster (tests/slurm.rs), and the comparisons with jax-cfd (Kolmogorov) and pyqg
 # (two-layer QG) from the same initial states. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
