@@ -394,6 +394,13 @@ fn check_report(dir: &Path) {
     let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
     let diverged = f.dataset("diverged_at").unwrap().read::<i64>(None).unwrap();
     let summary = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    assert!(summary.contains("Classifier calibration: on the true initial states it predicts"), "{summary}");
+    assert!(
+        ["extended the median", "did not measurably change", "shortened the median", "Neither mode diverged"]
+            .iter()
+            .any(|v| summary.contains(v)),
+        "a verdict on thermalization:\n{summary}"
+    );
     for (i, mode) in ["emulator", "thermalized"].iter().enumerate() {
         let mut h: Vec<i64> = diverged[4 * i..4 * i + 4].iter().map(|&d| if d >= 0 { d } else { 12 }).collect();
         h.sort();

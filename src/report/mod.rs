@@ -137,6 +137,27 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     }
 }
 
+/// How the classifier rates the true initial states (step 0 of every member), against s_init:
+/// a classifier that puts states of the invariant measure above s_init thermalizes them anyway.
+fn calibration(levels: &Array, members: usize, s_init: f64) -> String {
+    let at0: Vec<f64> = (0..members).map(|m| levels.at(&[0, m, 0])).filter(|v| v.is_finite()).collect();
+    if at0.is_empty() {
+        return "The thermalizer's classifier was not run (emulator alone).".into();
+    }
+    let (lo, hi) = (at0.iter().cloned().fold(f64::INFINITY, f64::min), at0.iter().cloned().fold(0.0, f64::max));
+    let med = median(at0);
+    let mut line = format!(
+        "Classifier calibration: on the true initial states it predicts noise level {med:.0} (median; range \
+         {lo:.0}–{hi:.0}) against s_init = {s_init:.0}."
+    );
+    if med > s_init {
+        line += " **It rates clean states above s_init, so it thermalizes states that are on the invariant \
+                 measure: the thermalizer is undertrained or s_init too low for it; the thermalized run says \
+                 little about the method.**";
+    }
+    line
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -450,6 +471,10 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         });
     }
     let _ = writeln!(md, "\n{}", verdict(&head));
+    if f.has("noise_level") {
+        let levels = read(&f, "noise_level").map_err(io)?;
+        let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init")));
+    }
     let _ = writeln!(
         md,
         "\nStable horizon: the step at which a member was stopped (non-finite, beyond `rollout.blowup`, or over \

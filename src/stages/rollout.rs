@@ -427,6 +427,9 @@ fn create_output(
     }
     let a = f.attrs();
     a.set_str("config", &c.to_yaml())?;
+    for (key, value) in [("s_init", r.s_init), ("s_stop", r.s_stop), ("noise_limit", r.noise_limit)] {
+        a.set::<f64>(key, &[value as f64])?;
+    }
     a.set_str("identity", &c.identity(Stage::Rollout))?;
     a.set_str("version", crate::store::trajectories::VERSION)?;
     a.set_str("git_revision", crate::store::trajectories::GIT_REVISION)?;
