@@ -180,6 +180,13 @@ enum BenchCommand {
         /// System: kolmogorov or qg (pyqg's eddy configuration).
         #[arg(long, default_value = "kolmogorov")]
         system: String,
+        /// Also time the batched libtorch Kolmogorov solver on this device (`cpu` or `cuda`)
+        /// and check it against the native solver.
+        #[arg(long)]
+        device: Option<String>,
+        /// Members stepped together by the batched solver.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
         /// Also write the rows as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -276,13 +283,19 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
         }
         Command::Bench {
-            what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, json },
+            what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, json, device, batch },
         } => {
             if !world.is_root() {
                 return 0;
             }
             let opts = BenchOptions { seconds, repeats, viscosity, system };
-            bench_solver(&grids, &precision, &opts, json.as_deref())
+            let code = bench_solver(&grids, &precision, &opts, json.as_deref());
+            match device.map(|d| choose_device(Some(&d))) {
+                None => code,
+                Some(Err(e)) => exit_status(world, e),
+                Some(Ok(d)) if code == 0 => bench_batched_solver(&grids, &precision, &opts, (batch, d)),
+                Some(Ok(_)) => code,
+            }
         }
     }
 }
@@ -488,6 +501,38 @@ struct BenchOptions {
     repeats: usize,
     viscosity: f64,
     system: String,
+}
+
+/// The table of the batched libtorch Kolmogorov solver (`bench solver --device`).
+fn bench_batched_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, run: (usize, tch::Device)) -> i32 {
+    use thermalizer::bench::batched;
+    if o.system != "kolmogorov" {
+        eprintln!("error: --device: the batched libtorch solver exists for --system kolmogorov only");
+        return 2;
+    }
+    println!("# batched libtorch Kolmogorov solver on {:?}, {} members per step", run.1, run.0);
+    println!(
+        "{:>6} {:>5} {:>18} {:>16} {:>18}",
+        "grid", "prec", "ms/member-step", "member-steps/s", "vs native (20 st.)"
+    );
+    for &n in grids {
+        for p in precisions {
+            let r = if p == "f32" {
+                batched::<f32>(n, o.viscosity, run, o.seconds, o.repeats)
+            } else {
+                batched::<f64>(n, o.viscosity, run, o.seconds, o.repeats)
+            };
+            println!(
+                "{:>6} {:>5} {:>18.4} {:>16.1} {:>18.2e}",
+                r.grid,
+                r.precision,
+                r.ms_per_member_step,
+                1e3 / r.ms_per_member_step,
+                r.vs_native
+            );
+        }
+    }
+    0
 }
 
 fn bench_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, json: Option<&std::path::Path>) -> i32 {

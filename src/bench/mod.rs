@@ -8,6 +8,9 @@
 //! (5 stages × (2 inverse + 2 forward), Basdevant's form of the advection), times the measured
 //! mean time of one full `n × n` forward and inverse transform of [`Grid`] (jax-cfd does 35 per
 //! step). The solver transforms only the 2/3-band columns in `y`, so it can beat this floor.
+//!
+//! With `--device`, [`batched`] also times the libtorch solver stepping `batch` members at once
+//! on that device, and checks it against the native solver after 20 steps.
 
 pub mod rollout;
 pub mod train;
@@ -75,6 +78,51 @@ pub fn solver<T: Real>(n: usize, viscosity: f64, seconds: f64, repeats: usize) -
         solver.step(&mut w, &mut work);
     });
     row::<T>(n, step, FFTS_PER_STEP, fft_time::<T>(n, seconds, repeats))
+}
+
+/// The batched libtorch solver at one grid size and batch.
+pub struct BatchedBench {
+    pub grid: usize,
+    pub precision: &'static str,
+    pub batch: usize,
+    /// Milliseconds per member-step (one batch step ÷ batch).
+    pub ms_per_member_step: f64,
+    /// Relative L2 difference of member 0 from the native solver after 20 steps.
+    pub vs_native: f64,
+}
+
+/// Benchmarks [`BatchedKolmogorov`](crate::solver::batched::BatchedKolmogorov) with `batch`
+/// members on `device` (each timed step ends with a device synchronisation).
+pub fn batched<T: Real>(
+    n: usize,
+    viscosity: f64,
+    (batch, device): (usize, tch::Device),
+    seconds: f64,
+    repeats: usize,
+) -> BatchedBench {
+    use crate::solver::batched::BatchedKolmogorov;
+    let params = KolmogorovParams { viscosity, drag: 0.1, forcing_wavenumber: 4, forcing_amplitude: 1.0 };
+    let dt = 0.5 * 2.0 * std::f64::consts::PI / n as f64 / 7.0;
+    let native = KolmogorovSolver::<T>::new(n, params, dt);
+    let torch = BatchedKolmogorov::new::<T>(n, params, dt, device);
+    let ics: Vec<Vec<Complex<T>>> = (0..batch)
+        .map(|m| filtered_vorticity(&native.eq, &mut member_stream(0, Purpose::InitialCondition, m as u64), 7.0, 4.0))
+        .collect();
+    let mut w = torch.state(&ics);
+    let (mut reference, mut work) = (ics[0].clone(), native.work());
+    for _ in 0..20 {
+        native.step(&mut reference, &mut work);
+        let _ = torch.step(&mut w);
+    }
+    let got = torch.spectrum(&w, 0);
+    let num: f64 =
+        reference.iter().zip(&got).map(|(a, b)| (Complex::new(a.re.to64(), a.im.to64()) - b).norm_sqr()).sum();
+    let den: f64 = reference.iter().map(|a| a.re.to64().powi(2) + a.im.to64().powi(2)).sum();
+    let step = time_blocks(seconds, repeats, batch, || {
+        let _ = torch.step(&mut w);
+        crate::bench::rollout::synchronize(device);
+    });
+    BatchedBench { grid: n, precision: T::NAME, batch, ms_per_member_step: step * 1e3, vs_native: (num / den).sqrt() }
 }
 
 /// Benchmarks the two-layer QG model (pyqg's eddy configuration, dt = 1 h, no Smagorinsky)

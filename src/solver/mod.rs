@@ -1,5 +1,6 @@
 //! Pseudo-spectral solvers. [`grid`] fixes the array and FFT conventions shared by all of them.
 
+pub mod batched;
 pub mod grid;
 pub mod initial;
 pub mod kolmogorov;

@@ -1,0 +1,140 @@
+//! The Kolmogorov solver on libtorch tensors: a whole batch of ensemble members stepped at once,
+//! on the CPU or a GPU. The same equation, discretisation and CN–RK4 scheme as
+//! [`KolmogorovSolver`](super::KolmogorovSolver) (see [`super::kolmogorov`] and
+//! [`super::stepper`]), built from its grid and coefficients, so the two agree to round-off.
+//!
+//! Conventions: a state is a complex tensor `[batch, n, n/2 + 1]` = torch's `rfft2` of the
+//! vorticity `[batch, y, x]` (unnormalised forward, `1/N²` inverse, as the CPU solver's
+//! spectra); element `[b, q, p]` is the CPU layout's `p·n + q` (`p` = kx in the half spectrum,
+//! `q` = ky). Modes outside the 2/3-rule band are zero and stay zero.
+
+use num_complex::Complex;
+use tch::{Device, Kind, Tensor};
+
+use super::kolmogorov::{Kolmogorov, KolmogorovParams};
+use super::real::Real;
+
+/// Carpenter–Kennedy low-storage RK4 coefficients (as [`super::stepper`]).
+const ALPHAS: [f64; 6] = [0.0, 0.1496590219993, 0.3704009573644, 0.6222557631345, 0.9582821306748, 1.0];
+const BETAS: [f64; 5] = [0.0, -0.4178904745, -1.192151694643, -1.697784692471, -1.514183444257];
+const GAMMAS: [f64; 5] = [0.1496590219993, 0.3792103129999, 0.8229550293869, 0.6994504559488, 0.1530572479681];
+
+/// The batched solver for one grid, parameters, time step, precision and device.
+pub struct BatchedKolmogorov {
+    n: i64,
+    kind: Kind,
+    device: Device,
+    /// `kx`, `ky` broadcastable to `[1, n, nkx]`.
+    kx: Tensor,
+    ky: Tensor,
+    /// `1/|k|²` (0 at k = 0).
+    inv_k2: Tensor,
+    /// 1 inside the 2/3-rule band, 0 outside.
+    band: Tensor,
+    /// The constant forcing spectrum `[1, n, nkx]`.
+    forcing: Tensor,
+    /// Per stage: `(1 + µL)/(1 − µL)` and `γ dt/(1 − µL)`.
+    stages: Vec<(Tensor, Tensor)>,
+    /// `dt/dx`: speed → CFL number.
+    dt_over_dx: f64,
+}
+
+impl BatchedKolmogorov {
+    /// The solver of `KolmogorovSolver::<T>::new(n, params, dt)` on `device`, in `T`'s precision.
+    pub fn new<T: Real>(n: usize, params: KolmogorovParams, dt: f64, device: Device) -> Self {
+        let eq = Kolmogorov::<T>::new(n, params);
+        let g = eq.grid();
+        let kind = if std::mem::size_of::<T>() == 8 { Kind::Double } else { Kind::Float };
+        // Builds a real [1, n, nkx] tensor from f(p, q).
+        let field = |f: &dyn Fn(usize, usize) -> f64| {
+            let v: Vec<f64> = (0..n).flat_map(|q| (0..g.nkx).map(move |p| (p, q))).map(|(p, q)| f(p, q)).collect();
+            Tensor::from_slice(&v).view([1, n as i64, g.nkx as i64]).to_kind(kind).to_device(device)
+        };
+        let k2 = |p: usize, q: usize| g.kx[p].to64().powi(2) + g.ky[q].to64().powi(2);
+        let linear = |p: usize, q: usize| -params.viscosity * k2(p, q) - params.drag;
+        let stages = (0..5)
+            .map(|k| {
+                let mu = 0.5 * dt * (ALPHAS[k + 1] - ALPHAS[k]);
+                let a = field(&|p, q| (1.0 + mu * linear(p, q)) / (1.0 - mu * linear(p, q)));
+                let b = field(&|p, q| GAMMAS[k] * dt / (1.0 - mu * linear(p, q)));
+                (a, b)
+            })
+            .collect();
+        let forcing_cpu = eq.forcing_spectrum();
+        let forcing = to_spectral_tensor(&forcing_cpu, n, device, kind).unsqueeze(0);
+        BatchedKolmogorov {
+            n: n as i64,
+            kind,
+            device,
+            kx: field(&|p, _| g.kx[p].to64()),
+            ky: field(&|_, q| g.ky[q].to64()),
+            inv_k2: field(&|p, q| if k2(p, q) > 0.0 { 1.0 / k2(p, q) } else { 0.0 }),
+            band: field(&|p, q| if g.in_band(p, q) { 1.0 } else { 0.0 }),
+            forcing,
+            stages,
+            dt_over_dx: dt * n as f64 / g.length,
+        }
+    }
+
+    /// A batch `[members, n, nkx]` from CPU-layout spectra (one per member).
+    pub fn state<T: Real>(&self, spectra: &[Vec<Complex<T>>]) -> Tensor {
+        let parts: Vec<Tensor> =
+            spectra.iter().map(|s| to_spectral_tensor(s, self.n as usize, self.device, self.kind)).collect();
+        Tensor::stack(&parts, 0)
+    }
+
+    /// Member `b` of a batch as a CPU-layout spectrum.
+    pub fn spectrum(&self, w: &Tensor, b: i64) -> Vec<Complex<f64>> {
+        let re = w.get(b).transpose(0, 1).contiguous().view_as_real().to_kind(Kind::Double).to_device(Device::Cpu);
+        let v = Vec::<f64>::try_from(re.flatten(0, -1)).expect("a real tensor");
+        v.chunks_exact(2).map(|c| Complex::new(c[0], c[1])).collect()
+    }
+
+    /// The explicit terms `N(ŵ)` (advection in Basdevant's form, projected on the band, plus
+    /// the forcing) and the largest speed per member.
+    fn explicit(&self, w: &Tensor) -> (Tensor, Tensor) {
+        let s = [self.n, self.n];
+        let rot = w * &self.inv_k2 * Tensor::from_slice(&[0.0f64, 1.0]).view_as_complex().to_device(self.device);
+        let rot = rot.to_kind(w.kind());
+        let u = (&rot * &self.ky).fft_irfft2(s.as_slice(), [-2i64, -1].as_slice(), "backward");
+        let v = (-&rot * &self.kx).fft_irfft2(s.as_slice(), [-2i64, -1].as_slice(), "backward");
+        let (uu, vv) = (&u * &u, &v * &v);
+        let speed = (&uu + &vv).amax([-2i64, -1].as_slice(), false).sqrt();
+        let uv = (&u * &v).fft_rfft2(s.as_slice(), [-2i64, -1].as_slice(), "backward");
+        let d = (vv - uu).fft_rfft2(s.as_slice(), [-2i64, -1].as_slice(), "backward");
+        let out = (uv * (&self.kx * &self.kx - &self.ky * &self.ky) + d * (&self.kx * &self.ky)) * &self.band;
+        (out + &self.forcing, speed)
+    }
+
+    /// Advances the batch `w` by one step; returns each member's CFL number `max|u|·dt/dx` at the
+    /// start of the step (NaN where not finite), as [`KolmogorovSolver::step`](super::KolmogorovSolver).
+    pub fn step(&self, w: &mut Tensor) -> Tensor {
+        let _g = tch::no_grad_guard();
+        let mut h = w.zeros_like();
+        let mut speed = Tensor::zeros([0], (self.kind, self.device));
+        for (k, (a, b)) in self.stages.iter().enumerate() {
+            let (f, s) = self.explicit(w);
+            if k == 0 {
+                speed = s;
+                h = f;
+            } else {
+                h = f + h * BETAS[k];
+            }
+            *w = &*w * a + &h * b;
+        }
+        speed * self.dt_over_dx
+    }
+}
+
+/// A CPU-layout spectrum `[p·n + q]` as a complex tensor `[n, nkx]` (torch's rfft2 layout).
+fn to_spectral_tensor<T: Real>(s: &[Complex<T>], n: usize, device: Device, kind: Kind) -> Tensor {
+    let nkx = n / 2 + 1;
+    let v: Vec<f64> = s.iter().flat_map(|c| [c.re.to64(), c.im.to64()]).collect();
+    Tensor::from_slice(&v)
+        .view([nkx as i64, n as i64, 2])
+        .to_kind(kind)
+        .view_as_complex()
+        .transpose(0, 1)
+        .contiguous()
+        .to_device(device)
+}
