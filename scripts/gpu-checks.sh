@@ -5,8 +5,9 @@
 # 1. `thermalizer info`: libtorch sees CUDA (fails otherwise);
 # 2. the quickstart pipeline with --device cuda: generation (CPU solver), both trainings on the
 #    GPU with the NCCL reducer, thermalized rollout on the GPU, report;
-# 3. the batched libtorch Kolmogorov solver on the GPU (256 members per step) against the native
-#    CPU solver after 20 steps, and its speed beside the native one-core solver;
+# 3. the batched libtorch Kolmogorov solver on the GPU: a 256-member quickstart generation with
+#    `generate --device cuda`, and `bench solver --device cuda` (256 members per step) against
+#    the native CPU solver after 20 steps, with its speed beside the native one-core solver;
 # 4. two ranks on the GPU(s) (NCCL with 2+ GPUs, else the MPI fallback) for 20 updates;
 # 5. `bench train` and `bench rollout` on the GPU at the paper's model size (45.8 M / 53.3 M
 #    parameters, 64², one channel) beside the quickstart models.
@@ -49,6 +50,8 @@ step train-2ranks "$B/bin/mpirun" -x LD_LIBRARY_PATH -np 2 "$T" train emulator -
 grep -h 'gradient allreduce' "$OUT/train-2ranks.err" | head -n 2
 paper='[{"name":"paper","hidden":64,"dim_mults":[2,2,2],"blocks":2,"channels":1,"grid":64,"batch":64},
         {"name":"quickstart","hidden":16,"dim_mults":[1,2,2],"blocks":1,"channels":1,"grid":64,"batch":64}]'
+step generate-gpu "$T" generate --device cuda --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/generate-gpu" \
+  --set generate.members=256
 step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --seconds 1 --repeats 3 \
   --device cuda --batch 256
 step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --seconds 3 --repeats 3

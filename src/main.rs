@@ -45,7 +45,14 @@ struct Cli {
 enum Command {
     /// Simulate the ensemble of config `generate.*` and write <run.dir>/trajectories.h5
     /// (collectively, all ranks; resumes from a checkpoint if one exists).
-    Generate(ConfigArgs),
+    Generate {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Step the members of each rank as one batch with the libtorch solver on this device
+        /// (`cuda`, or `cpu` to check it; Kolmogorov only). Default: the native CPU solver.
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Train the emulator or the thermalizer on <run.dir>/trajectories.h5, data-parallel over all
     /// ranks; checkpoints in <run.dir>/<model>/ (resumes from latest.safetensors if present).
     Train {
@@ -219,9 +226,9 @@ fn dispatch(command: Command, world: &World) -> i32 {
         Config::load(&args.config, &args.set).map_err(|e| exit_status(world, StageError::Input(e.0)))
     };
     match command {
-        Command::Generate(args) => match load(&args) {
+        Command::Generate { args, device } => match load(&args) {
             Err(code) => code,
-            Ok(config) => command::generate(&config, world, &StopFlag::install()),
+            Ok(config) => command::generate(&config, world, &StopFlag::install(), device.as_deref()),
         },
         Command::Train { model, args, device, allow_config_change } => match load(&args) {
             Err(code) => code,

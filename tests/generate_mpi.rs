@@ -396,3 +396,44 @@ fn qg_file_initial_condition_is_the_first_stored_state() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("[5, 2, 32, 32]"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `generate --device cpu` steps each rank's members as one batch with the libtorch solver
+/// (the GPU path): on 2 ranks it writes the native solver's ensemble to float round-off, marks
+/// the same blown-up members, and refuses QG (which has no libtorch solver).
+#[test]
+fn libtorch_solver_writes_the_native_ensemble() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (native, torch) = (scratch("native"), scratch("torch"));
+    assert_ok(&generate(2, &native, &[]));
+    let d = format!("run.dir={}", torch.display());
+    let out = run(2, &["generate", "--device", "cpu", "--config", tiny(), "--set", &d]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("solver: libtorch"));
+    let read = |dir: &Path| {
+        let f = File::open(&dir.join("trajectories.h5"), Access::Serial, false).unwrap();
+        f.dataset("vorticity").unwrap().read::<f32>(None).unwrap()
+    };
+    let (a, b) = (read(&native), read(&torch));
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(worst <= 1e-5 * scale, "largest difference {worst:e} of a field of size {scale:e}");
+    let blown = run(
+        2,
+        &[
+            "generate",
+            "--device",
+            "cpu",
+            "--config",
+            tiny(),
+            "--set",
+            &d.replace("torch", "torch-cfl"),
+            "--set",
+            "generate.max_cfl=0.3",
+        ],
+    );
+    assert_ok(&blown);
+    assert!(String::from_utf8_lossy(&blown.stderr).contains("(5 diverged)"));
+    let qg = run(1, &["generate", "--device", "cpu", "--config", tiny_qg(), "--set", &d.replace("torch", "torch-qg")]);
+    assert_eq!(qg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&qg.stderr).contains("kolmogorov only"));
+}

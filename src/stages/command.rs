@@ -46,9 +46,14 @@ fn finished(world: &World, path: &std::path::Path, already: bool, what: &str) {
     }
 }
 
-/// `thermalizer generate`: the ensemble to `<run.dir>/trajectories.h5`.
-pub fn generate(config: &Config, world: &World, stop: &StopFlag) -> i32 {
-    match generate::run(config, world, stop) {
+/// `thermalizer generate`: the ensemble to `<run.dir>/trajectories.h5`; with `device`, stepped
+/// by the batched libtorch solver on it (`cpu` or `cuda`), else by the native CPU solver.
+pub fn generate(config: &Config, world: &World, stop: &StopFlag, device: Option<&str>) -> i32 {
+    let device = match device.map(|d| train::choose_device(Some(d))).transpose() {
+        Ok(d) => d,
+        Err(e) => return exit_status(world, e),
+    };
+    match generate::run(config, world, stop, device) {
         Ok(GenerateOutcome::Complete { path, already }) => {
             finished(world, &path, already, "complete");
             0
@@ -131,8 +136,8 @@ pub fn report(config: &Config, world: &World) -> (i32, Option<Headline>) {
     }
 }
 
-/// `thermalizer pipeline`: generate → train emulator → train thermalizer → rollout → report on
-/// all ranks, each stage skipping what is already done for this config and resuming what was
+/// `thermalizer pipeline`: generate (native CPU solver) → train emulator → train thermalizer →
+/// rollout → report on all ranks, each stage skipping what is already done for this config and resuming what was
 /// interrupted; stops at the first stage that does not finish (its exit status is returned).
 pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
     let stop = StopFlag::install();
@@ -142,7 +147,7 @@ pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
         }
     };
     banner("generate");
-    let mut code = generate(config, world, &stop);
+    let mut code = generate(config, world, &stop, None);
     for model in [Model::Emulator, Model::Thermalizer] {
         if code == 0 {
             banner(&format!("train {}", model.name()));

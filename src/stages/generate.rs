@@ -23,12 +23,14 @@ use std::time::Instant;
 use num_complex::Complex;
 use rand::Rng;
 use rayon::prelude::*;
+use tch::Device;
 
 use super::StageError;
 use crate::config::{Config, Precision, Stage, SystemKind};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
+use crate::solver::batched::BatchedKolmogorov;
 use crate::solver::initial::filtered_vorticity;
 use crate::solver::kolmogorov::Kolmogorov;
 use crate::solver::qg::Qg;
@@ -165,25 +167,80 @@ fn check_ic_file(path: &Path, c: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the stage on all ranks.
-pub fn run(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
+/// Runs the stage on all ranks: with the native CPU solver, or with `device` the batched
+/// libtorch solver on that device (Kolmogorov flow only).
+pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome, StageError> {
+    if device.is_some() && c.system.kind != SystemKind::Kolmogorov {
+        return Err(StageError::Input(
+            "--device: the libtorch solver exists for system.kind = kolmogorov only; run qg without --device".into(),
+        ));
+    }
     match c.system.precision {
-        Precision::F64 => run_precision::<f64>(c, world, stop),
-        Precision::F32 => run_precision::<f32>(c, world, stop),
+        Precision::F64 => run_precision::<f64>(c, world, stop, device),
+        Precision::F32 => run_precision::<f32>(c, world, stop, device),
     }
 }
 
-fn run_precision<T: Real>(c: &Config, world: &World, stop: &StopFlag) -> Result<Outcome, StageError> {
+fn run_precision<T: Real>(
+    c: &Config,
+    world: &World,
+    stop: &StopFlag,
+    device: Option<Device>,
+) -> Result<Outcome, StageError> {
     let (n, m, length) = (c.system.grid, c.output_grid(), c.domain_length());
     match c.system.kind {
         SystemKind::Kolmogorov => {
             let solver = KolmogorovSolver::<T>::new(n, c.kolmogorov(), c.system.dt);
-            run_typed(c, world, stop, &solver, &Downsampler::new(n, m, length))
+            let batched = device.map(|d| BatchedKolmogorov::new::<T>(n, c.kolmogorov(), c.system.dt, d));
+            if let (Some(d), true) = (device, world.is_root()) {
+                log::info!("solver: libtorch, each rank's members as one batch on {d:?}");
+            }
+            let batch = batched.as_ref().map(|b| b as &dyn Segment<Vec<Complex<T>>>);
+            run_typed(c, world, stop, (&solver, batch), &Downsampler::new(n, m, length))
         }
         SystemKind::Qg => {
             let solver = QgSolver::<T>::new(n, c.qg(), c.system.dt);
             let coarse = Qg::<T>::new(m, c.qg());
-            run_typed(c, world, stop, &solver, &Downsampler::with_filter(n, m, length, coarse.filter().to_vec()))
+            let down = Downsampler::with_filter(n, m, length, coarse.filter().to_vec());
+            run_typed(c, world, stop, (&solver, None), &down)
+        }
+    }
+}
+
+/// Advances the live members of a segment together: a batched solver on a device.
+trait Segment<S> {
+    /// Steps every member not yet diverged from solver step `from` to `to`, marking those whose
+    /// CFL number exceeds `max_cfl` (or turns non-finite) at the step it happens.
+    fn advance(&self, members: &mut [Member<S>], from: u64, to: u64, max_cfl: f64);
+}
+
+impl<T: Real> Segment<Vec<Complex<T>>> for BatchedKolmogorov {
+    fn advance(&self, members: &mut [Member<Vec<Complex<T>>>], from: u64, to: u64, max_cfl: f64) {
+        let live: Vec<usize> = (0..members.len()).filter(|&i| members[i].diverged_at.is_none()).collect();
+        if live.is_empty() {
+            return;
+        }
+        let states: Vec<Vec<Complex<T>>> = live.iter().map(|&i| members[i].state.clone()).collect();
+        let mut w = self.state(&states);
+        let mut diverged: Vec<Option<u64>> = vec![None; live.len()];
+        for s in from..to {
+            let cfl = Vec::<f64>::try_from(self.step(&mut w).to_kind(tch::Kind::Double).to_device(Device::Cpu))
+                .expect("CFL numbers");
+            for (j, &c) in cfl.iter().enumerate() {
+                if diverged[j].is_none() && !(c <= max_cfl) {
+                    log::warn!("member {} diverged at solver step {s} (CFL number {c:.3})", members[live[j]].index);
+                    diverged[j] = Some(s);
+                }
+            }
+        }
+        for (j, &i) in live.iter().enumerate() {
+            match diverged[j] {
+                Some(s) => members[i].diverged_at = Some(s),
+                None => {
+                    let spectrum = self.spectrum(&w, j as i64);
+                    members[i].state = spectrum.iter().map(|c| Complex::new(T::of(c.re), T::of(c.im))).collect();
+                }
+            }
         }
     }
 }
@@ -199,7 +256,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     c: &Config,
     world: &World,
     stop: &StopFlag,
-    solver: &D,
+    (solver, batch): (&D, Option<&dyn Segment<D::State>>),
     down: &Downsampler<T>,
 ) -> Result<Outcome, StageError> {
     let paths = Paths::new(&c.run.dir);
@@ -288,22 +345,26 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     );
     while step < plan.total_steps {
         let next = if step < plan.spinup_steps { (step + k).min(plan.spinup_steps) } else { step + k };
-        pool.install(|| {
-            members.par_iter_mut().for_each(|m| {
-                if m.diverged_at.is_some() {
-                    return;
-                }
-                let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
-                for s in step..next {
-                    let cfl = solver.step(&mut m.state, &mut work.0);
-                    if !(cfl <= max_cfl) {
-                        log::warn!("member {} diverged at solver step {s} (CFL number {cfl:.3})", m.index);
-                        m.diverged_at = Some(s);
-                        break;
+        if let Some(b) = batch {
+            b.advance(&mut members, step, next, max_cfl);
+        } else {
+            pool.install(|| {
+                members.par_iter_mut().for_each(|m| {
+                    if m.diverged_at.is_some() {
+                        return;
                     }
-                }
-            })
-        });
+                    let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
+                    for s in step..next {
+                        let cfl = solver.step(&mut m.state, &mut work.0);
+                        if !(cfl <= max_cfl) {
+                            log::warn!("member {} diverged at solver step {s} (CFL number {cfl:.3})", m.index);
+                            m.diverged_at = Some(s);
+                            break;
+                        }
+                    }
+                })
+            });
+        }
         step = next;
         if step >= plan.spinup_steps {
             let t0 = Instant::now();
