@@ -326,14 +326,15 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         }
         Ok(lines)
     };
-    let title =
-        format!("Kinetic-energy spectrum averaged over steps ≥ {window_from:.0}: members (thin) and ensemble mean");
+    let title = format!(
+        "Time-mean KE spectrum (steps ≥ {window_from:.0}; truth: all its records): members thin, ensemble mean"
+    );
     let spec_axes = Axes { title: &title, x_label: "wavenumber k (2π/L)", y_label: "E(k)", log_x: true, log_y: true };
     line_plot(&fig("spectra.png"), &spec_axes, &spread_lines("spectrum_mean", &ks, &shells)?).map_err(io)?;
     let bins = read(&f, "bin").map_err(io)?.v;
     let on_bins = |row: &[f64]| -> Vec<(f64, f64)> { bins.iter().copied().zip(row.iter().copied()).collect() };
     let pdf_title =
-        format!("PDF of the normalised field averaged over steps ≥ {window_from:.0}: members (thin) and ensemble mean");
+        format!("Time-mean PDF (steps ≥ {window_from:.0}; truth: all its records): members thin, ensemble mean");
     let pdf_axes = Axes {
         title: &pdf_title,
         x_label: "value (normalised units)",

@@ -285,7 +285,7 @@ fn window_series(series: &mut Vec<Series>, mode: Option<usize>, local: usize, kb
         &[kbins],
         &["k"],
         "energy",
-        &format!("kinetic-energy spectrum{what} averaged over the records from rollout.average_from on (NaN if none)"),
+        &format!("kinetic-energy spectrum{what} averaged over the records from rollout.average_from on (the truth: all its records)"),
     ));
     series.push(Series::new(
         &format!("{prefix}histogram_mean"),
@@ -295,14 +295,15 @@ fn window_series(series: &mut Vec<Series>, mode: Option<usize>, local: usize, kb
         &[hb],
         &["bin"],
         "1",
-        &format!("probability density{what} averaged over the records from rollout.average_from on (NaN if none)"),
+        &format!("probability density{what} averaged over the records from rollout.average_from on (the truth: all its records)"),
     ));
 }
 
 /// Fills the window series of every mode and the truth, and the spectral horizons (see
 /// [`crate::rollout::window`]); returns the truth's spread (the horizon's threshold). A member
-/// stopped before the end has no time means (NaN): it left the measure; the truth's are over
-/// the records it has.
+/// stopped before the end has no time means (NaN): it left the measure. The truth's time means
+/// are over every record it has (the stored trajectories are stationary after the spin-up, and
+/// a long rollout outlasts them).
 fn window_statistics(
     recs: &mut Records,
     r: &RolloutConfig,
@@ -315,7 +316,9 @@ fn window_statistics(
         for (from, inner) in [("spectrum", kbins), ("histogram", r.histogram_bins)] {
             let src = recs.find(&format!("{prefix}{from}"), mode);
             let (members, records) = (src.data.len() / (src.records * inner).max(1), src.records);
-            let mut mean = window::time_mean(&src.data, members, records, inner, first);
+            // The truth is stationary (sampled after the spin-up): all its records count.
+            let from_record = if mode.is_some() { first } else { 0 };
+            let mut mean = window::time_mean(&src.data, members, records, inner, from_record);
             if let Some(i) = mode {
                 for (m, row) in mean.chunks_exact_mut(inner).enumerate() {
                     if diverged[i][m] >= 0 {
