@@ -300,6 +300,11 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     for file in ["trajectories.h5", "emulator/latest.safetensors", "thermalizer/latest.safetensors", "rollout.h5"] {
         assert!(base.join(file).exists(), "pipeline did not write {file}");
     }
+    // The thermalizer's validation rows carry its classifier diagnostics (20 levels here).
+    let csv = std::fs::read_to_string(base.join("thermalizer/validation.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("update,epoch,valid_loss,clean_level,low_within_2"));
+    let last: Vec<f64> = csv.lines().last().unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    assert!((0.0..20.0).contains(&last[3]) && (0.0..=1.0).contains(&last[4]), "diagnostics {last:?}");
     // Run again: every stage is found finished for this config and skipped.
     let again = stage(2, &["pipeline"], &base, &[]);
     assert_ok(&again);

@@ -70,6 +70,15 @@ pub trait Task {
     fn progress(&self, _applied: u64) -> String {
         String::new()
     }
+    /// Names of the validation diagnostics beyond the loss (columns of `validation.csv`).
+    fn diagnostic_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Σ over the validation `draws` of each diagnostic (the trainer sums over ranks and
+    /// divides by the number of validation samples).
+    fn diagnostics(&self, _draws: &[Draw]) -> Result<Vec<f64>, StageError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The windows of the train and valid splits, read on demand and normalised.

@@ -230,20 +230,24 @@ impl Csv {
     }
 }
 
-/// Mean validation loss over the fixed validation subset (NaN without validation samples).
-fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<f64, StageError> {
+/// Mean validation loss, then the task's mean diagnostics, over the fixed validation subset
+/// (NaN without validation samples).
+fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<Vec<f64>, StageError> {
     let n = task.setup().len(Split::Valid);
     let picks = evenly_spaced(n, task.setup().training.valid_samples);
     let mine = split_range(picks.len(), s.world.size(), s.world.rank());
     let _g = tch::no_grad_guard();
-    let mut sums = [0.0f64];
+    let mut sums = vec![0.0f64; 1 + task.diagnostic_names().len()];
     let draws: Vec<Draw> =
         picks[mine.clone()].iter().zip(mine).map(|(&sample, pos)| Draw { sample, stream: pos as u64 }).collect();
     for chunk in draws.chunks(task.setup().training.batch_size.max(1)) {
         sums[0] += task.loss(Split::Valid, chunk, 1.0, applied)?.double_value(&[]);
+        for (sum, v) in sums[1..].iter_mut().zip(task.diagnostics(chunk)?) {
+            *sum += v;
+        }
     }
     s.world.sum_f64(&mut sums);
-    Ok(if picks.is_empty() { f64::NAN } else { sums[0] / picks.len() as f64 })
+    Ok(sums.iter().map(|v| if picks.is_empty() { f64::NAN } else { v / picks.len() as f64 }).collect())
 }
 
 fn eta(seconds: f64) -> String {
@@ -298,7 +302,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let mut history = Csv::open(&s.dir.join("history.csv"), "update,epoch,batch,lr,loss,grad_norm,applied", keep, root)
         .map_err(StageError::Io)?;
     let mut valid_csv =
-        Csv::open(&s.dir.join("validation.csv"), "update,epoch,valid_loss", keep, root).map_err(StageError::Io)?;
+        Csv::open(&s.dir.join("validation.csv"), &validation_header(task), keep, root).map_err(StageError::Io)?;
     if root {
         log::info!(
             "{}: {} parameters, {n_train} training / {} validation samples, batch {} over {} rank(s), {} updates per \
@@ -445,20 +449,34 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     Ok(Outcome::Finished { updates: st.progress.applied, already: false, best: st.progress.best })
 }
 
+/// The columns of `validation.csv`: update, epoch, valid_loss, then the task's diagnostics.
+fn validation_header(task: &dyn Task) -> String {
+    let mut h = "update,epoch,valid_loss".to_string();
+    for name in task.diagnostic_names() {
+        h += &format!(",{name}");
+    }
+    h
+}
+
 /// Validation, its CSV row and log line, and the `best` checkpoint when it improved.
 fn end_of_validation(task: &dyn Task, s: &Session, st: &mut State, csv: &mut Csv) -> Result<(), StageError> {
-    let v = validate(task, s, st.progress.applied)?;
+    let values = validate(task, s, st.progress.applied)?;
+    let (v, diagnostics) = (values[0], &values[1..]);
     let p = &mut st.progress;
     p.last_valid = Some(v).filter(|v| v.is_finite());
-    csv.row(&[p.applied.to_string(), p.epoch.to_string(), format!("{v:e}")]);
+    let mut row = vec![p.applied.to_string(), p.epoch.to_string(), format!("{v:e}")];
+    row.extend(diagnostics.iter().map(|d| format!("{d:e}")));
+    csv.row(&row);
     csv.flush();
+    let extra: String =
+        task.diagnostic_names().iter().zip(diagnostics).map(|(name, d)| format!(", {name} {d:.3}")).collect();
     let improved = v.is_finite() && task.best_counts(p.applied) && p.best.is_none_or(|b| v < b);
     if improved {
         p.best = Some(v);
     }
     if s.world.is_root() {
         log::info!(
-            "{} epoch {} update {}: validation loss {v:.5e}{}",
+            "{} epoch {} update {}: validation loss {v:.5e}{}{extra}",
             task.setup().name,
             p.epoch,
             p.applied,
