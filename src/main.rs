@@ -61,12 +61,8 @@ enum Command {
         model: String,
         #[command(flatten)]
         args: ConfigArgs,
-        /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU; one rank per GPU).
-        #[arg(long)]
-        device: Option<String>,
-        /// Continue a checkpoint written under a different config.
-        #[arg(long)]
-        allow_config_change: bool,
+        #[command(flatten)]
+        train: TrainArgs,
     },
     /// Roll the trained emulator out, alone and thermalized, from test-split states; statistics to
     /// <run.dir>/rollout.h5 (collectively, all ranks; resumes from a checkpoint if one exists).
@@ -82,15 +78,12 @@ enum Command {
     /// The whole method in one command: generate, train emulator, train thermalizer, rollout,
     /// report, on all ranks. Stages whose outputs are finished for this config are skipped, an
     /// interrupted one resumes; stops at the first stage that does not finish (with its status).
+    /// `--device` applies to training and rollout; generation uses the native CPU solver.
     Pipeline {
         #[command(flatten)]
         args: ConfigArgs,
-        /// `cpu` or `cuda` for training and rollout (default: cuda when libtorch sees a GPU).
-        #[arg(long)]
-        device: Option<String>,
-        /// Continue training checkpoints written under a different config.
-        #[arg(long)]
-        allow_config_change: bool,
+        #[command(flatten)]
+        train: TrainArgs,
     },
     /// Parse and check a config, print it resolved with the planned work; writes nothing.
     Validate(ConfigArgs),
@@ -111,6 +104,23 @@ struct ConfigArgs {
     /// Override a config key, e.g. --set system.grid=128 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+/// Options of the training stages (also taken by `pipeline`).
+#[derive(Args)]
+struct TrainArgs {
+    /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU; one rank per GPU).
+    #[arg(long)]
+    device: Option<String>,
+    /// Continue a checkpoint written under a different config.
+    #[arg(long)]
+    allow_config_change: bool,
+}
+
+impl From<TrainArgs> for TrainOptions {
+    fn from(a: TrainArgs) -> TrainOptions {
+        TrainOptions { device: a.device, allow_config_change: a.allow_config_change }
+    }
 }
 
 #[derive(Subcommand)]
@@ -230,17 +240,11 @@ fn dispatch(command: Command, world: &World) -> i32 {
             Err(code) => code,
             Ok(config) => command::generate(&config, world, &StopFlag::install(), device.as_deref()),
         },
-        Command::Train { model, args, device, allow_config_change } => match load(&args) {
+        Command::Train { model, args, train } => match load(&args) {
             Err(code) => code,
             Ok(config) => {
                 let which = if model == "emulator" { Model::Emulator } else { Model::Thermalizer };
-                command::train(
-                    &config,
-                    world,
-                    &StopFlag::install(),
-                    which,
-                    &TrainOptions { device, allow_config_change },
-                )
+                command::train(&config, world, &StopFlag::install(), which, &train.into())
             }
         },
         Command::Rollout { args, device } => match load(&args) {
@@ -251,9 +255,9 @@ fn dispatch(command: Command, world: &World) -> i32 {
             Err(code) => code,
             Ok(config) => command::report(&config, world).0,
         },
-        Command::Pipeline { args, device, allow_config_change } => match load(&args) {
+        Command::Pipeline { args, train } => match load(&args) {
             Err(code) => code,
-            Ok(config) => command::pipeline(&config, world, &TrainOptions { device, allow_config_change }),
+            Ok(config) => command::pipeline(&config, world, &train.into()),
         },
         Command::Validate(args) => match Config::load(&args.config, &args.set) {
             Err(e) => exit_status(world, StageError::Input(e.0)),

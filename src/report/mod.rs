@@ -49,6 +49,15 @@ impl Array {
     }
 }
 
+/// Scalar attribute `name` of dataset `dataset` (NaN when absent).
+fn dataset_attr(f: &File, dataset: &str, name: &str) -> f64 {
+    f.dataset(dataset)
+        .and_then(|d| d.attrs().get::<f64>(name))
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
 fn read(f: &File, name: &str) -> Result<Array, String> {
     let d = f.dataset(name).map_err(|e| e.to_string())?;
     Ok(Array { shape: d.shape().map_err(|e| e.to_string())?, v: d.read::<f64>(None).map_err(|e| e.to_string())? })
@@ -293,12 +302,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
 
     // Time-averaged spectra and PDFs over the stationary window: every member's (thin: the
     // ensemble spread) and their ensemble mean (thick), truth and modes.
-    let window_from = f
-        .dataset("spectrum_mean")
-        .and_then(|d| d.attrs().get::<f64>("window_start"))
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN);
+    let window_from = dataset_attr(&f, "spectrum_mean", "window_start");
     let spread_lines = |name: &str,
                         x: &[f64],
                         cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>|
@@ -432,12 +436,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | surviving at the end | thermalized fraction | denoising passes per step | wall s |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
-    let threshold = f
-        .dataset("spectral_horizon")
-        .and_then(|d| d.attrs().get::<f64>("spectral_threshold"))
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN);
+    let threshold = dataset_attr(&f, "spectral_horizon", "spectral_threshold");
     let mut head = Vec::new();
     for (i, name) in modes.iter().enumerate() {
         let h: Vec<f64> = (0..members)

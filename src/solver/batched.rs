@@ -13,11 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::kolmogorov::{Kolmogorov, KolmogorovParams};
 use super::real::Real;
-
-/// Carpenter–Kennedy low-storage RK4 coefficients (as [`super::stepper`]).
-const ALPHAS: [f64; 6] = [0.0, 0.1496590219993, 0.3704009573644, 0.6222557631345, 0.9582821306748, 1.0];
-const BETAS: [f64; 5] = [0.0, -0.4178904745, -1.192151694643, -1.697784692471, -1.514183444257];
-const GAMMAS: [f64; 5] = [0.1496590219993, 0.3792103129999, 0.8229550293869, 0.6994504559488, 0.1530572479681];
+use super::stepper::{stage_factors, ImexRhs, BETAS};
 
 /// The batched solver for one grid, parameters, time step, precision and device.
 pub struct BatchedKolmogorov {
@@ -51,12 +47,11 @@ impl BatchedKolmogorov {
             Tensor::from_slice(&v).view([1, n as i64, g.nkx as i64]).to_kind(kind).to_device(device)
         };
         let k2 = |p: usize, q: usize| g.kx[p].to64().powi(2) + g.ky[q].to64().powi(2);
-        let linear = |p: usize, q: usize| -params.viscosity * k2(p, q) - params.drag;
-        let stages = (0..5)
+        let linear = |p: usize, q: usize| eq.linear()[p * n + q].to64();
+        let stages = (0..BETAS.len())
             .map(|k| {
-                let mu = 0.5 * dt * (ALPHAS[k + 1] - ALPHAS[k]);
-                let a = field(&|p, q| (1.0 + mu * linear(p, q)) / (1.0 - mu * linear(p, q)));
-                let b = field(&|p, q| GAMMAS[k] * dt / (1.0 - mu * linear(p, q)));
+                let a = field(&|p, q| stage_factors(k, linear(p, q), dt).0);
+                let b = field(&|p, q| stage_factors(k, linear(p, q), dt).1);
                 (a, b)
             })
             .collect();

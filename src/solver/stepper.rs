@@ -35,8 +35,16 @@ pub trait ImexRhs<T: Real>: Sync {
 
 /// Carpenter–Kennedy low-storage RK4 + Crank–Nicolson coefficients.
 const ALPHAS: [f64; 6] = [0.0, 0.1496590219993, 0.3704009573644, 0.6222557631345, 0.9582821306748, 1.0];
-const BETAS: [f64; 5] = [0.0, -0.4178904745, -1.192151694643, -1.697784692471, -1.514183444257];
+/// Weight `β_k` of the low-storage register in stage `k` (`h ← N(w) + β_k h`).
+pub const BETAS: [f64; 5] = [0.0, -0.4178904745, -1.192151694643, -1.697784692471, -1.514183444257];
 const GAMMAS: [f64; 5] = [0.1496590219993, 0.3792103129999, 0.8229550293869, 0.6994504559488, 0.1530572479681];
+
+/// Stage `k`'s update factors for a mode with implicit coefficient `l`:
+/// `((1 + µL)/(1 − µL), γ_k dt/(1 − µL))`, so that `w ← w·a + h·b`.
+pub fn stage_factors(k: usize, l: f64, dt: f64) -> (f64, f64) {
+    let mu = 0.5 * dt * (ALPHAS[k + 1] - ALPHAS[k]);
+    ((1.0 + mu * l) / (1.0 - mu * l), GAMMAS[k] * dt / (1.0 - mu * l))
+}
 
 /// The CN–RK4 stepper for a fixed `dt` and linear operator.
 pub struct CrankNicolsonRk4<T: Real> {
@@ -54,13 +62,10 @@ pub struct StepBuffers<T: Real> {
 impl<T: Real> CrankNicolsonRk4<T> {
     /// Precomputes the stage factors for `linear` (first `active` modes) and `dt`.
     pub fn new(linear: &[T], active: usize, dt: f64) -> Self {
-        let stages = (0..5)
+        let stages = (0..BETAS.len())
             .map(|k| {
-                let mu = 0.5 * dt * (ALPHAS[k + 1] - ALPHAS[k]);
-                let a =
-                    linear[..active].iter().map(|&l| T::of((1.0 + mu * l.to64()) / (1.0 - mu * l.to64()))).collect();
-                let b = linear[..active].iter().map(|&l| T::of(GAMMAS[k] * dt / (1.0 - mu * l.to64()))).collect();
-                (a, b)
+                let factors = || linear[..active].iter().map(|&l| stage_factors(k, l.to64(), dt));
+                (factors().map(|f| T::of(f.0)).collect(), factors().map(|f| T::of(f.1)).collect())
             })
             .collect();
         CrankNicolsonRk4 { stages, dt }

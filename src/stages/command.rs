@@ -46,6 +46,14 @@ fn finished(world: &World, path: &std::path::Path, already: bool, what: &str) {
     }
 }
 
+/// Logs a stop on a signal (after the stage's checkpoint) and returns the resumable status.
+fn stopped(world: &World, at: &str) -> i32 {
+    if world.is_root() {
+        log::warn!("stopped on request {at}; checkpoint written, run the same command to resume");
+    }
+    EXIT_INTERRUPTED
+}
+
 /// `thermalizer generate`: the ensemble to `<run.dir>/trajectories.h5`; with `device`, stepped
 /// by the batched libtorch solver on it (`cpu` or `cuda`), else by the native CPU solver.
 pub fn generate(config: &Config, world: &World, stop: &StopFlag, device: Option<&str>) -> i32 {
@@ -58,12 +66,7 @@ pub fn generate(config: &Config, world: &World, stop: &StopFlag, device: Option<
             finished(world, &path, already, "complete");
             0
         }
-        Ok(GenerateOutcome::Interrupted { step }) => {
-            if world.is_root() {
-                log::warn!("stopped on request at solver step {step}; run the same command to resume");
-            }
-            EXIT_INTERRUPTED
-        }
+        Ok(GenerateOutcome::Interrupted { step }) => stopped(world, &format!("at solver step {step}")),
         Err(e) => exit_status(world, e),
     }
 }
@@ -83,14 +86,7 @@ pub fn train(config: &Config, world: &World, stop: &StopFlag, model: Model, opts
             finished(world, &dir.join("latest.safetensors"), already, "trained");
             0
         }
-        Ok(TrainOutcome::Stopped { updates }) => {
-            if world.is_root() {
-                log::warn!(
-                    "stopped on request after update {updates}; checkpoint written, run the same command to resume"
-                );
-            }
-            EXIT_INTERRUPTED
-        }
+        Ok(TrainOutcome::Stopped { updates }) => stopped(world, &format!("after update {updates}")),
         Err(e) => exit_status(world, e),
     }
 }
@@ -102,12 +98,7 @@ pub fn rollout(config: &Config, world: &World, stop: &StopFlag, device: Option<&
             finished(world, &path, already, "complete");
             0
         }
-        Ok(RolloutOutcome::Interrupted { step }) => {
-            if world.is_root() {
-                log::warn!("stopped on request at emulator step {step}; run the same command to resume");
-            }
-            EXIT_INTERRUPTED
-        }
+        Ok(RolloutOutcome::Interrupted { step }) => stopped(world, &format!("at emulator step {step}")),
         Err(e) => exit_status(world, e),
     }
 }

@@ -59,57 +59,41 @@ impl NcclReducer {
         Ok(NcclReducer { comm, size: world.size() })
     }
 
-    fn check(flat: &Tensor) {
+    /// Runs `collective(buffer, count, comm)` in place on `flat`, a live contiguous f32 CUDA
+    /// buffer, on the legacy default stream (null); a no-op on one rank.
+    fn in_place(
+        &self,
+        flat: &mut Tensor,
+        what: &str,
+        collective: impl FnOnce(*mut c_void, usize, sys::ncclComm_t) -> Result<nccl::NcclStatus, nccl::NcclError>,
+    ) {
+        if self.size == 1 {
+            return;
+        }
         assert!(matches!(flat.device(), Device::Cuda(_)), "NCCL reduces CUDA tensors");
         assert_eq!(flat.kind(), Kind::Float, "NCCL reducer: f32 buffers");
         assert!(flat.is_contiguous(), "NCCL reducer: contiguous buffers");
+        collective(flat.data_ptr(), flat.numel(), self.comm).unwrap_or_else(|e| panic!("{what}: {e:?}"));
     }
 }
 
 impl Reducer for NcclReducer {
     fn sum_in_place(&self, flat: &mut Tensor) {
-        if self.size == 1 {
-            return;
-        }
-        Self::check(flat);
-        let p = flat.data_ptr();
-        // Safety: `p` is a live contiguous f32 CUDA buffer of numel elements, reduced in place
-        // on the legacy default stream (null).
-        unsafe {
-            nccl::all_reduce(
-                p as *const c_void,
-                p,
-                flat.numel(),
-                sys::ncclDataType_t::ncclFloat32,
-                sys::ncclRedOp_t::ncclSum,
-                self.comm,
-                std::ptr::null_mut(),
-            )
-        }
-        .expect("ncclAllReduce");
+        // Safety (both collectives): `p` holds `count` f32 values on the device, sent and
+        // received in place; the stream is the legacy default one.
+        self.in_place(flat, "ncclAllReduce", |p, count, comm| unsafe {
+            nccl::all_reduce(p, p, count, FLOAT, sys::ncclRedOp_t::ncclSum, comm, std::ptr::null_mut())
+        });
     }
 
     fn broadcast_in_place(&self, flat: &mut Tensor) {
-        if self.size == 1 {
-            return;
-        }
-        Self::check(flat);
-        let p = flat.data_ptr();
-        // Safety: as in `sum_in_place`.
-        unsafe {
-            nccl::broadcast(
-                p as *const c_void,
-                p,
-                flat.numel(),
-                sys::ncclDataType_t::ncclFloat32,
-                0,
-                self.comm,
-                std::ptr::null_mut(),
-            )
-        }
-        .expect("ncclBroadcast");
+        self.in_place(flat, "ncclBroadcast", |p, count, comm| unsafe {
+            nccl::broadcast(p, p, count, FLOAT, 0, comm, std::ptr::null_mut())
+        });
     }
 }
+
+const FLOAT: sys::ncclDataType_t = sys::ncclDataType_t::ncclFloat32;
 
 impl Drop for NcclReducer {
     fn drop(&mut self) {
