@@ -412,6 +412,36 @@ fn check_report(dir: &Path) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         assert_eq!(cells[3], h[0].to_string(), "min horizon of {mode}: {row}");
         assert_eq!(cells[4], h[3].to_string(), "max horizon of {mode}: {row}");
+        // Time-mean spectrum error, recomputed from the file: RMS over 1 ≤ k < N/2 of the log
+        // ratio of the ensemble means (finite members) of spectrum_mean and truth_spectrum_mean.
+        let error: f64 = cells[6].parse().unwrap_or_else(|_| panic!("spectrum error of {mode}: {row}"));
+        let n = *f.dataset("snapshot").unwrap().shape().unwrap().last().unwrap();
+        let ens = |name: &str, prefix: usize| -> Vec<f64> {
+            let d = f.dataset(name).unwrap();
+            let kb = *d.shape().unwrap().last().unwrap();
+            let v = d.read::<f64>(None).unwrap();
+            let rows: Vec<&[f64]> = v[prefix * 4 * kb..(prefix + 1) * 4 * kb]
+                .chunks(kb)
+                .filter(|r| r.iter().all(|x| x.is_finite()))
+                .collect();
+            (0..kb).map(|k| rows.iter().map(|r| r[k]).sum::<f64>() / rows.len() as f64).collect()
+        };
+        let (e, t) = (ens("spectrum_mean", i), ens("truth_spectrum_mean", 0));
+        let expect = ((1..n / 2).map(|k| (e[k] / t[k]).ln().powi(2)).sum::<f64>() / (n / 2 - 1) as f64).sqrt();
+        assert!(
+            error.is_nan() && expect.is_nan() || (error - expect).abs() <= 1e-3 * expect.max(1.0),
+            "{row}: {expect}"
+        );
+        // Cost relative to the emulator alone; then the short-horizon skill table has a row per mode.
+        if *mode == "emulator" {
+            assert_eq!(cells[11], "1.00", "{row}");
+        }
+        let skill = summary
+            .lines()
+            .skip_while(|l| !l.starts_with("Short-horizon skill"))
+            .find(|l| l.starts_with(&format!("| {mode} |")));
+        let mse: f64 = skill.expect("a skill row per mode").split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(mse >= 0.0 && mse < 1.0, "one-step MSE of {mode}: {mse}");
     }
     let png = report.join("example.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/plot_rollout_example.py");

@@ -56,7 +56,8 @@ pub struct RunConfig {
     /// Base seed; each member's random stream is derived from (seed, purpose, member index).
     #[serde(default)]
     pub seed: u64,
-    /// Threads per rank: 0 = all cores when run as one rank, 1 per rank under mpirun.
+    /// Threads per rank: 0 = `OMP_NUM_THREADS` when set, else all cores when run as one rank and
+    /// 1 per rank under mpirun.
     #[serde(default)]
     pub threads: usize,
     /// Seconds between periodic checkpoints (0 = after every stored sample).
@@ -377,13 +378,16 @@ impl Config {
         c.to_yaml()
     }
 
-    /// Threads of each rank: `run.threads`, or when 0 all cores for a single rank and 1 per
-    /// rank under a multi-rank launch.
+    /// Threads of each rank: `run.threads`; when 0, a positive `OMP_NUM_THREADS` (how jobs that
+    /// share a node say how many cores each process may use), else all cores for a single rank
+    /// and 1 per rank under a multi-rank launch.
     pub fn threads_per_rank(&self, ranks: usize) -> usize {
-        match self.run.threads {
-            0 if ranks > 1 => 1,
-            0 => std::thread::available_parallelism().map_or(1, |v| v.get()),
-            t => t,
+        let from_env = std::env::var("OMP_NUM_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok());
+        match (self.run.threads, from_env) {
+            (0, Some(t)) if t > 0 => t,
+            (0, _) if ranks > 1 => 1,
+            (0, _) => std::thread::available_parallelism().map_or(1, |v| v.get()),
+            (t, _) => t,
         }
     }
 

@@ -74,6 +74,12 @@ pub struct ModeHeadline {
     pub surviving: f64,
     /// Denoising passes per member-step (0 for the emulator alone).
     pub passes_per_step: f64,
+    /// Median over members of the spectral horizon (the rollout length for members that never
+    /// left the truth's spread).
+    pub spectral_horizon: f64,
+    /// RMS over 1 ≤ k < N/2 of ln E_mode − ln E_truth, with E the ensemble mean of the members'
+    /// time-mean spectra over the stationary window (NaN when no member survived it).
+    pub spectrum_error: f64,
 }
 
 /// What the report found, for the caller's headline.
@@ -124,9 +130,18 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     };
     let (eh, th) = (e.median_horizon, t.median_horizon);
     if e.lower_bound && t.lower_bound {
+        let closer = if t.spectrum_error < 0.9 * e.spectrum_error {
+            "**Thermalization kept the time-mean spectrum closer to the truth's**"
+        } else if t.spectrum_error <= 1.1 * e.spectrum_error {
+            "**Thermalization did not measurably change the time-mean spectrum's distance from the truth's**"
+        } else {
+            "**Thermalization moved the time-mean spectrum further from the truth's**"
+        };
         return format!(
-            "Neither mode diverged in most members within the {eh:.0} steps of the rollout: roll out longer to compare \
-             the stable horizons."
+            "Neither mode diverged in most members within the {eh:.0} steps of the rollout (roll out longer to \
+             compare stable horizons). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} alone; median \
+             spectral horizon {:.0} and {:.0} steps).",
+            t.spectrum_error, e.spectrum_error, t.spectral_horizon, e.spectral_horizon
         );
     }
     let bound = if t.lower_bound { "at least " } else { "" };
@@ -165,6 +180,56 @@ fn calibration(levels: &Array, members: usize, s_init: f64) -> String {
                  little about the method.**";
     }
     line
+}
+
+/// Median MSE against the truth over members at a few early steps (those recorded and within the
+/// truth's horizon), per mode: thermalization must not spoil short-term skill.
+fn short_horizon_skill(modes: &[String], mse: &Array, steps: &[f64]) -> String {
+    let members = mse.shape[1];
+    let picks: Vec<(usize, f64)> = [1.0, 10.0, 50.0, 100.0, 200.0]
+        .iter()
+        .filter_map(|&t| steps.iter().position(|&s| s == t).map(|r| (r, t)))
+        .filter(|&(r, _)| (0..members).any(|m| mse.at(&[0, m, r]).is_finite()))
+        .collect();
+    if picks.is_empty() {
+        return "No short-horizon MSE: no recorded step within the truth's horizon.".into();
+    }
+    let mut md = String::from("Short-horizon skill: median over members of the MSE against the truth (normalised units; the field's variance is about 1)\n\n| mode |");
+    for (_, t) in &picks {
+        let _ = write!(md, " step {t:.0} |");
+    }
+    md += "\n|---|";
+    md += &"---:|".repeat(picks.len());
+    for (i, name) in modes.iter().enumerate() {
+        let _ = write!(md, "\n| {name} |");
+        for &(r, _) in &picks {
+            let v: Vec<f64> = (0..members).map(|m| mse.at(&[i, m, r])).filter(|v| v.is_finite()).collect();
+            let _ = write!(md, " {:.2e} |", median(v));
+        }
+    }
+    md
+}
+
+/// Ensemble mean of the rows `a[(mode,) member, ..]` that are finite throughout, and how many.
+fn ensemble_mean(a: &Array, mode: Option<usize>, members: usize) -> (Vec<f64>, usize) {
+    let width: usize = a.shape[a.shape.len() - 1];
+    let mut sum = vec![0.0; width];
+    let mut count = 0usize;
+    for m in 0..members {
+        let prefix: Vec<usize> = mode.into_iter().chain([m]).collect();
+        let row = a.slice(&prefix);
+        if row.iter().all(|v| v.is_finite()) {
+            sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            count += 1;
+        }
+    }
+    (sum.iter().map(|s| if count > 0 { s / count as f64 } else { f64::NAN }).collect(), count)
+}
+
+/// RMS over the shells 1 ≤ k < `kend` of ln a_k − ln b_k.
+fn log_rms(a: &[f64], b: &[f64], kend: usize) -> f64 {
+    let d: Vec<f64> = (1..kend).map(|k| (a[k].ln() - b[k].ln()).powi(2)).collect();
+    (d.iter().sum::<f64>() / d.len().max(1) as f64).sqrt()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -303,24 +368,17 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     // Time-averaged spectra and PDFs over the stationary window: every member's (thin: the
     // ensemble spread) and their ensemble mean (thick), truth and modes.
     let window_from = dataset_attr(&f, "spectrum_mean", "window_start");
-    let spread_lines = |name: &str,
-                        x: &[f64],
-                        cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>|
-     -> Result<Vec<Line>, StageError> {
+    let spread_lines = |name: &str, cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>| -> Result<Vec<Line>, StageError> {
         let mut lines = Vec::new();
         let mut add = |a: &Array, mode: Option<usize>, label: &str, color: RGBColor| {
-            let mut sum = vec![0.0; x.len()];
-            let mut count = 0usize;
             for m in 0..members {
                 let prefix: Vec<usize> = mode.into_iter().chain([m]).collect();
                 let row = a.slice(&prefix);
                 if row.iter().all(|v| v.is_finite()) {
-                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                    count += 1;
                     lines.push(Line { label: String::new(), color, points: cut(row), thin: true });
                 }
             }
-            let mean: Vec<f64> = sum.iter().map(|s| if count > 0 { s / count as f64 } else { f64::NAN }).collect();
+            let (mean, count) = ensemble_mean(a, mode, members);
             lines.push(Line { label: format!("{label} ({count} members)"), color, points: cut(&mean), thin: false });
         };
         add(&read(&f, &format!("truth_{name}")).map_err(io)?, None, "truth", TRUTH);
@@ -334,7 +392,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         "Time-mean KE spectrum (steps ≥ {window_from:.0}; truth: all its records): members thin, ensemble mean"
     );
     let spec_axes = Axes { title: &title, x_label: "wavenumber k (2π/L)", y_label: "E(k)", log_x: true, log_y: true };
-    line_plot(&fig("spectra.png"), &spec_axes, &spread_lines("spectrum_mean", &ks, &shells)?).map_err(io)?;
+    line_plot(&fig("spectra.png"), &spec_axes, &spread_lines("spectrum_mean", &shells)?).map_err(io)?;
     let bins = read(&f, "bin").map_err(io)?.v;
     let on_bins = |row: &[f64]| -> Vec<(f64, f64)> { bins.iter().copied().zip(row.iter().copied()).collect() };
     let pdf_title =
@@ -346,7 +404,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         log_x: false,
         log_y: true,
     };
-    line_plot(&fig("pdf.png"), &pdf_axes, &spread_lines("histogram_mean", &bins, &on_bins)?).map_err(io)?;
+    line_plot(&fig("pdf.png"), &pdf_axes, &spread_lines("histogram_mean", &on_bins)?).map_err(io)?;
 
     // Member-mean spectra at up to four recorded times (first, last and two between).
     let picks: Vec<usize> = {
@@ -433,10 +491,15 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     let mut md = String::new();
     let _ =
         writeln!(md, "# Rollout report\n\nFrom `{}`: {members} members, {} emulator steps.\n", path.display(), last);
-    let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | surviving at the end | thermalized fraction | denoising passes per step | wall s |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | time-mean spectrum error | surviving at the end | thermalized fraction | denoising passes per step | wall s | cost ÷ emulator |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
     let threshold = dataset_attr(&f, "spectral_horizon", "spectral_threshold");
+    // The horizon's shells 1 ≤ k < N/2 (see crate::rollout::window), N/2 = the complete shells.
+    let kend = kmax;
+    let (truth_mean, _) = ensemble_mean(&read(&f, "truth_spectrum_mean").map_err(io)?, None, members);
+    let spectrum_mean = read(&f, "spectrum_mean").map_err(io)?;
+    let wall_emulator = attr("emulator_wall_seconds");
     let mut head = Vec::new();
     for (i, name) in modes.iter().enumerate() {
         let h: Vec<f64> = (0..members)
@@ -452,15 +515,17 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         let sp: Vec<f64> =
             (0..members).map(|m| spectral[i * members + m]).map(|d| if d >= 0.0 { d } else { last }).collect();
         let sp_never = (0..members).filter(|&m| spectral[i * members + m] < 0.0).count() * 2 >= members;
+        let spectral_median = median(sp);
+        let spectrum_error = log_rms(&ensemble_mean(&spectrum_mean, Some(i), members).0, &truth_mean, kend);
+        let wall = attr(&format!("{name}_wall_seconds"));
         let _ = writeln!(
             md,
-            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {}{:.0} | {:.0} % | {:.3} | {:.2} | {:.1} |",
+            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {}{spectral_median:.0} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {:.2} |",
             if sp_never { "≥ " } else { "" },
-            median(sp),
             surv * 100.0,
             attr(&format!("{name}_thermalized_fraction")),
             attr(&format!("{name}_passes_per_step")),
-            attr(&format!("{name}_wall_seconds"))
+            wall / wall_emulator
         );
         head.push(ModeHeadline {
             name: name.clone(),
@@ -468,8 +533,11 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
             lower_bound: surv >= 0.5,
             surviving: surv,
             passes_per_step: attr(&format!("{name}_passes_per_step")),
+            spectral_horizon: spectral_median,
+            spectrum_error,
         });
     }
+    let _ = writeln!(md, "\n{}", short_horizon_skill(&modes, &mse, &steps));
     let _ = writeln!(md, "\n{}", verdict(&head));
     if f.has("noise_level") {
         let levels = read(&f, "noise_level").map_err(io)?;
@@ -481,7 +549,9 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
          `rollout.noise_limit` when thermalized), or the rollout length if it never was (\"≥\": a lower bound). \
          Spectral horizon: the first recorded step at which the member's kinetic-energy spectrum is further from the \
          truth's mean log-spectrum (RMS over 1 ≤ k < N/2 of ln E − ⟨ln E_truth⟩) than any stored-truth record \
-         ({threshold:.3}); time means over steps ≥ {window_from:.0}.\n\n\
+         ({threshold:.3}); time means over steps ≥ {window_from:.0}. Time-mean spectrum error: RMS over \
+         1 ≤ k < N/2 of ln E − ln E_truth, E the ensemble mean of the members' time-mean spectra (members \
+         stopped before the window are left out). Cost ÷ emulator: wall time over the emulator-alone run's.\n\n\
          Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
     );
     std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;

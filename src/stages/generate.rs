@@ -93,7 +93,7 @@ impl Plan {
         let word = if c.system.precision == Precision::F32 { 4 } else { 8 };
         let spec = (n / 2 + 1) * n * 2 * word;
         let local = c.generate.members.div_ceil(ranks) as u64;
-        let threads = if ranks > 1 { 1 } else { std::thread::available_parallelism().map_or(1, |v| v.get()) as u64 };
+        let threads = c.threads_per_rank(ranks) as u64;
         // QG keeps two layers and two past tendencies per member (Adams–Bashforth 3).
         let per_member = if c.system.kind == SystemKind::Qg { 6 * spec } else { spec };
         local * per_member + threads * (6 * n * n * word + 8 * spec)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Issue 7's small experiment on one 2-core machine (docs/results.md has its numbers):
+#   scripts/small-experiment.sh [--config FILE] [--ranks N] [--s-init A,B,..] [--s-stop X,Y,..]
+#                               [--sweep-members M] [--sweep-steps S]
+# 1. generate the ensemble (N ranks);
+# 2. train the emulator and the thermalizer at the same time, one rank and one thread each
+#    (the two models are independent; on 2 cores this halves the wall time of training them
+#    one after the other);
+# 3. roll out alone and thermalized (rollout.* of the config) and write the report;
+# 4. an s_init × s_stop sweep of thermalized rollouts (M members × S steps each, default 16 ×
+#    1000) in <run.dir>/sweep/sinit-A_sstop-X/ (models and data symlinked), then one table
+#    <run.dir>/sweep/summary.md of every point's thermalized row.
+# Every stage skips what is already done for the same config and resumes what was interrupted,
+# so rerunning the script after a stop continues. Uses the binary built by scripts/quickstart.sh
+# (cargo build --release); set THERMALIZER_BIN to use another.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=configs/kolmogorov-small.yaml ranks=$(nproc) inits=1,2,4 stops=0,1 sweep_members=16 sweep_steps=1000
+while [ $# -gt 0 ]; do
+    case $1 in
+        --config) config=$2; shift 2 ;;
+        --ranks) ranks=$2; shift 2 ;;
+        --s-init) inits=$2; shift 2 ;;
+        --s-stop) stops=$2; shift 2 ;;
+        --sweep-members) sweep_members=$2; shift 2 ;;
+        --sweep-steps) sweep_steps=$2; shift 2 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "small-experiment.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+# shellcheck disable=SC1091
+source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
+bin=${THERMALIZER_BIN:-${CARGO_TARGET_DIR:-target}/release/thermalizer}
+[ -x "$bin" ] || { echo "small-experiment.sh: no binary $bin (run cargo build --release)" >&2; exit 2; }
+"$bin" validate --config "$config" >/dev/null
+dir=$("$bin" validate --config "$config" | sed -n 's/^  dir: //p' | head -n 1)
+mkdir -p "$dir"
+log() { echo "$(date -u +%H:%M:%S) $*"; }
+timed() { # NAME COMMAND...: run, log the wall time, keep the output in $dir/NAME.log
+    local name=$1 t0
+    shift
+    t0=$(date +%s)
+    log "$name: $*"
+    "$@" >>"$dir/$name.log" 2>&1 || { echo "small-experiment.sh: $name failed, see $dir/$name.log" >&2; exit 1; }
+    log "$name: done in $(($(date +%s) - t0)) s"
+}
+export OMP_NUM_THREADS=1
+timed generate mpirun -np "$ranks" "$bin" generate --config "$config"
+# Both trainings at once; each is one rank with one thread.
+timed train-emulator mpirun -np 1 --bind-to none "$bin" train emulator --config "$config" &
+emulator=$!
+timed train-thermalizer mpirun -np 1 --bind-to none "$bin" train thermalizer --config "$config"
+wait "$emulator"
+timed rollout mpirun -np "$ranks" "$bin" rollout --config "$config"
+timed report "$bin" report --config "$config"
+IFS=, read -r -a init_list <<<"$inits"
+IFS=, read -r -a stop_list <<<"$stops"
+table=$dir/sweep/summary.md
+mkdir -p "$dir/sweep"
+{
+    echo "# s_init × s_stop sweep, thermalized, $sweep_members members × $sweep_steps steps"
+    echo
+    echo "| s_init | s_stop | $(sed -n 's/^| mode | //p' "$dir/report/summary.md")"
+    echo "|---:|---:|$(sed -n '/^| mode |/{n;s/^|---|//p}' "$dir/report/summary.md")"
+} >"$table"
+for a in "${init_list[@]}"; do
+    for b in "${stop_list[@]}"; do
+        [ "$b" -lt "$a" ] || continue # denoising stops below the level that starts it
+        point=$dir/sweep/sinit-${a}_sstop-${b}
+        mkdir -p "$point"
+        for f in trajectories.h5 emulator thermalizer; do ln -sfn "$(cd "$dir" && pwd)/$f" "$point/$f"; done
+        sets=(--set "run.dir=$point" --set "rollout.s_init=$a" --set "rollout.s_stop=$b"
+            --set "rollout.members=$sweep_members" --set "rollout.steps=$sweep_steps"
+            --set "rollout.modes=[thermalized]" --set "rollout.snapshot_every=0")
+        timed "sweep-$a-$b" mpirun -np "$ranks" "$bin" rollout --config "$config" "${sets[@]}"
+        timed "sweep-$a-$b" "$bin" report --config "$config" "${sets[@]}"
+        echo "| $a | $b | $(sed -n 's/^| thermalized | //p' "$point/report/summary.md")" >>"$table"
+    done
+done
+log "report: $dir/report/summary.md; sweep: $table"
+cat "$dir/report/summary.md" "$table"
