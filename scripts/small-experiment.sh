@@ -38,7 +38,7 @@ bin=${THERMALIZER_BIN:-${CARGO_TARGET_DIR:-target}/release/thermalizer}
 "$bin" validate --config "$config" >/dev/null
 dir=$("$bin" validate --config "$config" | sed -n 's/^  dir: //p' | head -n 1)
 mkdir -p "$dir"
-log() { echo "$(date -u +%H:%M:%S) $*"; }
+log() { echo "$(date -u +%H:%M:%S) $*" >&2; } # stderr: stdout of a sweep point is its table row
 timed() { # NAME COMMAND...: run, log the wall time, keep the output in $dir/NAME.log
     local name=$1 t0
     shift
@@ -67,18 +67,23 @@ mkdir -p "$dir/sweep"
     echo "| s_init | s_stop | $(grep -m1 '^| mode |' "$dir/report/summary.md" | sed 's/^| mode | //')"
     echo "|---:|---:|$(grep -m1 -A1 '^| mode |' "$dir/report/summary.md" | tail -n 1 | sed 's/^|---|//')"
 } >"$table"
+sweep_point() { # NAME MODE S_INIT S_STOP: one rollout + report of the sweep's members and steps
+    local point=$dir/sweep/$1 mode=$2 f
+    mkdir -p "$point"
+    for f in trajectories.h5 emulator thermalizer; do ln -sfn "$(cd "$dir" && pwd)/$f" "$point/$f"; done
+    local sets=(--set "run.dir=$point" --set "rollout.s_init=$3" --set "rollout.s_stop=$4"
+        --set "rollout.members=$sweep_members" --set "rollout.steps=$sweep_steps"
+        --set "rollout.modes=[$mode]" --set "rollout.snapshot_every=0")
+    timed "sweep-$1" mpirun -np "$ranks" "$bin" rollout --config "$config" "${sets[@]}"
+    timed "sweep-$1" "$bin" report --config "$config" "${sets[@]}"
+    grep -m1 "^| $mode |" "$point/report/summary.md" | sed "s/^| $mode | //"
+}
+# The reference: the emulator alone on the same members and steps.
+echo "| emulator alone | | $(sweep_point emulator emulator "${init_list[0]}" 0)" >>"$table"
 for a in "${init_list[@]}"; do
     for b in "${stop_list[@]}"; do
         [ "$b" -lt "$a" ] || continue # denoising stops below the level that starts it
-        point=$dir/sweep/sinit-${a}_sstop-${b}
-        mkdir -p "$point"
-        for f in trajectories.h5 emulator thermalizer; do ln -sfn "$(cd "$dir" && pwd)/$f" "$point/$f"; done
-        sets=(--set "run.dir=$point" --set "rollout.s_init=$a" --set "rollout.s_stop=$b"
-            --set "rollout.members=$sweep_members" --set "rollout.steps=$sweep_steps"
-            --set "rollout.modes=[thermalized]" --set "rollout.snapshot_every=0")
-        timed "sweep-$a-$b" mpirun -np "$ranks" "$bin" rollout --config "$config" "${sets[@]}"
-        timed "sweep-$a-$b" "$bin" report --config "$config" "${sets[@]}"
-        echo "| $a | $b | $(grep -m1 '^| thermalized |' "$point/report/summary.md" | sed 's/^| thermalized | //')" >>"$table"
+        echo "| $a | $b | $(sweep_point "sinit-${a}_sstop-${b}" thermalized "$a" "$b")" >>"$table"
     done
 done
 log "report: $dir/report/summary.md; sweep: $table"
