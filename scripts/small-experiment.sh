@@ -35,8 +35,7 @@ done
 source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
 bin=${THERMALIZER_BIN:-${CARGO_TARGET_DIR:-target}/release/thermalizer}
 [ -x "$bin" ] || { echo "small-experiment.sh: no binary $bin (run cargo build --release)" >&2; exit 2; }
-"$bin" validate --config "$config" >/dev/null
-dir=$("$bin" validate --config "$config" | sed -n 's/^  dir: //p' | head -n 1)
+dir=$("$bin" validate --config "$config" | sed -n 's/^  dir: //p' | head -n 1) # stops on a bad config
 mkdir -p "$dir"
 log() { echo "$(date -u +%H:%M:%S) $*" >&2; } # stderr: stdout of a sweep point is its table row
 timed() { # NAME COMMAND...: run, log the wall time, keep the output in $dir/NAME.log
@@ -78,12 +77,16 @@ sweep_point() { # NAME MODE S_INIT S_STOP: one rollout + report of the sweep's m
     timed "sweep-$1" "$bin" report --config "$config" "${sets[@]}"
     grep -m1 "^| $mode |" "$point/report/summary.md" | sed "s/^| $mode | //"
 }
-# The reference: the emulator alone on the same members and steps.
-echo "| emulator alone | | $(sweep_point emulator emulator "${init_list[0]}" 0)" >>"$table"
+# The reference: the emulator alone on the same members and steps. (A row is assigned before it
+# is written so that a failed point stops the script: set -e ignores a failure inside echo's
+# arguments.)
+row=$(sweep_point emulator emulator "${init_list[0]}" 0)
+echo "| emulator alone | | $row" >>"$table"
 for a in "${init_list[@]}"; do
     for b in "${stop_list[@]}"; do
         [ "$b" -lt "$a" ] || continue # denoising stops below the level that starts it
-        echo "| $a | $b | $(sweep_point "sinit-${a}_sstop-${b}" thermalized "$a" "$b")" >>"$table"
+        row=$(sweep_point "sinit-${a}_sstop-${b}" thermalized "$a" "$b")
+        echo "| $a | $b | $row" >>"$table"
     done
 done
 log "report: $dir/report/summary.md; sweep: $table"

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::style::RGBColor;
 
+use crate::rollout::window;
 use crate::stages::StageError;
 use crate::store::h5::{Access, File};
 use figures::{field_panels, heat_map, line_plot, Axes, Line};
@@ -226,12 +227,6 @@ fn ensemble_mean(a: &Array, mode: Option<usize>, members: usize) -> (Vec<f64>, u
     (sum.iter().map(|s| if count > 0 { s / count as f64 } else { f64::NAN }).collect(), count)
 }
 
-/// RMS over the shells 1 ≤ k < `kend` of ln a_k − ln b_k.
-fn log_rms(a: &[f64], b: &[f64], kend: usize) -> f64 {
-    let d: Vec<f64> = (1..kend).map(|k| (a[k].ln() - b[k].ln()).powi(2)).collect();
-    (d.iter().sum::<f64>() / d.len().max(1) as f64).sqrt()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -368,7 +363,9 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     // Time-averaged spectra and PDFs over the stationary window: every member's (thin: the
     // ensemble spread) and their ensemble mean (thick), truth and modes.
     let window_from = dataset_attr(&f, "spectrum_mean", "window_start");
-    let spread_lines = |name: &str, cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>| -> Result<Vec<Line>, StageError> {
+    let spectrum_mean = read(&f, "spectrum_mean").map_err(io)?;
+    let truth_spectrum_mean = read(&f, "truth_spectrum_mean").map_err(io)?;
+    let spread_lines = |truth: &Array, a: &Array, cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>| -> Vec<Line> {
         let mut lines = Vec::new();
         let mut add = |a: &Array, mode: Option<usize>, label: &str, color: RGBColor| {
             for m in 0..members {
@@ -381,18 +378,18 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
             let (mean, count) = ensemble_mean(a, mode, members);
             lines.push(Line { label: format!("{label} ({count} members)"), color, points: cut(&mean), thin: false });
         };
-        add(&read(&f, &format!("truth_{name}")).map_err(io)?, None, "truth", TRUTH);
-        let a = read(&f, name).map_err(io)?;
+        add(truth, None, "truth", TRUTH);
         for (i, mode) in modes.iter().enumerate() {
-            add(&a, Some(i), mode, COLORS[i % 2]);
+            add(a, Some(i), mode, COLORS[i % 2]);
         }
-        Ok(lines)
+        lines
     };
     let title = format!(
         "Time-mean KE spectrum (steps ≥ {window_from:.0}; truth: all its records): members thin, ensemble mean"
     );
     let spec_axes = Axes { title: &title, x_label: "wavenumber k (2π/L)", y_label: "E(k)", log_x: true, log_y: true };
-    line_plot(&fig("spectra.png"), &spec_axes, &spread_lines("spectrum_mean", &shells)?).map_err(io)?;
+    line_plot(&fig("spectra.png"), &spec_axes, &spread_lines(&truth_spectrum_mean, &spectrum_mean, &shells))
+        .map_err(io)?;
     let bins = read(&f, "bin").map_err(io)?.v;
     let on_bins = |row: &[f64]| -> Vec<(f64, f64)> { bins.iter().copied().zip(row.iter().copied()).collect() };
     let pdf_title =
@@ -404,7 +401,16 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         log_x: false,
         log_y: true,
     };
-    line_plot(&fig("pdf.png"), &pdf_axes, &spread_lines("histogram_mean", &on_bins)?).map_err(io)?;
+    line_plot(
+        &fig("pdf.png"),
+        &pdf_axes,
+        &spread_lines(
+            &read(&f, "truth_histogram_mean").map_err(io)?,
+            &read(&f, "histogram_mean").map_err(io)?,
+            &on_bins,
+        ),
+    )
+    .map_err(io)?;
 
     // Member-mean spectra at up to four recorded times (first, last and two between).
     let picks: Vec<usize> = {
@@ -495,10 +501,11 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
     let threshold = dataset_attr(&f, "spectral_horizon", "spectral_threshold");
-    // The horizon's shells 1 ≤ k < N/2 (see crate::rollout::window), N/2 = the complete shells.
-    let kend = kmax;
-    let (truth_mean, _) = ensemble_mean(&read(&f, "truth_spectrum_mean").map_err(io)?, None, members);
-    let spectrum_mean = read(&f, "spectrum_mean").map_err(io)?;
+    // ln of the truth's ensemble-mean time-mean spectrum on the spectral horizon's shells
+    // 1 ≤ k < N/2 (kmax = N/2, the complete shells; NaN elsewhere, so not compared).
+    let (truth_mean, _) = ensemble_mean(&truth_spectrum_mean, None, members);
+    let reference: Vec<f64> =
+        truth_mean.iter().enumerate().map(|(k, e)| if (1..kmax).contains(&k) { e.ln() } else { f64::NAN }).collect();
     let wall_emulator = attr("emulator_wall_seconds");
     let mut head = Vec::new();
     for (i, name) in modes.iter().enumerate() {
@@ -516,7 +523,10 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
             (0..members).map(|m| spectral[i * members + m]).map(|d| if d >= 0.0 { d } else { last }).collect();
         let sp_never = (0..members).filter(|&m| spectral[i * members + m] < 0.0).count() * 2 >= members;
         let spectral_median = median(sp);
-        let spectrum_error = log_rms(&ensemble_mean(&spectrum_mean, Some(i), members).0, &truth_mean, kend);
+        let spectrum_error = match ensemble_mean(&spectrum_mean, Some(i), members) {
+            (_, 0) => f64::NAN,
+            (mean, _) => window::log_distance(&mean, &reference),
+        };
         let wall = attr(&format!("{name}_wall_seconds"));
         let _ = writeln!(
             md,

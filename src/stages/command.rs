@@ -128,8 +128,9 @@ pub fn report(config: &Config, world: &World) -> (i32, Option<Headline>) {
 }
 
 /// `thermalizer pipeline`: generate (native CPU solver) → train emulator → train thermalizer →
-/// rollout → report on all ranks, each stage skipping what is already done for this config and resuming what was
-/// interrupted; stops at the first stage that does not finish (its exit status is returned).
+/// rollout → report on all ranks, each stage skipping what is already done for this config and
+/// resuming what was interrupted; stops at the first stage that does not finish (its exit status
+/// is returned).
 pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
     let stop = StopFlag::install();
     let banner = |name: &str| {
