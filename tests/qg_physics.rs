@@ -98,3 +98,42 @@ fn background_shear_makes_the_flow_baroclinically_unstable() {
     assert!(energy[1] < energy[0], "the filter removes grid-scale noise first: {energy:?}");
     assert!(energy[2] > energy[1] && energy[3] > energy[2] && energy[4] > 4.0 * energy[1], "no growth: {energy:?}");
 }
+
+/// Under the 2/3 rule the model transforms only the band's columns (exact for a band-limited
+/// state): it must step exactly as the full-transform model with the 2/3 mask applied by hand
+/// to the initial state and after every step.
+#[test]
+fn pruned_two_thirds_step_equals_full_transforms_then_mask() {
+    for smagorinsky in [0.0, 0.1] {
+        let pruned = Qg::<f64>::new(64, QgParams { small_scales: SmallScales::TwoThirds, smagorinsky, ..QgParams::eddy() });
+        let full = Qg::<f64>::new(64, QgParams { small_scales: SmallScales::None, smagorinsky, ..QgParams::eddy() });
+        let g = full.grid();
+        let (n, len) = (g.n, g.spec_len());
+        let mask = |q: &mut [Complex<f64>]| {
+            for (i, v) in q.iter_mut().enumerate() {
+                if !g.in_band((i % len) / n, i % n) {
+                    *v = Complex::default();
+                }
+            }
+        };
+        // 10× the smooth field's amplitude, so that 300 steps of the nonlinear terms fill the band.
+        let q0: Vec<_> = smooth_q(&full, 3).iter().map(|v| v * 10.0).collect();
+        let (mut a, mut b) = (pruned.state(q0.clone()), full.state(q0));
+        mask(&mut b.q);
+        assert_eq!(a.q, b.q, "the 2/3-rule model projects its initial state onto the band");
+        let (mut wa, mut wb) = (pruned.work(), full.work());
+        for _ in 0..300 {
+            let (ca, cb) = (pruned.step(&mut a, 3600.0, &mut wa), full.step(&mut b, 3600.0, &mut wb));
+            mask(&mut b.q);
+            assert!((ca - cb).abs() <= 1e-12 * cb, "CFL numbers differ: {ca} vs {cb}");
+        }
+        let outside: usize = (0..2 * len).filter(|&i| !g.in_band((i % len) / n, i % n) && b.q[i] != Complex::default()).count();
+        assert_eq!(outside, 0);
+        let filled = (0..len).filter(|&i| g.in_band(i / n, i % n) && b.q[i].norm() > 1e-6 * b.q[1].norm()).count();
+        let band = (0..len).filter(|&i| g.in_band(i / n, i % n)).count();
+        assert!(filled > band / 2, "the flow reached only {filled} of {band} band modes");
+        let num: f64 = a.q.iter().zip(&b.q).map(|(x, y)| (x - y).norm_sqr()).sum();
+        let den: f64 = b.q.iter().map(|x| x.norm_sqr()).sum();
+        assert!((num / den).sqrt() < 1e-12, "C_S {smagorinsky}: relative L2 difference {}", (num / den).sqrt());
+    }
+}

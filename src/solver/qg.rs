@@ -97,6 +97,10 @@ pub struct Qg<T: Real> {
     filter: Vec<T>,
     /// `|k|²` per mode.
     k2: Vec<T>,
+    /// Columns `p < rows` of a half spectrum are transformed and updated: the 2/3 band's
+    /// `kmax + 1` under [`SmallScales::TwoThirds`] (the state lives in the band, so the pruned
+    /// transforms are exact), all `nkx` otherwise.
+    rows: usize,
 }
 
 /// One member's state: `q̂` of both layers and the Adams–Bashforth history.
@@ -160,7 +164,8 @@ impl<T: Real> Qg<T> {
         }
         let shear = params.u1 - params.u2;
         let qy = [T::of(params.beta + f1 * shear), T::of(params.beta - f2 * shear)];
-        Qg { grid, params, qy, inv, filter, k2: k2v }
+        let rows = if params.small_scales == SmallScales::TwoThirds { grid.band_rows() } else { grid.nkx };
+        Qg { grid, params, qy, inv, filter, k2: k2v, rows }
     }
 
     /// The grid.
@@ -178,9 +183,15 @@ impl<T: Real> Qg<T> {
         &self.params
     }
 
-    /// A state at rest in time-stepping terms (no history) with PV spectrum `q`.
-    pub fn state(&self, q: Vec<Complex<T>>) -> QgState<T> {
+    /// A state at rest in time-stepping terms (no history) with PV spectrum `q`; under
+    /// [`SmallScales::TwoThirds`] `q` is projected onto the 2/3 band (the model's state space).
+    pub fn state(&self, mut q: Vec<Complex<T>>) -> QgState<T> {
         let len = q.len();
+        if self.params.small_scales == SmallScales::TwoThirds {
+            for layer in q.chunks_exact_mut(self.grid.spec_len()) {
+                layer.iter_mut().zip(&self.filter).for_each(|(v, &f)| *v = *v * f);
+            }
+        }
         QgState { q, dq_prev: vec![Complex::default(); len], dq_prev2: vec![Complex::default(); len], level: 0 }
     }
 
@@ -198,11 +209,16 @@ impl<T: Real> Qg<T> {
 
     /// Streamfunction spectra `ψ̂` of both layers from `q̂` (the `k = 0` mode is set to 0).
     pub fn invert(&self, q: &[Complex<T>], psi: &mut [Complex<T>]) {
+        self.invert_first(q, psi, self.grid.spec_len());
+    }
+
+    /// [`Qg::invert`] of the first `active` modes of each layer (the others are left as they are).
+    fn invert_first(&self, q: &[Complex<T>], psi: &mut [Complex<T>], active: usize) {
         let len = self.grid.spec_len();
         let (q1, q2) = q.split_at(len);
         let (p1, p2) = psi.split_at_mut(len);
         let [a11, a12, a21, a22] = &self.inv;
-        for i in 0..len {
+        for i in 0..active {
             p1[i] = q1[i] * a11[i] + q2[i] * a12[i];
             p2[i] = q1[i] * a21[i] + q2[i] * a22[i];
         }
@@ -222,19 +238,21 @@ impl<T: Real> Qg<T> {
         }
     }
 
-    /// Writes `dq̂/dt` of both layers into `work.dq`; returns the largest speed `|u + U|`.
+    /// Writes `dq̂/dt` of both layers into `work.dq` (zero in the columns `p ≥ rows`); returns
+    /// the largest speed `|u + U|` (NaN if any velocity is not finite).
     fn tendency(&self, q: &[Complex<T>], work: &mut QgWork<T>) -> T {
         let g = &self.grid;
-        let (n, nkx, len) = (g.n, g.nkx, g.spec_len());
+        let (n, len, rows) = (g.n, g.spec_len(), self.rows);
+        let active = rows * n;
         let s = T::one() / T::of((n * n) as f64);
-        self.invert(q, &mut work.psi);
+        self.invert_first(q, &mut work.psi, active);
         let mut speed2 = T::zero();
         let mut finite = true;
         for layer in 0..2 {
             let off = layer * len;
             let (psi, ql) = (&work.psi[off..off + len], &q[off..off + len]);
             let [sq, su, sv] = &mut work.spec;
-            for p in 0..nkx {
+            for p in 0..rows {
                 let k = g.kx[p];
                 for qi in 0..n {
                     let i = p * n + qi;
@@ -246,9 +264,9 @@ impl<T: Real> Qg<T> {
                 }
             }
             let [fq, fu, fv] = &mut work.fields;
-            g.inverse_in_place(sq, fq, nkx, &mut work.fft);
-            g.inverse_in_place(su, fu, nkx, &mut work.fft);
-            g.inverse_in_place(sv, fv, nkx, &mut work.fft);
+            g.inverse_in_place(sq, fq, rows, &mut work.fft);
+            g.inverse_in_place(su, fu, rows, &mut work.fft);
+            g.inverse_in_place(sv, fv, rows, &mut work.fft);
             let ubg = T::of(if layer == 0 { self.params.u1 } else { self.params.u2 });
             for ((qv, uv), vv) in fq.iter().zip(fu.iter_mut()).zip(fv.iter_mut()) {
                 let ut = *uv + ubg;
@@ -258,26 +276,22 @@ impl<T: Real> Qg<T> {
                 *uv = ut * *qv;
                 *vv = *vv * *qv;
             }
-            g.forward(fu, su, nkx, &mut work.fft);
-            g.forward(fv, sv, nkx, &mut work.fft);
+            g.forward(fu, su, rows, &mut work.fft);
+            g.forward(fv, sv, rows, &mut work.fft);
             let dq = &mut work.dq[off..off + len];
             let qy = self.qy[layer];
-            for p in 0..nkx {
+            let rek = T::of(if layer == 1 { self.params.rek } else { 0.0 });
+            for p in 0..rows {
                 let k = g.kx[p];
                 for qi in 0..n {
                     let i = p * n + qi;
                     let l = g.ky[qi];
-                    // −(ik uq̂ + il vq̂ + ik Qy ψ̂)
+                    // −(ik uq̂ + il vq̂ + ik Qy ψ̂) − δ_{i2} r_ek ∇²ψ̂
                     let flux = su[i] * k + sv[i] * l + psi[i] * (k * qy);
-                    dq[i] = Complex::new(flux.im, -flux.re);
+                    dq[i] = Complex::new(flux.im, -flux.re) + psi[i] * (rek * self.k2[i]);
                 }
             }
-            if layer == 1 && self.params.rek != 0.0 {
-                let rek = T::of(self.params.rek);
-                for i in 0..len {
-                    dq[i] = dq[i] + psi[i] * (rek * self.k2[i]);
-                }
-            }
+            dq[active..].fill(Complex::default());
             if self.params.smagorinsky > 0.0 {
                 self.add_smagorinsky(layer, work);
             }
@@ -296,11 +310,11 @@ impl<T: Real> Qg<T> {
     /// `∂x dv − ∂y du` added to `dq/dt` (6 more FFTs per layer).
     fn add_smagorinsky(&self, layer: usize, work: &mut QgWork<T>) {
         let g = &self.grid;
-        let (n, nkx, len) = (g.n, g.nkx, g.spec_len());
+        let (n, len, rows) = (g.n, g.spec_len(), self.rows);
         let s = T::one() / T::of((n * n) as f64);
         let psi = &work.psi[layer * len..(layer + 1) * len];
         let [sxx, syy, sxy] = &mut work.spec;
-        for p in 0..nkx {
+        for p in 0..rows {
             let k = g.kx[p];
             for qi in 0..n {
                 let (i, l) = (p * n + qi, g.ky[qi]);
@@ -312,9 +326,9 @@ impl<T: Real> Qg<T> {
             }
         }
         let [fxx, fyy, fxy] = &mut work.fields;
-        g.inverse_in_place(sxx, fxx, nkx, &mut work.fft);
-        g.inverse_in_place(syy, fyy, nkx, &mut work.fft);
-        g.inverse_in_place(sxy, fxy, nkx, &mut work.fft);
+        g.inverse_in_place(sxx, fxx, rows, &mut work.fft);
+        g.inverse_in_place(syy, fyy, rows, &mut work.fft);
+        g.inverse_in_place(sxy, fxy, rows, &mut work.fft);
         let c = T::of((self.params.smagorinsky * self.params.length / n as f64).powi(2));
         let two = T::of(2.0);
         for ((a, b), d) in fxx.iter_mut().zip(fyy.iter_mut()).zip(fxy.iter_mut()) {
@@ -323,11 +337,11 @@ impl<T: Real> Qg<T> {
             *b = *b * nu;
             *d = *d * nu;
         }
-        g.forward(fxx, sxx, nkx, &mut work.fft);
-        g.forward(fyy, syy, nkx, &mut work.fft);
-        g.forward(fxy, sxy, nkx, &mut work.fft);
+        g.forward(fxx, sxx, rows, &mut work.fft);
+        g.forward(fyy, syy, rows, &mut work.fft);
+        g.forward(fxy, sxy, rows, &mut work.fft);
         let dq = &mut work.dq[layer * len..(layer + 1) * len];
-        for p in 0..nkx {
+        for p in 0..rows {
             let k = g.kx[p];
             for qi in 0..n {
                 let (i, l) = (p * n + qi, g.ky[qi]);
@@ -350,10 +364,12 @@ impl<T: Real> Qg<T> {
         };
         let (c1, c2, c3) = (T::of(c1), T::of(c2), T::of(c3));
         let len = self.grid.spec_len();
+        // Columns p ≥ rows stay zero under the 2/3 rule (masked state, zero tendencies).
+        let active = self.rows * self.grid.n;
         let layers = state.q.chunks_exact_mut(len).zip(work.dq.chunks_exact(len));
         let history = state.dq_prev.chunks_exact(len).zip(state.dq_prev2.chunks_exact(len));
         for ((q, d), (d1, d2)) in layers.zip(history) {
-            for i in 0..len {
+            for i in 0..active {
                 q[i] = (q[i] + d[i] * c1 + d1[i] * c2 + d2[i] * c3) * self.filter[i];
             }
         }
