@@ -298,7 +298,8 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
         }
         Command::Bench {
-            what: BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, dealias, json, device, batch },
+            what:
+                BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, dealias, json, device, batch },
         } => {
             if !world.is_root() {
                 return 0;

@@ -105,7 +105,8 @@ fn background_shear_makes_the_flow_baroclinically_unstable() {
 #[test]
 fn pruned_two_thirds_step_equals_full_transforms_then_mask() {
     for smagorinsky in [0.0, 0.1] {
-        let pruned = Qg::<f64>::new(64, QgParams { small_scales: SmallScales::TwoThirds, smagorinsky, ..QgParams::eddy() });
+        let pruned =
+            Qg::<f64>::new(64, QgParams { small_scales: SmallScales::TwoThirds, smagorinsky, ..QgParams::eddy() });
         let full = Qg::<f64>::new(64, QgParams { small_scales: SmallScales::None, smagorinsky, ..QgParams::eddy() });
         let g = full.grid();
         let (n, len) = (g.n, g.spec_len());
@@ -127,7 +128,8 @@ fn pruned_two_thirds_step_equals_full_transforms_then_mask() {
             mask(&mut b.q);
             assert!((ca - cb).abs() <= 1e-12 * cb, "CFL numbers differ: {ca} vs {cb}");
         }
-        let outside: usize = (0..2 * len).filter(|&i| !g.in_band((i % len) / n, i % n) && b.q[i] != Complex::default()).count();
+        let outside: usize =
+            (0..2 * len).filter(|&i| !g.in_band((i % len) / n, i % n) && b.q[i] != Complex::default()).count();
         assert_eq!(outside, 0);
         let filled = (0..len).filter(|&i| g.in_band(i / n, i % n) && b.q[i].norm() > 1e-6 * b.q[1].norm()).count();
         let band = (0..len).filter(|&i| g.in_band(i / n, i % n)).count();
