@@ -154,6 +154,16 @@ pub struct SystemConfig {
     pub smagorinsky: Option<f64>,
 }
 
+/// Whether `stored`, the identity YAML that an output or checkpoint of `stage` was written with
+/// (possibly by an older version of this program), describes the same run as `current`, this
+/// config's [`Config::identity`] for `stage`. The stored YAML is read with this version's
+/// defaults and its identity derived again, so a key added since, whose default keeps the old
+/// behaviour, does not make an older run look different (a long run resumes across upgrades);
+/// a changed value, or a key this version no longer knows, does.
+pub fn same_identity(stage: Stage, stored: &str, current: &str) -> bool {
+    stored == current || serde_saphyr::from_str::<Config>(stored).is_ok_and(|c| c.identity(stage) == current)
+}
+
 /// A stage whose output is matched against the config (resume, "already complete").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
@@ -427,5 +437,26 @@ fn parse_message(message: &str, source: &str) -> String {
     match line_no.and_then(|n| source.lines().nth(n.wrapping_sub(1))) {
         Some(src) => format!("{first} (at \"{}\")", src.trim()),
         None => first.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_written_before_a_key_with_a_default_existed_still_matches() {
+        let c = Config::load(Path::new("configs/quickstart.yaml"), &[]).expect("quickstart config");
+        let current = c.identity(Stage::Rollout);
+        // An older version without `rollout.histogram_bins` (default 64) wrote no such line.
+        let line = current.lines().find(|l| l.trim_start().starts_with("histogram_bins: 64")).expect("the key");
+        let older = current.replacen(&format!("{line}\n"), "", 1);
+        assert_ne!(older, current);
+        assert!(same_identity(Stage::Rollout, &older, &current));
+        // A changed value, or a key this version does not know, is another run.
+        let changed = current.replacen(line, &line.replace("64", "32"), 1);
+        assert!(!same_identity(Stage::Rollout, &changed, &current));
+        let unknown = current.replacen(&format!("{line}\n"), &format!("{line}\n  future_key: 1\n"), 1);
+        assert!(!same_identity(Stage::Rollout, &unknown, &current));
     }
 }

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use tch::Device;
 
 use super::StageError;
-use crate::config::{Config, Precision, Stage, SystemKind};
+use crate::config::{same_identity, Config, Precision, Stage, SystemKind};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
@@ -105,10 +105,6 @@ const FRESH: u8 = 0;
 const RESUME: u8 = 1;
 const DONE: u8 = 2;
 
-fn identity_of_yaml(yaml: &str) -> Option<String> {
-    serde_saphyr::from_str::<Config>(yaml).ok().map(|c| c.identity(Stage::Generate))
-}
-
 /// Checks inputs and the run directory (rank 0), and decides fresh / resume / done.
 fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
     if let Some(ic) = c.ic_file() {
@@ -122,7 +118,7 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
     let mine = c.identity(Stage::Generate);
     if paths.output.exists() {
         let theirs = crate::store::trajectories::stored_config(&paths.output).map_err(|e| e.to_string())?;
-        return if identity_of_yaml(&theirs).as_deref() == Some(mine.as_str()) {
+        return if same_identity(Stage::Generate, &theirs, &mine) {
             Ok(DONE)
         } else {
             Err(format!(
@@ -133,7 +129,7 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
     }
     if paths.checkpoint.exists() && paths.partial.exists() {
         let theirs = checkpoint::stored_config(&paths.checkpoint).map_err(|e| e.to_string())?;
-        return if identity_of_yaml(&theirs).as_deref() == Some(mine.as_str()) {
+        return if same_identity(Stage::Generate, &theirs, &mine) {
             Ok(RESUME)
         } else {
             Err(format!(

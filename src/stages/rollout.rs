@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::StageError;
 use crate::config::rollout::{Mode, RolloutConfig, Weights};
-use crate::config::{Config, Stage, SystemKind};
+use crate::config::{same_identity, Config, Stage, SystemKind};
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
@@ -452,7 +452,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             if out.exists() {
                 let f = File::open(&out, Access::Serial, false).map_err(|e| e.to_string())?;
                 let stored = f.attrs().get_str("identity").map_err(|e| e.to_string())?;
-                return if stored == ident {
+                return if same_identity(Stage::Rollout, &stored, &ident) {
                     Ok(2)
                 } else {
                     Err(format!(
@@ -463,7 +463,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             }
             if ckpath.exists() && partial.exists() {
                 let stored = ck_store::stored_config(&ckpath).map_err(|e| e.to_string())?;
-                return if stored == ident {
+                return if same_identity(Stage::Rollout, &stored, &ident) {
                     Ok(1)
                 } else {
                     Err(format!("{} is from a different config; delete it to start over", ckpath.display()))

@@ -105,16 +105,18 @@ pub fn run(
         }
     };
     let reducer = reduce::for_device(world, device);
+    let stage = match model {
+        Model::Emulator => Stage::TrainEmulator,
+        Model::Thermalizer => Stage::TrainThermalizer,
+    };
     let session = Session {
         world,
         reducer: reducer.as_ref(),
         stop,
         dir: c.run.dir.join(model.name()),
         config_yaml: c.to_yaml(),
-        identity: c.identity(match model {
-            Model::Emulator => Stage::TrainEmulator,
-            Model::Thermalizer => Stage::TrainThermalizer,
-        }),
+        identity: c.identity(stage),
+        stage,
         allow_config_change: opts.allow_config_change,
         seed: c.run.seed,
         checkpoint_interval: c.run.checkpoint_interval,

@@ -26,6 +26,7 @@ use super::data::{epoch_order, evenly_spaced};
 use super::optim::{clip_grad_norm, AdamW, Ema, Parameters};
 use super::reduce::Reducer;
 use super::task::{Draw, Split, Task};
+use crate::config::{same_identity, Stage};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{split_range, World};
 use crate::stages::StageError;
@@ -40,8 +41,9 @@ pub struct Session<'a> {
     pub dir: PathBuf,
     /// Resolved config YAML (stored in checkpoints).
     pub config_yaml: String,
-    /// What must not change between a checkpoint and its resumption.
+    /// What must not change between a checkpoint and its resumption, and the stage it is of.
     pub identity: String,
+    pub stage: Stage,
     pub allow_config_change: bool,
     pub seed: u64,
     pub checkpoint_interval: f64,
@@ -91,7 +93,7 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
     if model != task.setup().name {
         return Err(format!("checkpoint {}: holds a {model} model, not the {}", path.display(), task.setup().name));
     }
-    let changed = ck.meta("identity", &path)? != s.identity;
+    let changed = !same_identity(s.stage, &ck.meta("identity", &path)?, &s.identity);
     if changed && !s.allow_config_change {
         return Err(format!(
             "checkpoint {}: was trained with a different config (data, model or training settings); pass \
