@@ -528,14 +528,18 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
             (mean, _) => window::log_distance(&mean, &reference),
         };
         let wall = attr(&format!("{name}_wall_seconds"));
+        // No emulator-alone run in this file: no reference for the cost.
+        let cost = match wall / wall_emulator {
+            r if r.is_finite() => format!("{r:.2}"),
+            _ => "n/a".into(),
+        };
         let _ = writeln!(
             md,
-            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {}{spectral_median:.0} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {:.2} |",
+            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {}{spectral_median:.0} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {cost} |",
             if sp_never { "≥ " } else { "" },
             surv * 100.0,
             attr(&format!("{name}_thermalized_fraction")),
             attr(&format!("{name}_passes_per_step")),
-            wall / wall_emulator
         );
         head.push(ModeHeadline {
             name: name.clone(),
