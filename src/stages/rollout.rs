@@ -730,13 +730,18 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             }
         }
         record(&mut recs, step, &states, &diverged, &mut passes_since, &levels)?;
+        let due = world.is_root() && last_ck.elapsed().as_secs_f64() >= c.run.checkpoint_interval;
+        // One reduction per step: the stop and checkpoint flags, then the stopped members per mode.
+        let mut local_flags = vec![stop.requested() as u64, due as u64];
+        local_flags.extend(diverged.iter().map(|d| d.iter().filter(|&&s| s >= 0).count() as u64));
+        let flags = world.sum(&local_flags);
         if world.is_root() && last_log.elapsed().as_secs_f64() >= c.run.log_interval {
-            let rate = step as f64 / t0.elapsed().as_secs_f64();
-            log::info!("rollout step {step}/{} ({:.1} steps/s)", r.steps, rate);
+            let rate = (step - start_step) as f64 / t0.elapsed().as_secs_f64();
+            let stopped: Vec<String> =
+                r.modes.iter().zip(&flags[2..]).map(|(m, n)| format!("{} {n}/{}", m.name(), r.members)).collect();
+            log::info!("rollout step {step}/{} ({rate:.1} steps/s); stopped: {}", r.steps, stopped.join(", "));
             last_log = Instant::now();
         }
-        let due = world.is_root() && last_ck.elapsed().as_secs_f64() >= c.run.checkpoint_interval;
-        let flags = world.sum(&[stop.requested() as u64, due as u64]);
         if (flags[0] > 0 || flags[1] > 0) && step < r.steps {
             write_all(&recs, &diverged)?;
             save_checkpoint(&states, &diverged, step)?;
