@@ -14,7 +14,8 @@
 //! step); Adams–Bashforth 3 (forward Euler, then AB2 for the first steps); after every step the
 //! small-scale treatment multiplies the new `q̂`: pyqg's exponential filter
 //! `exp(−23.6 (k̃ − 0.65π)⁴)` for `k̃ = √((k dx)² + (l dx)²) > 0.65π` (1 below), or the 2/3-rule
-//! mask of torch_qg (kept: `|k|, |l| ≤ (N−1)/3`). Optional Smagorinsky eddy viscosity
+//! mask of torch_qg (kept: `|k|, |l| ≤ (N−1)/3`; the state then lives in that band, so the
+//! transforms skip the columns `p > (N−1)/3`, exactly). Optional Smagorinsky eddy viscosity
 //! (`C_S`, pyqg's `Smagorinsky` parameterization) enters as the curl of its velocity tendency.
 //! Spectra use the layout and scaling of [`super::grid`], so `q̂` equals numpy's `rfft2(q)`
 //! transposed.
