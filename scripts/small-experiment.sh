@@ -71,10 +71,14 @@ mkdir -p "$dir/sweep"
     echo "| s_init | s_stop | $(grep -m1 '^| mode |' "$dir/report/summary.md" | sed 's/^| mode | //')"
     echo "|---:|---:|$(grep -m1 -A1 '^| mode |' "$dir/report/summary.md" | tail -n 1 | sed 's/^|---|//')"
 } >"$table"
+link_inputs() { # DIR: a run directory of its own that reads the main run's data and models
+    local f
+    mkdir -p "$1"
+    for f in trajectories.h5 emulator thermalizer; do ln -sfn "$(cd "$dir" && pwd)/$f" "$1/$f"; done
+}
 sweep_point() { # NAME MODE S_INIT S_STOP: one rollout + report of the sweep's members and steps
-    local point=$dir/sweep/$1 mode=$2 f
-    mkdir -p "$point"
-    for f in trajectories.h5 emulator thermalizer; do ln -sfn "$(cd "$dir" && pwd)/$f" "$point/$f"; done
+    local point=$dir/sweep/$1 mode=$2
+    link_inputs "$point"
     local sets=(--set "run.dir=$point" --set "rollout.s_init=$3" --set "rollout.s_stop=$4"
         --set "rollout.members=$sweep_members" --set "rollout.steps=$sweep_steps"
         --set "rollout.modes=[$mode]" --set "rollout.snapshot_every=0")
@@ -97,8 +101,7 @@ done
 log "report: $dir/report/summary.md; sweep: $table"
 cat "$dir/report/summary.md" "$table"
 if [ "$long" -gt 0 ]; then
-    mkdir -p "$dir/long"
-    for f in trajectories.h5 emulator thermalizer; do ln -sfn "$(cd "$dir" && pwd)/$f" "$dir/long/$f"; done
+    link_inputs "$dir/long"
     sets=(--set "run.dir=$dir/long" --set "rollout.steps=$long" --set rollout.record_every=10
         --set rollout.spectrum_every=100 --set rollout.snapshot_every=10000)
     timed long-rollout mpirun -np "$ranks" "$bin" rollout --config "$config" "${sets[@]}"

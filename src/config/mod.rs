@@ -193,6 +193,16 @@ pub enum Dealias {
     TwoThirds,
 }
 
+impl Dealias {
+    /// The solver's treatment of this name.
+    pub fn small_scales(self) -> SmallScales {
+        match self {
+            Dealias::Exponential => SmallScales::Exponential,
+            Dealias::TwoThirds => SmallScales::TwoThirds,
+        }
+    }
+}
+
 /// `generate.*`: the ensemble to simulate and store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,10 +324,7 @@ impl Config {
             u1: s.u1.expect("resolved"),
             u2: s.u2.expect("resolved"),
             rek: s.rek.expect("resolved"),
-            small_scales: match s.dealias.expect("resolved") {
-                Dealias::Exponential => SmallScales::Exponential,
-                Dealias::TwoThirds => SmallScales::TwoThirds,
-            },
+            small_scales: s.dealias.expect("resolved").small_scales(),
             smagorinsky: s.smagorinsky.expect("resolved"),
         }
     }
