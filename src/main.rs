@@ -14,6 +14,7 @@ use thermalizer::stages::generate::Plan;
 use thermalizer::stages::train::{choose_device, Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
+use thermalizer::train::checkpoint::StoredAs;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +76,19 @@ enum Command {
     },
     /// Figures (PNG) and summary.md from <run.dir>/rollout.h5 into <run.dir>/report/.
     Report(ConfigArgs),
+    /// Write the trained models the rollout uses (rollout.weights, rollout.ema) as weights-only
+    /// files DIR/emulator.safetensors and DIR/thermalizer.safetensors, which a rollout reads with
+    /// `--set rollout.models=DIR` (no training needed).
+    Export {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Output directory [default: <run.dir>/models].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Store float16 instead of float32 (half the size; weights rounded to 11 significant bits).
+        #[arg(long)]
+        half: bool,
+    },
     /// The whole method in one command: generate, train emulator, train thermalizer, rollout,
     /// report, on all ranks. Stages whose outputs are finished for this config are skipped, an
     /// interrupted one resumes; stops at the first stage that does not finish (with its status).
@@ -258,6 +272,13 @@ fn dispatch(command: Command, world: &World) -> i32 {
         Command::Report(args) => match load(&args) {
             Err(code) => code,
             Ok(config) => command::report(&config, world).0,
+        },
+        Command::Export { args, out, half } => match load(&args) {
+            Err(code) => code,
+            Ok(config) => {
+                let out = out.unwrap_or_else(|| config.run.dir.join("models"));
+                command::export(&config, world, &out, if half { StoredAs::Float16 } else { StoredAs::Float32 })
+            }
         },
         Command::Pipeline { args, train } => match load(&args) {
             Err(code) => code,

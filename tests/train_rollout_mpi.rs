@@ -317,6 +317,29 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("rollout.h5"));
     assert_same_series(&base, &one, 1e-4);
+    // Exported float32 weights (default <run.dir>/models) roll out bit for bit the same; float16
+    // files are half the size; exported EMA weights are refused to a rollout asking for raw ones.
+    assert_ok(&stage(0, &["export"], &base, &[]));
+    let exported = copy_data(&base, "ro-exported");
+    let models = format!("rollout.models={}", base.join("models").display());
+    assert_ok(&stage(2, &["rollout"], &exported, &[&models]));
+    assert_same_series(&base, &exported, 0.0);
+    let half = scratch("ro-half");
+    assert_ok(&stage(0, &["export", "--half", "--out", half.to_str().unwrap()], &base, &[]));
+    for model in ["emulator", "thermalizer"] {
+        let size = |d: &Path| std::fs::metadata(d.join(format!("{model}.safetensors"))).unwrap().len() as f64;
+        let ratio = size(&half) / size(&base.join("models"));
+        assert!((0.45..0.55).contains(&ratio), "{model}: float16 file is {ratio:.3} of float32");
+    }
+    let half_models = format!("rollout.models={}", half.display());
+    refused(
+        &stage(0, &["rollout"], &scratch("ro-raw"), &[&half_models, "rollout.ema=false"]),
+        &["thermalizer.safetensors: exported with rollout.ema = true", "rollout.ema = false"],
+    );
+    refused(
+        &stage(0, &["rollout"], &scratch("ro-none"), &["rollout.models=/nonexistent"]),
+        &["rollout.models: no emulator"],
+    );
     // Killed after a checkpoint, then resumed: the same statistics.
     let resumed = copy_trained(&base, "ro-resume");
     let longer = ["rollout.steps=150", "rollout.snapshot_every=50", "rollout.spectrum_every=25"];

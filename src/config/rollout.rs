@@ -1,5 +1,7 @@
 //! `rollout.*`: long emulator rollouts, alone and thermalized, and what is recorded of them.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// A rollout mode.
@@ -90,6 +92,11 @@ pub struct RolloutConfig {
     /// `best` or `latest` checkpoints of the trained models.
     #[serde(default = "best")]
     pub weights: Weights,
+    /// A directory holding `emulator.safetensors` and `thermalizer.safetensors` as written by
+    /// `thermalizer export` (e.g. `data/kolmogorov-small`), used instead of the training
+    /// checkpoints in `<run.dir>` (`weights` then does not apply, and `pipeline` skips training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<PathBuf>,
     /// Use the thermalizer's EMA weights (when it has them).
     #[serde(default = "yes")]
     pub ema: bool,

@@ -5,7 +5,10 @@
 
 use std::io::Write;
 
+use std::path::Path;
+
 use super::generate::{self, Outcome as GenerateOutcome};
+use super::models;
 use super::rollout::{self, Outcome as RolloutOutcome};
 use super::train::{self, Model, TrainOptions};
 use super::StageError;
@@ -13,6 +16,7 @@ use crate::config::Config;
 use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
 use crate::report::{self, Headline};
+use crate::train::checkpoint::StoredAs;
 use crate::train::trainer::Outcome as TrainOutcome;
 
 /// Prints a stage error (once for input errors, from the failing rank otherwise) and returns
@@ -127,10 +131,30 @@ pub fn report(config: &Config, world: &World) -> (i32, Option<Headline>) {
     }
 }
 
+/// `thermalizer export`: the models the rollout would use, weights only, into `out` (rank 0
+/// writes; the others wait for its verdict). Prints each file written.
+pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs) -> i32 {
+    let outcome = if world.is_root() { Some(models::export(config, out, how)) } else { None };
+    let failed = world.any(matches!(outcome, Some(Err(_))));
+    match outcome {
+        Some(Ok(files)) => {
+            for f in files {
+                let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
+                log::info!("{}: {:.2} MB", f.display(), bytes as f64 / 1e6);
+                println!("{}", f.display());
+            }
+            0
+        }
+        Some(Err(e)) => exit_status(world, e),
+        None => i32::from(failed),
+    }
+}
+
 /// `thermalizer pipeline`: generate (native CPU solver) → train emulator → train thermalizer →
 /// rollout → report on all ranks, each stage skipping what is already done for this config and
 /// resuming what was interrupted; stops at the first stage that does not finish (its exit status
-/// is returned).
+/// is returned). With `rollout.models` set the rollout does not use the training checkpoints,
+/// so both trainings are skipped.
 pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
     let stop = StopFlag::install();
     let banner = |name: &str| {
@@ -140,8 +164,12 @@ pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
     };
     banner("generate");
     let mut code = generate(config, world, &stop, None);
+    let shipped = config.rollout.as_ref().and_then(|r| r.models.as_ref());
+    if let Some(dir) = shipped.filter(|_| world.is_root()) {
+        log::info!("==== pipeline: training skipped (rollout.models = {})", dir.display());
+    }
     for model in [Model::Emulator, Model::Thermalizer] {
-        if code == 0 {
+        if code == 0 && shipped.is_none() {
             banner(&format!("train {}", model.name()));
             code = train(config, world, &stop, model, opts);
         }

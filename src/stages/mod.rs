@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod generate;
+pub mod models;
 pub mod rollout;
 pub mod train;
 

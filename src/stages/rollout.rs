@@ -12,15 +12,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use tch::nn::{Module, VarStore};
+use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
-use super::StageError;
-use crate::config::rollout::{Mode, RolloutConfig, Weights};
+use super::{models, StageError};
+use crate::config::rollout::{Mode, RolloutConfig};
 use crate::config::{same_identity, Config, Stage, SystemKind};
-use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
-use crate::nn::unet::Unet;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
@@ -30,7 +28,6 @@ use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
 use crate::store::checkpoint::{self as ck_store, CheckpointData};
 use crate::store::h5::{Access, File};
-use crate::train::checkpoint::Checkpoint;
 use crate::train::data::{Trajectories, Window};
 use crate::train::task::normals;
 
@@ -38,87 +35,6 @@ use crate::train::task::normals;
 pub enum Outcome {
     Complete { path: PathBuf, already: bool },
     Interrupted { step: usize },
-}
-
-/// The trained models and the normalisation they were trained with.
-struct Models {
-    emulator: Unet,
-    thermalizer: Option<Thermalizer>,
-    scale: Vec<f64>,
-    _stores: Vec<VarStore>,
-}
-
-fn checkpoint_path(c: &Config, model: &str, weights: Weights) -> PathBuf {
-    let dir = c.run.dir.join(model);
-    match weights {
-        Weights::Best if dir.join("best.safetensors").exists() => dir.join("best.safetensors"),
-        _ => dir.join("latest.safetensors"),
-    }
-}
-
-/// Copies the checkpoint's tensors (`prefix` + name) into the variables of `vs`.
-fn load_into(vs: &VarStore, ck: &Checkpoint, path: &Path, prefix: &str) -> Result<(), String> {
-    let _g = tch::no_grad_guard();
-    for (name, var) in vs.variables() {
-        let mut var = var;
-        let key = format!("{prefix}{name}");
-        let t = ck.tensor(&key, &var.size(), path).or_else(|_| ck.tensor(&name, &var.size(), path))?;
-        var.copy_(&t.to_device(var.device()));
-    }
-    Ok(())
-}
-
-fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>, String> {
-    let t = ck.tensor("normalisation/scale", &[channels as i64], path)?;
-    Ok(Vec::<f32>::try_from(t.shallow_clone()).map_err(|e| e.to_string())?.into_iter().map(f64::from).collect())
-}
-
-fn load_models(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, String> {
-    let channels = c.layers();
-    let path = checkpoint_path(c, "emulator", r.weights);
-    if !path.exists() {
-        return Err(format!("no trained emulator at {} (run `thermalizer train emulator` first)", path.display()));
-    }
-    let ck = Checkpoint::load(&path)?;
-    if ck.meta("model", &path)? != "emulator" {
-        return Err(format!("checkpoint {}: not an emulator", path.display()));
-    }
-    let evs = VarStore::new(device);
-    let emulator = Unet::new(&evs.root(), &c.emulator().model.shape(channels as i64));
-    load_into(&evs, &ck, &path, "")?;
-    let scale = scale_of(&ck, &path, channels)?;
-    let mut stores = vec![evs];
-    let tpath = checkpoint_path(c, "thermalizer", r.weights);
-    let needed = r.modes.contains(&Mode::Thermalized);
-    let thermalizer = if tpath.exists() {
-        let tck = Checkpoint::load(&tpath)?;
-        if tck.meta("model", &tpath)? != "thermalizer" {
-            return Err(format!("checkpoint {}: not a thermalizer", tpath.display()));
-        }
-        let t = c.thermalizer();
-        let tvs = VarStore::new(device);
-        let net =
-            Thermalizer::new(&tvs.root(), &t.model.shape(channels as i64), c.output_grid() as i64, t.levels as i64);
-        load_into(&tvs, &tck, &tpath, if r.ema { "ema/" } else { "" })?;
-        let tscale = scale_of(&tck, &tpath, channels)?;
-        if tscale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs()) {
-            return Err(format!(
-                "{} and {} were trained with different normalisations ({tscale:?} vs {scale:?}): not the same data",
-                path.display(),
-                tpath.display()
-            ));
-        }
-        stores.push(tvs);
-        Some(net)
-    } else if needed {
-        return Err(format!(
-            "no trained thermalizer at {} (needed by rollout.modes: thermalized; run `thermalizer train thermalizer`)",
-            tpath.display()
-        ));
-    } else {
-        None
-    };
-    Ok(Models { emulator, thermalizer, scale, _stores: stores })
 }
 
 /// The initial condition of global member j: (test member, stored state).
@@ -476,7 +392,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         return Ok(Outcome::Complete { path: out, already: true });
     }
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
-    let models = load_models(c, &r, device).map_err(StageError::Input)?;
+    let models = models::load(c, &r, device).map_err(StageError::Input)?;
     let data = Trajectories::open(&dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
     let test = data.members(2);
     if test.is_empty() {

@@ -1,6 +1,7 @@
 //! Training checkpoints as safetensors files, readable from Python with `safetensors`.
 //!
-//! Tensors (all float32, CPU):
+//! Tensors (float32, CPU; files written by `thermalizer export --half` hold float16, which
+//! [`Checkpoint::load`] widens to float32):
 //! - the model's parameters under the authors' PyTorch names (`image_proj.weight`, ...), so
 //!   `model.load_state_dict(safetensors.torch.load_file(path))` works on their module;
 //! - `ema/<name>` for the EMA weights (when EMA is on);
@@ -32,29 +33,61 @@ pub struct Checkpoint {
     pub meta: HashMap<String, String>,
 }
 
-fn f32_bytes(t: &Tensor) -> (Vec<usize>, Vec<u8>) {
-    let t = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-    let mut v = vec![0f32; t.numel()];
-    t.copy_data(&mut v, t.numel());
+/// How a file stores its tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredAs {
+    /// IEEE float32 (training checkpoints).
+    Float32,
+    /// IEEE float16: half the bytes; each value rounded to 11 significant bits, magnitudes
+    /// below 6e-8 flushed to zero (`thermalizer export --half`).
+    Float16,
+}
+
+/// The shape and little-endian bytes of `t` stored as `how`.
+fn stored_bytes(t: &Tensor, how: StoredAs) -> (Vec<usize>, Vec<u8>) {
+    let t = t.detach().to_device(Device::Cpu);
     let shape = t.size().iter().map(|&d| d as usize).collect();
-    (shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    let bytes = match how {
+        StoredAs::Float16 => {
+            let bits = t.to_kind(Kind::Half).contiguous().view_dtype(Kind::Int16);
+            let mut v = vec![0i16; bits.numel()];
+            bits.copy_data(&mut v, bits.numel());
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
+        StoredAs::Float32 => {
+            let t = t.to_kind(Kind::Float).contiguous();
+            let mut v = vec![0f32; t.numel()];
+            t.copy_data(&mut v, t.numel());
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
+    };
+    (shape, bytes)
 }
 
 impl Checkpoint {
-    /// Writes atomically (temporary file + rename).
+    /// Writes atomically (temporary file + rename), every tensor as float32.
     pub fn save(&self, path: &Path) -> Result<(), String> {
+        self.save_as(path, StoredAs::Float32)
+    }
+
+    /// Writes atomically, every tensor stored as `how`.
+    pub fn save_as(&self, path: &Path, how: StoredAs) -> Result<(), String> {
+        let dtype = match how {
+            StoredAs::Float32 => Dtype::F32,
+            StoredAs::Float16 => Dtype::F16,
+        };
         let owned: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
             .map(|(k, t)| {
-                let (shape, bytes) = f32_bytes(t);
+                let (shape, bytes) = stored_bytes(t, how);
                 (k.clone(), shape, bytes)
             })
             .collect();
         let views: Vec<(String, TensorView)> = owned
             .iter()
             .map(|(k, shape, bytes)| {
-                (k.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent view"))
+                (k.clone(), TensorView::new(dtype, shape.clone(), bytes).expect("consistent view"))
             })
             .collect();
         let tmp = path.with_extension("safetensors.tmp");
@@ -80,17 +113,20 @@ impl Checkpoint {
         }
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
-            if view.dtype() != Dtype::F32 {
-                return Err(format!(
-                    "checkpoint {}: tensor '{name}' is {:?}, expected F32",
-                    path.display(),
-                    view.dtype()
-                ));
-            }
+            let kind = match view.dtype() {
+                Dtype::F32 => Kind::Float,
+                Dtype::F16 => Kind::Half,
+                other => {
+                    return Err(format!(
+                        "checkpoint {}: tensor '{name}' is {other:?}, expected F32 or F16",
+                        path.display()
+                    ))
+                }
+            };
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            let t = Tensor::f_from_data_size(view.data(), &shape, Kind::Float)
+            let t = Tensor::f_from_data_size(view.data(), &shape, kind)
                 .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", path.display()))?;
-            tensors.insert(name, t);
+            tensors.insert(name, t.to_kind(Kind::Float));
         }
         Ok(Checkpoint { tensors, meta })
     }

@@ -1,0 +1,211 @@
+//! The trained models a rollout uses: where their files are, loading them checked against the
+//! config, and `thermalizer export`, which writes them as weights-only files to ship or share.
+//!
+//! By default a rollout reads the training checkpoints `<run.dir>/emulator/` and
+//! `<run.dir>/thermalizer/` (`best.safetensors` or `latest.safetensors`, per `rollout.weights`).
+//! With `rollout.models: DIR` it reads `DIR/emulator.safetensors` and
+//! `DIR/thermalizer.safetensors` instead: files written by [`export`], in the checkpoint format
+//! ([`crate::train::checkpoint`]) with the same tensor names, but holding only what a rollout
+//! needs: the emulator's weights, the thermalizer's EMA weights (`ema/<name>`, or its raw
+//! weights when `rollout.ema` is false) and `normalisation/scale`; float32, or float16 with
+//! `--half`. Their metadata is the checkpoint's plus `exported_from` (the checkpoint's path)
+//! and `ema` (`true`/`false`).
+//!
+//! Either way a model trained on another system is refused before any compute: the `system`
+//! section and `generate.steps_per_sample` (the emulator's time step) of the config stored in
+//! the model file must equal this config's.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::nn::VarStore;
+use tch::Device;
+
+use super::StageError;
+use crate::config::rollout::{Mode, RolloutConfig, Weights};
+use crate::config::Config;
+use crate::nn::classifier::Thermalizer;
+use crate::nn::unet::Unet;
+use crate::train::checkpoint::{Checkpoint, StoredAs};
+
+/// The two trained models, by the directory name of their checkpoints.
+const NAMES: [&str; 2] = ["emulator", "thermalizer"];
+
+/// The trained models and the normalisation they were trained with.
+pub struct Models {
+    pub emulator: Unet,
+    pub thermalizer: Option<Thermalizer>,
+    /// Per-channel scale: physical units per normalised unit.
+    pub scale: Vec<f64>,
+    _stores: Vec<VarStore>,
+}
+
+/// The training checkpoint of `model` chosen by `weights` (`best` when it exists, else `latest`).
+fn checkpoint_path(c: &Config, model: &str, weights: Weights) -> PathBuf {
+    let dir = c.run.dir.join(model);
+    match weights {
+        Weights::Best if dir.join("best.safetensors").exists() => dir.join("best.safetensors"),
+        _ => dir.join("latest.safetensors"),
+    }
+}
+
+/// The file a rollout reads `model` from: `rollout.models/<model>.safetensors` when set, else
+/// the training checkpoint.
+fn model_path(c: &Config, r: &RolloutConfig, model: &str) -> PathBuf {
+    match &r.models {
+        Some(dir) => dir.join(format!("{model}.safetensors")),
+        None => checkpoint_path(c, model, r.weights),
+    }
+}
+
+/// Reads the model file at `path`, checks that it holds `model` trained on this config's system,
+/// and (for an exported thermalizer) that it holds the weights `rollout.ema` (`ema`) asks for.
+fn open(c: &Config, model: &str, path: &Path, ema: bool) -> Result<Checkpoint, String> {
+    let ck = Checkpoint::load(path)?;
+    let holds = ck.meta("model", path)?;
+    if holds != model {
+        return Err(format!("model file {}: holds the {holds}, not the {model}", path.display()));
+    }
+    trained_on_this_system(c, &ck, path)?;
+    let exported_ema = ck.meta.get("ema").filter(|_| ck.meta.contains_key("exported_from"));
+    if let Some(stored) = exported_ema.filter(|s| model == "thermalizer" && **s != ema.to_string()) {
+        return Err(format!(
+            "model file {}: exported with rollout.ema = {stored}, but this config has rollout.ema = {ema}",
+            path.display()
+        ));
+    }
+    Ok(ck)
+}
+
+/// Refuses a model whose stored config has another `system` section or emulator time step.
+fn trained_on_this_system(c: &Config, ck: &Checkpoint, path: &Path) -> Result<(), String> {
+    let stored: Config = serde_saphyr::from_str(ck.meta("config", path)?)
+        .map_err(|e| format!("model file {}: its stored config is unreadable ({e})", path.display()))?;
+    let yaml = |c: &Config| serde_saphyr::to_string(&c.system).expect("config serialises");
+    let (theirs, ours) = (yaml(&stored), yaml(c));
+    if let Some((a, b)) = theirs.lines().zip(ours.lines()).find(|(a, b)| a != b) {
+        return Err(format!(
+            "model file {} was trained on another system: its config has system.{}, this config system.{}",
+            path.display(),
+            a.trim(),
+            b.trim()
+        ));
+    }
+    let (a, b) = (stored.generate.steps_per_sample, c.generate.steps_per_sample);
+    if a != b {
+        return Err(format!(
+            "model file {} was trained with another time step: generate.steps_per_sample = {a} in its config, {b} in this one",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Copies the file's tensors (`prefix` + name, else name) into the variables of `vs`.
+fn load_into(vs: &VarStore, ck: &Checkpoint, path: &Path, prefix: &str) -> Result<(), String> {
+    let _g = tch::no_grad_guard();
+    for (name, var) in vs.variables() {
+        let mut var = var;
+        let key = format!("{prefix}{name}");
+        let t = ck.tensor(&key, &var.size(), path).or_else(|_| ck.tensor(&name, &var.size(), path))?;
+        var.copy_(&t.to_device(var.device()));
+    }
+    Ok(())
+}
+
+fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>, String> {
+    let t = ck.tensor("normalisation/scale", &[channels as i64], path)?;
+    Ok(Vec::<f32>::try_from(t.shallow_clone()).map_err(|e| e.to_string())?.into_iter().map(f64::from).collect())
+}
+
+/// Where to train the missing `model`, or which file `rollout.models` lacks.
+fn missing(r: &RolloutConfig, model: &str, path: &Path) -> String {
+    match r.models {
+        Some(_) => format!("rollout.models: no {model} at {} (written by `thermalizer export`)", path.display()),
+        None => format!("no trained {model} at {} (run `thermalizer train {model}` first)", path.display()),
+    }
+}
+
+/// Loads the models of rollout `r` onto `device`; the thermalizer only when its file exists
+/// (an error when `rollout.modes` has `thermalized`).
+pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, String> {
+    let channels = c.layers();
+    let path = model_path(c, r, "emulator");
+    if !path.exists() {
+        return Err(missing(r, "emulator", &path));
+    }
+    let ck = open(c, "emulator", &path, r.ema)?;
+    let evs = VarStore::new(device);
+    let emulator = Unet::new(&evs.root(), &c.emulator().model.shape(channels as i64));
+    load_into(&evs, &ck, &path, "")?;
+    let scale = scale_of(&ck, &path, channels)?;
+    let mut stores = vec![evs];
+    let tpath = model_path(c, r, "thermalizer");
+    let thermalizer = if tpath.exists() {
+        let tck = open(c, "thermalizer", &tpath, r.ema)?;
+        let t = c.thermalizer();
+        let tvs = VarStore::new(device);
+        let net =
+            Thermalizer::new(&tvs.root(), &t.model.shape(channels as i64), c.output_grid() as i64, t.levels as i64);
+        load_into(&tvs, &tck, &tpath, if r.ema { "ema/" } else { "" })?;
+        let tscale = scale_of(&tck, &tpath, channels)?;
+        if tscale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs()) {
+            return Err(format!(
+                "{} and {} were trained with different normalisations ({tscale:?} vs {scale:?}): not the same data",
+                path.display(),
+                tpath.display()
+            ));
+        }
+        stores.push(tvs);
+        Some(net)
+    } else if r.modes.contains(&Mode::Thermalized) {
+        return Err(format!("{} (needed by rollout.modes: thermalized)", missing(r, "thermalizer", &tpath)));
+    } else {
+        None
+    };
+    Ok(Models { emulator, thermalizer, scale, _stores: stores })
+}
+
+/// `thermalizer export`: writes the training checkpoints the rollout would use
+/// (`rollout.weights`, `rollout.ema`) as `out/emulator.safetensors` and
+/// `out/thermalizer.safetensors` (when trained), weights only, stored as `how`. Each is checked
+/// to load into this config's models first. Returns the files written.
+pub fn export(c: &Config, out: &Path, how: StoredAs) -> Result<Vec<PathBuf>, StageError> {
+    let r = c.rollout.clone().ok_or_else(|| {
+        StageError::Input("the config has no rollout section (its weights and ema keys choose what is exported)".into())
+    })?;
+    let source = RolloutConfig { models: None, ..r };
+    let mut selected = Vec::new();
+    for model in NAMES {
+        let path = checkpoint_path(c, model, source.weights);
+        if !path.exists() {
+            if model == "emulator" {
+                return Err(StageError::Input(missing(&source, model, &path)));
+            }
+            log::warn!("no trained thermalizer at {}: exporting the emulator only", path.display());
+            continue;
+        }
+        let ck = open(c, model, &path, source.ema).map_err(StageError::Input)?;
+        let ema = model == "thermalizer" && source.ema && ck.tensors.keys().any(|k| k.starts_with("ema/"));
+        let keep = |name: &str| {
+            name == "normalisation/scale" || if ema { name.starts_with("ema/") } else { !name.contains('/') }
+        };
+        let tensors: HashMap<_, _> =
+            ck.tensors.iter().filter(|(k, _)| keep(k)).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        let mut meta = ck.meta.clone();
+        meta.insert("exported_from".into(), path.display().to_string());
+        meta.insert("ema".into(), ema.to_string());
+        selected.push((model, Checkpoint { tensors, meta }));
+    }
+    std::fs::create_dir_all(out).map_err(|e| StageError::Io(format!("cannot create {}: {e}", out.display())))?;
+    let mut written = Vec::new();
+    for (model, ck) in selected {
+        let path = out.join(format!("{model}.safetensors"));
+        ck.save_as(&path, how).map_err(StageError::Io)?;
+        written.push(path);
+    }
+    let modes = if written.len() == NAMES.len() { source.modes.clone() } else { vec![Mode::Emulator] };
+    let check = RolloutConfig { models: Some(out.to_path_buf()), modes, ..source };
+    load(c, &check, Device::Cpu).map_err(|e| StageError::Io(format!("the exported files do not load: {e}")))?;
+    Ok(written)
+}
