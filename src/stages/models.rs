@@ -9,7 +9,8 @@
 //! needs: the emulator's weights, the thermalizer's EMA weights (`ema/<name>`, or its raw
 //! weights when `rollout.ema` is false) and `normalisation/scale`; float32, or float16 with
 //! `--half`. Their metadata is the checkpoint's plus `exported_from` (the checkpoint's path)
-//! and `ema` (`true`/`false`).
+//! and `ema`: `true` (the thermalizer's EMA weights), `false` (raw weights of a model that has
+//! EMA weights) or `none` (a model trained without EMA, such as the emulator).
 //!
 //! Either way a model trained on another system is refused before any compute: the `system`
 //! section and `generate.steps_per_sample` (the emulator's time step) of the config stored in
@@ -68,7 +69,7 @@ fn open(c: &Config, model: &str, path: &Path, ema: bool) -> Result<Checkpoint, S
     }
     trained_on_this_system(c, &ck, path)?;
     let exported_ema = ck.meta.get("ema").filter(|_| ck.meta.contains_key("exported_from"));
-    if let Some(stored) = exported_ema.filter(|s| model == "thermalizer" && **s != ema.to_string()) {
+    if let Some(stored) = exported_ema.filter(|s| model == "thermalizer" && **s == (!ema).to_string()) {
         return Err(format!(
             "model file {}: exported with rollout.ema = {stored}, but this config has rollout.ema = {ema}",
             path.display()
@@ -186,7 +187,8 @@ pub fn export(c: &Config, out: &Path, how: StoredAs) -> Result<Vec<PathBuf>, Sta
             continue;
         }
         let ck = open(c, model, &path, source.ema).map_err(StageError::Input)?;
-        let ema = model == "thermalizer" && source.ema && ck.tensors.keys().any(|k| k.starts_with("ema/"));
+        let has_ema = model == "thermalizer" && ck.tensors.keys().any(|k| k.starts_with("ema/"));
+        let ema = has_ema && source.ema;
         let keep = |name: &str| {
             name == "normalisation/scale" || if ema { name.starts_with("ema/") } else { !name.contains('/') }
         };
@@ -194,7 +196,7 @@ pub fn export(c: &Config, out: &Path, how: StoredAs) -> Result<Vec<PathBuf>, Sta
             ck.tensors.iter().filter(|(k, _)| keep(k)).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
         let mut meta = ck.meta.clone();
         meta.insert("exported_from".into(), path.display().to_string());
-        meta.insert("ema".into(), ema.to_string());
+        meta.insert("ema".into(), if has_ema { ema.to_string() } else { "none".into() });
         selected.push((model, Checkpoint { tensors, meta }));
     }
     std::fs::create_dir_all(out).map_err(|e| StageError::Io(format!("cannot create {}: {e}", out.display())))?;
