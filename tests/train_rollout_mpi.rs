@@ -428,8 +428,19 @@ fn check_report(dir: &Path) {
             .any(|v| summary.contains(v)),
         "a verdict on thermalization:\n{summary}"
     );
+    let horizon =
+        |i: usize| -> Vec<i64> { diverged[4 * i..4 * i + 4].iter().map(|&d| if d >= 0 { d } else { 12 }).collect() };
+    let (e, t) = (horizon(0), horizon(1));
+    let count = |f: &dyn Fn(i64, i64) -> bool| e.iter().zip(&t).filter(|(a, b)| f(**a, **b)).count();
+    let paired = format!(
+        "thermalized outlived the emulator alone in {} of 4 members, the reverse in {}, ties {}",
+        count(&|a, b| b > a),
+        count(&|a, b| a > b),
+        count(&|a, b| a == b)
+    );
+    assert!(summary.contains(&paired), "{paired}:\n{summary}");
     for (i, mode) in ["emulator", "thermalized"].iter().enumerate() {
-        let mut h: Vec<i64> = diverged[4 * i..4 * i + 4].iter().map(|&d| if d >= 0 { d } else { 12 }).collect();
+        let mut h = horizon(i);
         h.sort();
         let row = summary.lines().find(|l| l.starts_with(&format!("| {mode} |"))).expect("a row per mode");
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();

@@ -9,9 +9,11 @@
 //! which the member's spectrum leaves the truth's spread; the summary gives its median too.
 //! **Time-averaged spectra and PDFs** are the file's per-member means over the stationary
 //! window (`spectrum_mean`, `histogram_mean`: members that survived it), drawn for every
-//! member (the ensemble spread) with the ensemble mean, against the truth's.
+//! member (the ensemble spread) with the ensemble mean, against the truth's. With both modes,
+//! the summary also compares the horizons member by member ([`paired`]).
 
 pub mod figures;
+pub mod paired;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use crate::rollout::window;
 use crate::stages::StageError;
 use crate::store::h5::{Access, File};
 use figures::{field_panels, heat_map, line_plot, Axes, Line};
+use paired::Pairs;
 
 const TRUTH: RGBColor = RGBColor(0, 0, 0);
 const COLORS: [RGBColor; 2] = [RGBColor(214, 39, 40), RGBColor(31, 119, 180)];
@@ -508,6 +511,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         truth_mean.iter().enumerate().map(|(k, e)| if (1..kmax).contains(&k) { e.ln() } else { f64::NAN }).collect();
     let wall_emulator = attr("emulator_wall_seconds");
     let mut head = Vec::new();
+    let mut horizons = Vec::new();
     for (i, name) in modes.iter().enumerate() {
         let h: Vec<f64> = (0..members)
             .map(|m| match diverged[i * members + m] {
@@ -517,6 +521,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
             .collect();
         let surv = (0..members).filter(|&m| diverged[i * members + m] < 0).count() as f64 / members as f64;
         let med = median(h.clone());
+        horizons.push(h.clone());
         let ge = if surv >= 0.5 { "≥ " } else { "" };
         let (lo, hi) = (h.iter().cloned().fold(f64::INFINITY, f64::min), h.iter().cloned().fold(0.0, f64::max));
         let sp: Vec<f64> =
@@ -553,6 +558,20 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     }
     let _ = writeln!(md, "\n{}", short_horizon_skill(&modes, &mse, &steps));
     let _ = writeln!(md, "\n{}", verdict(&head));
+    let index = |n: &str| modes.iter().position(|m| m == n);
+    if let (Some(e), Some(t)) = (index("emulator"), index("thermalized")) {
+        let p = Pairs::count(&horizons[t], &horizons[e]);
+        let _ = writeln!(
+            md,
+            "\nPaired by member (each starts from the same state in both modes): thermalized outlived the emulator \
+             alone in {} of {members} members, the reverse in {}, ties {} (the same step, or both ran to the end); \
+             two-sided sign test p = {:.3}.",
+            p.a_longer,
+            p.b_longer,
+            p.ties,
+            p.sign_test()
+        );
+    }
     if f.has("noise_level") {
         let levels = read(&f, "noise_level").map_err(io)?;
         let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init")));
