@@ -11,6 +11,7 @@ use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::command::{self, exit_status};
 use thermalizer::stages::generate::Plan;
+use thermalizer::stages::models;
 use thermalizer::stages::train::{choose_device, Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
@@ -99,7 +100,8 @@ enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
-    /// Parse and check a config, print it resolved with the planned work; writes nothing.
+    /// Parse and check a config, print it resolved with the planned work; writes nothing. With
+    /// `rollout.models` set, its files are loaded into the configured models as a check.
     Validate(ConfigArgs),
     /// Print versions (thermalizer, git, MPI, HDF5, libtorch) and CUDA availability.
     Info,
@@ -286,12 +288,18 @@ fn dispatch(command: Command, world: &World) -> i32 {
         },
         Command::Validate(args) => match Config::load(&args.config, &args.set) {
             Err(e) => exit_status(world, StageError::Input(e.0)),
-            Ok(config) => {
-                if world.is_root() {
-                    print_plan(&config, world.size());
+            Ok(config) => match models::check_shipped(&config) {
+                Err(e) => exit_status(world, StageError::Input(e)),
+                Ok(shipped) => {
+                    if world.is_root() {
+                        print_plan(&config, world.size());
+                        if let Some(dir) = shipped {
+                            println!("rollout models:     {} (they load into these models)", dir.display());
+                        }
+                    }
+                    0
                 }
-                0
-            }
+            },
         },
         Command::Info => {
             if world.is_root() {

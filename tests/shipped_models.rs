@@ -48,13 +48,19 @@ fn the_shipped_models_roll_out_without_training_and_keep_their_skill() {
     // The shipped classifier rates the true initial states clean (levels 0-199; s_init is 2).
     let level = f.dataset("noise_level").unwrap().read::<f64>(None).unwrap(); // [mode, member, step]
     assert!((0..2).all(|member| (0.0..=2.0).contains(&level[(2 + member) * 21])), "levels {level:?}");
-    // The models belong to this system only.
-    let out = stage(0, "rollout", &scratch("shipped-other"), &["system.viscosity=2.0e-3"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("emulator.safetensors was trained on another system")
-            && err.contains("system.viscosity: 0.001, this config system.viscosity: 0.002"),
-        "{err}"
-    );
+    // The models belong to this system only: refused by the rollout, and by `validate` before
+    // a job is queued (which otherwise says it loaded them).
+    let out = stage(0, "validate", &dir, &[]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rollout models:     "));
+    for verb in ["rollout", "validate"] {
+        let out = stage(0, verb, &scratch("shipped-other"), &["system.viscosity=2.0e-3"]);
+        assert_eq!(out.status.code(), Some(2), "{verb}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("emulator.safetensors was trained on another system")
+                && err.contains("system.viscosity: 0.001, this config system.viscosity: 0.002"),
+            "{verb}: {err}"
+        );
+    }
 }

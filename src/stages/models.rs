@@ -167,6 +167,15 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
     Ok(Models { emulator, thermalizer, scale, _stores: stores })
 }
 
+/// The directory `rollout.models`, after loading its files into this config's models on the CPU
+/// (what `thermalizer validate` checks before a job is queued); `None` when it is unset.
+pub fn check_shipped(c: &Config) -> Result<Option<&Path>, String> {
+    match c.rollout.as_ref().and_then(|r| r.models.as_deref().map(|d| (r, d))) {
+        Some((r, dir)) => load(c, r, Device::Cpu).map(|_| Some(dir)),
+        None => Ok(None),
+    }
+}
+
 /// `thermalizer export`: writes the training checkpoints the rollout would use
 /// (`rollout.weights`, `rollout.ema`) as `out/emulator.safetensors` and
 /// `out/thermalizer.safetensors` (when trained), weights only, stored as `how`. Each is checked
