@@ -10,7 +10,8 @@
 #   DIR/openmpi/plugins/   Open MPI's components (those whose dependencies are bundled), and
 #   DIR/share/openmpi/     its help texts (found through OPAL_PREFIX=DIR)
 #   DIR/pmix/plugins/      PMIx's components
-#   DIR/configs/           the quickstart config
+#   DIR/configs/           the quickstart and small-experiment configs
+#   DIR/data/kolmogorov-small/  the small experiment's shipped models
 #   DIR/gpu-checks.sh      every GPU check in one script (see there)
 # and refuses a bundle over 64 MiB. Run it there as:  DIR/gpu-checks.sh  (results under $OUT).
 set -euo pipefail
@@ -81,7 +82,8 @@ for f in "$out"/lib/*.so* "$out"/openmpi/plugins/*.so "$out"/pmix/plugins/*.so; 
   patchelf --set-rpath '$ORIGIN/../lib:$ORIGIN' "$f" 2>/dev/null || true
 done
 cp -r /usr/share/openmpi "$out/share/openmpi"
-cp configs/quickstart.yaml "$out/configs/"
+cp configs/quickstart.yaml configs/kolmogorov-small.yaml "$out/configs/"
+mkdir -p "$out/data" && cp -r data/kolmogorov-small "$out/data/"
 cp scripts/gpu-checks.sh "$out/gpu-checks.sh"
 
 bytes=$(du -sb "$out" | cut -f1)

@@ -10,7 +10,9 @@
 #    the native CPU solver after 20 steps, with its speed beside the native one-core solver;
 # 4. two ranks on the GPU(s) (NCCL with 2+ GPUs, else the MPI fallback) for 20 updates;
 # 5. `bench train` and `bench rollout` on the GPU at the paper's model size (45.8 M / 53.3 M
-#    parameters, 64², one channel) beside the quickstart models.
+#    parameters, 64², one channel) beside the quickstart models;
+# 6. the shipped small-experiment models (data/kolmogorov-small, no training) rolled out on the
+#    GPU and on the CPU from the same few trajectories: their short-horizon skill should agree.
 # Each step's stdout/stderr go to $OUT/<step>.{out,err}; a summary line per step is printed.
 set -uo pipefail
 B=$(cd "$(dirname "$0")" && pwd)
@@ -56,5 +58,13 @@ step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --secon
   --device cuda --batch 256
 step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --seconds 3 --repeats 3
 step bench-rollout "$T" bench rollout --device cuda --models "$paper" --batches 1 16 64 256 --seconds 2 --repeats 3
+small=(--config "$B/configs/kolmogorov-small.yaml" --set "rollout.models=$B/data/kolmogorov-small"
+       --set generate.members=8 --set generate.samples=24 --set rollout.members=2 --set rollout.start_stride=2
+       --set rollout.steps=20 --set rollout.spectrum_every=10)
+step shipped-gpu "$T" pipeline "${small[@]}" --device cuda --set "run.dir=$OUT/shipped-gpu"
+mkdir -p "$OUT/shipped-cpu" && cp "$OUT/shipped-gpu/trajectories.h5" "$OUT/shipped-cpu/"
+step shipped-cpu "$T" rollout "${small[@]}" --device cpu --set "run.dir=$OUT/shipped-cpu"
+step shipped-report "$T" report "${small[@]}" --set "run.dir=$OUT/shipped-cpu"
+grep -h -A4 'Short-horizon skill' "$OUT"/shipped-{gpu,cpu}/report/summary.md
 cat "$OUT/solver.out" "$OUT/bench-train.out" "$OUT/bench-rollout.out"
 exit $failed
