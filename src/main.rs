@@ -76,7 +76,14 @@ enum Command {
         device: Option<String>,
     },
     /// Figures (PNG) and summary.md from <run.dir>/rollout.h5 into <run.dir>/report/.
-    Report(ConfigArgs),
+    Report {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Report a rollout still running or interrupted, up to its last checkpoint
+        /// (rollout.h5.partial), into <run.dir>/report-interim/.
+        #[arg(long)]
+        partial: bool,
+    },
     /// Write the trained models the rollout uses (rollout.weights, rollout.ema) as weights-only
     /// files DIR/emulator.safetensors and DIR/thermalizer.safetensors, which a rollout reads with
     /// `--set rollout.models=DIR` (no training needed).
@@ -271,9 +278,9 @@ fn dispatch(command: Command, world: &World) -> i32 {
             Err(code) => code,
             Ok(config) => command::rollout(&config, world, &StopFlag::install(), device.as_deref()),
         },
-        Command::Report(args) => match load(&args) {
+        Command::Report { args, partial } => match load(&args) {
             Err(code) => code,
-            Ok(config) => command::report(&config, world).0,
+            Ok(config) => command::report(&config, world, partial).0,
         },
         Command::Export { args, out, half } => match load(&args) {
             Err(code) => code,

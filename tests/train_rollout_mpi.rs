@@ -352,6 +352,13 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(resumed.join("rollout.h5.partial").exists() && !resumed.join("rollout.h5").exists());
+    // The interrupted rollout: `report` points to `--partial`, which reports it up to the checkpoint.
+    refused(&stage(0, &["report"], &resumed, &longer), &["rollout.h5 does not exist", "report --partial"]);
+    assert_ok(&stage(0, &["report", "--partial"], &resumed, &longer));
+    let step = thermalizer::store::checkpoint::stored_step(&resumed.join("rollout.checkpoint.h5")).unwrap();
+    let interim = std::fs::read_to_string(resumed.join("report-interim/summary.md")).unwrap();
+    assert!(interim.contains(&format!("up to its last checkpoint (step {step})")), "{interim}");
+    assert!(png_size(&resumed.join("report-interim/survival.png")).0 >= 500);
     let out = run(0, &argv);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
@@ -409,6 +416,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 /// file's, and the Python example that redraws one figure.
 fn check_report(dir: &Path) {
     refused(&stage(0, &["report"], &scratch("no-rollout"), &[]), &["rollout.h5", "does not exist"]);
+    refused(&stage(0, &["report", "--partial"], &scratch("no-rollout"), &[]), &["no rollout in progress"]);
     let out = stage(2, &["report"], dir, &[]);
     assert_ok(&out);
     let report = dir.join("report");

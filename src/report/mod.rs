@@ -11,6 +11,12 @@
 //! window (`spectrum_mean`, `histogram_mean`: members that survived it), drawn for every
 //! member (the ensemble spread) with the ensemble mean, against the truth's. With both modes,
 //! the summary also compares the horizons member by member ([`paired`]).
+//!
+//! **Interim report** (`report --partial`) of a rollout still running or interrupted: the same
+//! figures and summary from `rollout.h5.partial` up to the step of `rollout.checkpoint.h5`
+//! (a member not stopped by then is counted as surviving to that step), into
+//! `<run.dir>/report-interim/`. The time means, wall times and thermalization totals are written
+//! when a rollout completes, so they read NaN there.
 
 pub mod figures;
 pub mod paired;
@@ -22,6 +28,7 @@ use plotters::style::RGBColor;
 
 use crate::rollout::window;
 use crate::stages::StageError;
+use crate::store::checkpoint as ck_store;
 use crate::store::h5::{Access, File};
 use figures::{field_panels, heat_map, line_plot, Axes, Line};
 use paired::Pairs;
@@ -134,6 +141,10 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     };
     let (eh, th) = (e.median_horizon, t.median_horizon);
     if e.lower_bound && t.lower_bound {
+        let unroll = format!("Neither mode diverged in most members within the {eh:.0} steps of the rollout");
+        if e.spectrum_error.is_nan() || t.spectrum_error.is_nan() {
+            return format!("{unroll} (time-mean spectra not available to compare).");
+        }
         let closer = if t.spectrum_error < 0.9 * e.spectrum_error {
             "**Thermalization kept the time-mean spectrum closer to the truth's**"
         } else if t.spectrum_error <= 1.1 * e.spectrum_error {
@@ -142,8 +153,7 @@ fn verdict(modes: &[ModeHeadline]) -> String {
             "**Thermalization moved the time-mean spectrum further from the truth's**"
         };
         return format!(
-            "Neither mode diverged in most members within the {eh:.0} steps of the rollout (roll out longer to \
-             compare stable horizons). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} alone; median \
+            "{unroll} (roll out longer to compare stable horizons). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} alone; median \
              spectral horizon {:.0} and {:.0} steps).",
             t.spectrum_error, e.spectrum_error, t.spectral_horizon, e.spectral_horizon
         );
@@ -244,11 +254,37 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Writes the report of `run_dir/rollout.h5`.
-pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
-    let path = run_dir.join("rollout.h5");
-    if !path.exists() {
-        return Err(StageError::Input(format!("{} does not exist (run `thermalizer rollout` first)", path.display())));
+/// The file a report reads, the step its records end at (`None`: the whole rollout) and the
+/// directory it writes: `rollout.h5` into `report/`, or with `partial` the rollout in progress
+/// up to its last checkpoint into `report-interim/`.
+fn source(run_dir: &Path, partial: bool) -> Result<(PathBuf, Option<f64>, PathBuf), StageError> {
+    let (done, running, ck) =
+        (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
+    if !partial {
+        if done.exists() {
+            return Ok((done, None, run_dir.join("report")));
+        }
+        let hint = if running.exists() {
+            "; a rollout is in progress: `report --partial` reports it so far"
+        } else {
+            " (run `thermalizer rollout` first)"
+        };
+        return Err(StageError::Input(format!("{} does not exist{hint}", done.display())));
     }
+    if !(running.exists() && ck.exists()) {
+        return Err(StageError::Input(format!(
+            "report --partial: no rollout in progress in {} ({} and {} are needed)",
+            run_dir.display(),
+            running.display(),
+            ck.display()
+        )));
+    }
+    let step = ck_store::stored_step(&ck).map_err(|e| StageError::Input(format!("{}: {e}", ck.display())))?;
+    Ok((running, Some(step as f64), run_dir.join("report-interim")))
+}
+
+pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
+    let (path, interim, dir) = source(run_dir, partial)?;
     let f = File::open(&path, Access::Serial, false)
         .map_err(|e| StageError::Input(format!("{}: not readable ({e})", path.display())))?;
     let io = |e: String| StageError::Io(format!("{}: {e}", path.display()));
@@ -259,8 +295,13 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         .split_whitespace()
         .map(String::from)
         .collect();
-    let steps = read(&f, "step").map_err(io)?.v;
-    let spec_steps = read(&f, "spectrum_step").map_err(io)?.v;
+    // An interim report ends at the checkpoint's step: later records are not there yet.
+    let upto = |mut v: Vec<f64>| {
+        v.retain(|&s| interim.is_none_or(|last| s <= last));
+        v
+    };
+    let steps = upto(read(&f, "step").map_err(io)?.v);
+    let spec_steps = upto(read(&f, "spectrum_step").map_err(io)?.v);
     let ks = read(&f, "k").map_err(io)?.v;
     let mse = read(&f, "mse").map_err(io)?;
     let msq = read(&f, "mean_square").map_err(io)?;
@@ -268,11 +309,17 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     let spectrum = read(&f, "spectrum").map_err(io)?;
     let truth_msq = read(&f, "truth_mean_square").map_err(io)?;
     let truth_spec = read(&f, "truth_spectrum").map_err(io)?;
-    let diverged = f.dataset("diverged_at").and_then(|d| d.read::<i64>(None)).map_err(|e| io(e.to_string()))?;
+    let last = interim.unwrap_or(*steps.last().unwrap_or(&0.0));
+    // A stop after an interim report's last step has not happened yet as far as it is concerned.
+    let diverged: Vec<i64> = f
+        .dataset("diverged_at")
+        .and_then(|d| d.read::<i64>(None))
+        .map_err(|e| io(e.to_string()))?
+        .into_iter()
+        .map(|d| if d as f64 > last { -1 } else { d })
+        .collect();
     let attr = |name: &str| f.attrs().get::<f64>(name).ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN);
     let members = mse.shape[1];
-    let last = *steps.last().unwrap_or(&0.0);
-    let dir = run_dir.join("report");
     std::fs::create_dir_all(&dir).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
     let fig = |name: &str| dir.join(name);
     let series = |a: &Array, prefix: &[usize], xs: &[f64]| -> Vec<(f64, f64)> {
@@ -454,7 +501,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
 
     // Ticker tape of the thermalized mode.
     if let Some(i) = modes.iter().position(|m| m == "thermalized") {
-        let rows: Vec<Vec<f64>> = (0..members).map(|m| passes.slice(&[i, m]).to_vec()).collect();
+        let rows: Vec<Vec<f64>> = (0..members).map(|m| passes.slice(&[i, m])[..steps.len()].to_vec()).collect();
         heat_map(
             &fig("ticker_tape.png"),
             "Denoising passes per record, thermalized",
@@ -470,7 +517,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     if f.has("snapshot") {
         let snap = read(&f, "snapshot").map_err(io)?;
         let truth = read(&f, "truth_snapshot").map_err(io)?;
-        let snap_steps = read(&f, "snapshot_step").map_err(io)?.v;
+        let snap_steps = upto(read(&f, "snapshot_step").map_err(io)?.v);
         let n = snap.shape[5];
         let cols = snap_steps.len();
         let field = |v: &[f64]| -> Option<Vec<f64>> {
@@ -500,6 +547,14 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
     let mut md = String::new();
     let _ =
         writeln!(md, "# Rollout report\n\nFrom `{}`: {members} members, {} emulator steps.\n", path.display(), last);
+    if interim.is_some() {
+        let _ = writeln!(
+            md,
+            "**Interim**: the rollout is in progress or was interrupted; this reports it up to its last checkpoint \
+             (step {last}). Members not stopped by then count as surviving to it; time means, wall times and \
+             thermalization totals come when it completes.\n"
+        );
+    }
     let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | time-mean spectrum error | surviving at the end | thermalized fraction | denoising passes per step | wall s | cost ÷ emulator |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
@@ -527,7 +582,12 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         let sp: Vec<f64> =
             (0..members).map(|m| spectral[i * members + m]).map(|d| if d >= 0.0 { d } else { last }).collect();
         let sp_never = (0..members).filter(|&m| spectral[i * members + m] < 0.0).count() * 2 >= members;
-        let spectral_median = median(sp);
+        // The spectral horizons are found when the rollout completes: none in an interim report.
+        let spectral_median = if interim.is_some() { f64::NAN } else { median(sp) };
+        let spectral_cell = match (spectral_median.is_nan(), sp_never) {
+            (true, _) => "n/a".to_string(),
+            (false, never) => format!("{}{spectral_median:.0}", if never { "≥ " } else { "" }),
+        };
         let spectrum_error = match ensemble_mean(&spectrum_mean, Some(i), members) {
             (_, 0) => f64::NAN,
             (mean, _) => window::log_distance(&mean, &reference),
@@ -540,8 +600,7 @@ pub fn write(run_dir: &Path) -> Result<Headline, StageError> {
         };
         let _ = writeln!(
             md,
-            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {}{spectral_median:.0} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {cost} |",
-            if sp_never { "≥ " } else { "" },
+            "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {spectral_cell} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {cost} |",
             surv * 100.0,
             attr(&format!("{name}_thermalized_fraction")),
             attr(&format!("{name}_passes_per_step")),

@@ -107,10 +107,11 @@ pub fn rollout(config: &Config, world: &World, stop: &StopFlag, device: Option<&
     }
 }
 
-/// `thermalizer report`: figures and summary.md (rank 0 draws; the others wait for its verdict).
-/// Returns the exit status and, on rank 0, what the report found.
-pub fn report(config: &Config, world: &World) -> (i32, Option<Headline>) {
-    let outcome = if world.is_root() { Some(report::write(&config.run.dir)) } else { None };
+/// `thermalizer report [--partial]`: figures and summary.md (rank 0 draws; the others wait for
+/// its verdict); `partial`: of the rollout in progress, up to its last checkpoint. Returns the
+/// exit status and, on rank 0, what the report found.
+pub fn report(config: &Config, world: &World, partial: bool) -> (i32, Option<Headline>) {
+    let outcome = if world.is_root() { Some(report::write(&config.run.dir, partial)) } else { None };
     let failed = world.any(matches!(outcome, Some(Err(_))));
     match outcome {
         Some(Ok(h)) => {
@@ -182,7 +183,7 @@ pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
         return code;
     }
     banner("report");
-    let (code, headline) = report(config, world);
+    let (code, headline) = report(config, world, false);
     if let Some(h) = headline {
         println!("{}", h.one_line());
     }

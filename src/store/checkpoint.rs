@@ -71,6 +71,11 @@ pub fn stored_config(path: &Path) -> Result<String> {
     File::open(path, Access::Serial, false)?.attrs().get_str("config")
 }
 
+/// The step a checkpoint was written at.
+pub fn stored_step(path: &Path) -> Result<u64> {
+    Ok(File::open(path, Access::Serial, false)?.attrs().get::<i64>("step")?[0] as u64)
+}
+
 /// Reads this rank's `members` from the checkpoint at `path`.
 pub fn read(path: &Path, members: Range<usize>, words: usize) -> Result<CheckpointData> {
     let f = File::open(path, Access::Serial, false)?;
