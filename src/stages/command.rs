@@ -4,7 +4,6 @@
 //! whichever way it is started.
 
 use std::io::Write;
-
 use std::path::Path;
 
 use super::generate::{self, Outcome as GenerateOutcome};
@@ -107,14 +106,31 @@ pub fn rollout(config: &Config, world: &World, stop: &StopFlag, device: Option<&
     }
 }
 
+/// Runs `work` on rank 0 only while the others wait for its verdict: `Ok(Some(value))` on rank 0
+/// and `Ok(None)` elsewhere when it succeeded, `Err(exit status)` on every rank when it failed
+/// (2 for bad input, 1 otherwise, the same on every rank).
+fn on_root<T>(world: &World, work: impl FnOnce() -> Result<T, StageError>) -> Result<Option<T>, i32> {
+    let outcome = if world.is_root() { Some(work()) } else { None };
+    let status = match &outcome {
+        Some(Err(StageError::Input(_))) => 2,
+        Some(Err(StageError::Io(_))) => 1,
+        _ => 0,
+    };
+    let status = world.sum(&[status])[0] as i32; // rank 0's, on every rank
+    match outcome {
+        Some(Ok(value)) => Ok(Some(value)),
+        Some(Err(e)) => Err(exit_status(world, e)),
+        None if status != 0 => Err(status),
+        None => Ok(None),
+    }
+}
+
 /// `thermalizer report [--partial]`: figures and summary.md (rank 0 draws; the others wait for
 /// its verdict); `partial`: of the rollout in progress, up to its last checkpoint. Returns the
 /// exit status and, on rank 0, what the report found.
 pub fn report(config: &Config, world: &World, partial: bool) -> (i32, Option<Headline>) {
-    let outcome = if world.is_root() { Some(report::write(&config.run.dir, partial)) } else { None };
-    let failed = world.any(matches!(outcome, Some(Err(_))));
-    match outcome {
-        Some(Ok(h)) => {
+    match on_root(world, || report::write(&config.run.dir, partial)) {
+        Ok(Some(h)) => {
             for m in &h.modes {
                 log::info!(
                     "{}: median stable horizon {}{:.0} steps, {:.0} % surviving",
@@ -127,27 +143,24 @@ pub fn report(config: &Config, world: &World, partial: bool) -> (i32, Option<Hea
             println!("{}", h.dir.join("summary.md").display());
             (0, Some(h))
         }
-        Some(Err(e)) => (exit_status(world, e), None),
-        None => (i32::from(failed), None),
+        Ok(None) => (0, None),
+        Err(code) => (code, None),
     }
 }
 
 /// `thermalizer export`: the models the rollout would use, weights only, into `out` (rank 0
 /// writes; the others wait for its verdict). Prints each file written.
 pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs) -> i32 {
-    let outcome = if world.is_root() { Some(models::export(config, out, how)) } else { None };
-    let failed = world.any(matches!(outcome, Some(Err(_))));
-    match outcome {
-        Some(Ok(files)) => {
-            for f in files {
+    match on_root(world, || models::export(config, out, how)) {
+        Ok(files) => {
+            for f in files.unwrap_or_default() {
                 let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
                 log::info!("{}: {:.2} MB", f.display(), bytes as f64 / 1e6);
                 println!("{}", f.display());
             }
             0
         }
-        Some(Err(e)) => exit_status(world, e),
-        None => i32::from(failed),
+        Err(code) => code,
     }
 }
 
