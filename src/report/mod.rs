@@ -141,9 +141,9 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     };
     let (eh, th) = (e.median_horizon, t.median_horizon);
     if e.lower_bound && t.lower_bound {
-        let unroll = format!("Neither mode diverged in most members within the {eh:.0} steps of the rollout");
+        let neither = format!("Neither mode diverged in most members within the {eh:.0} steps of the rollout");
         if e.spectrum_error.is_nan() || t.spectrum_error.is_nan() {
-            return format!("{unroll} (time-mean spectra not available to compare).");
+            return format!("{neither} (time-mean spectra not available to compare).");
         }
         let closer = if t.spectrum_error < 0.9 * e.spectrum_error {
             "**Thermalization kept the time-mean spectrum closer to the truth's**"
@@ -153,7 +153,7 @@ fn verdict(modes: &[ModeHeadline]) -> String {
             "**Thermalization moved the time-mean spectrum further from the truth's**"
         };
         return format!(
-            "{unroll} (roll out longer to compare stable horizons). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} alone; median \
+            "{neither} (roll out longer to compare stable horizons). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} alone; median \
              spectral horizon {:.0} and {:.0} steps).",
             t.spectrum_error, e.spectrum_error, t.spectral_horizon, e.spectral_horizon
         );
@@ -576,17 +576,18 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
             .collect();
         let surv = (0..members).filter(|&m| diverged[i * members + m] < 0).count() as f64 / members as f64;
         let med = median(h.clone());
-        horizons.push(h.clone());
         let ge = if surv >= 0.5 { "≥ " } else { "" };
         let (lo, hi) = (h.iter().cloned().fold(f64::INFINITY, f64::min), h.iter().cloned().fold(0.0, f64::max));
+        horizons.push(h);
         let sp: Vec<f64> =
             (0..members).map(|m| spectral[i * members + m]).map(|d| if d >= 0.0 { d } else { last }).collect();
         let sp_never = (0..members).filter(|&m| spectral[i * members + m] < 0.0).count() * 2 >= members;
         // The spectral horizons are found when the rollout completes: none in an interim report.
         let spectral_median = if interim.is_some() { f64::NAN } else { median(sp) };
-        let spectral_cell = match (spectral_median.is_nan(), sp_never) {
-            (true, _) => "n/a".to_string(),
-            (false, never) => format!("{}{spectral_median:.0}", if never { "≥ " } else { "" }),
+        let spectral_cell = if spectral_median.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{}{spectral_median:.0}", if sp_never { "≥ " } else { "" })
         };
         let spectrum_error = match ensemble_mean(&spectrum_mean, Some(i), members) {
             (_, 0) => f64::NAN,

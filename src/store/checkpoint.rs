@@ -73,13 +73,17 @@ pub fn stored_config(path: &Path) -> Result<String> {
 
 /// The step a checkpoint was written at.
 pub fn stored_step(path: &Path) -> Result<u64> {
-    Ok(File::open(path, Access::Serial, false)?.attrs().get::<i64>("step")?[0] as u64)
+    step_of(&File::open(path, Access::Serial, false)?)
+}
+
+fn step_of(f: &File) -> Result<u64> {
+    Ok(f.attrs().get::<i64>("step")?[0] as u64)
 }
 
 /// Reads this rank's `members` from the checkpoint at `path`.
 pub fn read(path: &Path, members: Range<usize>, words: usize) -> Result<CheckpointData> {
     let f = File::open(path, Access::Serial, false)?;
-    let step = f.attrs().get::<i64>("step")?[0] as u64;
+    let step = step_of(&f)?;
     let state = f.dataset("state")?;
     let shape = state.shape()?;
     if shape.len() != 2 || shape[1] != words || shape[0] < members.end {
