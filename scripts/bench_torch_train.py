@@ -18,6 +18,8 @@ Method (as src/bench/train.rs): per (model, threads): torch.set_num_threads(thre
   1, set once), seed 0, 2 warm-up updates, one probe update, k = ceil(--seconds / probe) updates per
   timed block, --repeats blocks; report the median ms/update (and the min) and samples/s =
   batch / (median s/update). Run with OMP_NUM_THREADS unset (torch.set_num_threads governs).
+  With --device cuda the model and data live on the GPU and each timed block ends with
+  torch.cuda.synchronize() (as ours).
   Differences from ours that are part of what is compared: torch.optim.AdamW's default CPU path
   (a loop over parameter tensors) against our AdamW over one flat gradient (which at one rank also
   goes through the MPI sum), and torch's Python/autograd overhead.
@@ -131,15 +133,16 @@ def check_grid(spec):
                          f"and at least {2 * factor}, got {n}")
 
 
-def bench(spec, threads, seconds, repeats, seed=0):
+def bench(spec, threads, seconds, repeats, seed=0, device="cpu"):
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = build(spec)
+    model = build(spec).to(device)
     params = [p for p in model.parameters()]
     opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=0.05)
     b, c, n = spec["batch"], spec["channels"], spec["grid"]
-    x = torch.randn(b, c, n, n)
-    target = torch.randn(b, c, n, n)
+    x = torch.randn(b, c, n, n, device=device)
+    target = torch.randn(b, c, n, n, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def update():
         opt.zero_grad()
@@ -151,14 +154,17 @@ def bench(spec, threads, seconds, repeats, seed=0):
 
     update()                                               # 2 warm-ups (allocations, oneDNN primitives)
     update()
+    sync()
     t0 = time.perf_counter()
     loss = update()                                        # probe: updates per block, as `bench train`
+    sync()
     k = max(1, math.ceil(seconds / (time.perf_counter() - t0)))
     wall, cpu = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(k):
             loss = update()
+        sync()                                             # a GPU's queued kernels count in the block
         wall.append((time.perf_counter() - t0) / k * 1e3)
         cpu.append((time.process_time() - c0) / k * 1e3)
     ms = statistics.median(wall)
@@ -166,7 +172,7 @@ def bench(spec, threads, seconds, repeats, seed=0):
                 samples_per_s=b / (ms / 1e3), parameters=n_params(model), ms_min=min(wall),
                 cpu_ms_per_update=statistics.median(cpu), updates_per_block=k, blocks=repeats, grid=n,
                 loss=float(loss), load1=float(open("/proc/loadavg").read().split()[0]),
-                version=f"torch {torch.__version__}")
+                device=device, version=f"torch {torch.__version__}")
 
 
 def self_check():
@@ -199,6 +205,7 @@ def main():
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seconds", type=float, default=5.0, help="target wall seconds per timed block")
     p.add_argument("--repeats", type=int, default=3, help="timed blocks per (model, threads)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (timed blocks end with a synchronize)")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     p.add_argument("--self-check", action="store_true", help="check the paper UNet's parameter count and exit")
     a = p.parse_args()
@@ -221,7 +228,7 @@ def main():
         raise SystemExit("--threads and --repeats must be >= 1")
 
     omp = os.environ.get("OMP_NUM_THREADS")
-    print(f"# torch {torch.__version__} (eager, CPU, float32), mkldnn {torch.backends.mkldnn.is_available()}, "
+    print(f"# torch {torch.__version__} (eager, {a.device}, float32), mkldnn {torch.backends.mkldnn.is_available()}, "
           f"interop threads {torch.get_num_interop_threads()}, OMP_NUM_THREADS={omp or 'unset'}, "
           f"{os.cpu_count()} CPUs, load1 {open('/proc/loadavg').read().split()[0]}", flush=True)
     print(f"{'model':14} {'threads':>7} {'batch':>5} {'ms/update':>10} {'samples/s':>10} "
@@ -229,7 +236,7 @@ def main():
     rows = []
     for m in models:
         for t in a.threads:
-            r = bench(m, t, a.seconds, a.repeats)
+            r = bench(m, t, a.seconds, a.repeats, device=a.device)
             rows.append(r)
             print(f"{r['model']:14} {t:7d} {r['batch']:5d} {r['ms_per_update']:10.2f} {r['samples_per_s']:10.1f} "
                   f"{r['ms_min']:9.2f} {r['cpu_ms_per_update']:9.2f} {r['parameters']:11,d} "

@@ -2,23 +2,35 @@
 # Every GPU check of thermalizer in one run, from a bundle made by scripts/device-bundle.sh, on
 # a machine with CUDA and PyTorch 2.11 (libtorch comes from its torch package):
 #   BUNDLE/gpu-checks.sh          results and logs under $OUT (default BUNDLE/out)
+# Environment: PYTHON (the python holding torch, default python3), NP (CPU ranks for the
+# generation steps, default 8), STEP_TIMEOUT (seconds each step may take, default 150), LOGS (if
+# set, a .tgz of every log under $OUT, refreshed after each step, for machines that return few
+# files), STEPS (if set, only the steps so named run, e.g. "generate-cpu train-1rank").
+# Steps, most important first:
 # 1. `thermalizer info`: libtorch sees CUDA (fails otherwise);
-# 2. the quickstart pipeline with --device cuda: generation (CPU solver), both trainings on the
-#    GPU with the NCCL reducer, thermalized rollout on the GPU, report;
-# 3. the batched libtorch Kolmogorov solver on the GPU: a 256-member quickstart generation with
-#    `generate --device cuda`, and `bench solver --device cuda` (256 members per step) against
-#    the native CPU solver after 20 steps, with its speed beside the native one-core solver;
-# 4. two ranks on the GPU(s) (NCCL with 2+ GPUs, else the MPI fallback) for 20 updates;
-# 5. `bench train` and `bench rollout` on the GPU at the paper's model size (45.8 M / 53.3 M
-#    parameters, 64², one channel) beside the quickstart models;
-# 6. the shipped small-experiment models (data/kolmogorov-small, no training) rolled out on the
-#    GPU and on the CPU from the same few trajectories: their short-horizon skill should agree.
+# 2. the quickstart trajectories generated on NP CPU ranks (Open MPI, parallel HDF5), then the
+#    quickstart pipeline with --device cuda on one rank: both trainings on the GPU (the NCCL
+#    reducer is built; one rank has nothing to reduce), thermalized rollout on the GPU, report;
+# 3. 20 emulator updates on one rank and on two ranks sharing the GPU(s), and their weights
+#    compared: NCCL with 2+ GPUs; with one GPU NCCL refuses two ranks on one device, and every
+#    rank must fall back to the MPI reducer with CUDA tensors;
+# 4. the shipped small-experiment models (data/kolmogorov-small, no training) rolled out on the
+#    GPU and on the CPU from the same trajectories: their short-horizon skill should agree;
+# 5. the batched libtorch Kolmogorov solver on the GPU: a 256-member quickstart generation with
+#    `generate --device cuda`;
+# 6. `bench train` on the GPU at the paper's model size (45.8 M parameters, 64², one channel)
+#    and the quickstart model, beside the same models in PyTorch eager on the same GPU;
+# 7. `bench rollout` on the GPU for the same two models;
+# 8. `bench solver --device cuda` (256 members per step) against the native CPU solver after 20
+#    steps, with its speed beside the native one-core solver.
 # Each step's stdout/stderr go to $OUT/<step>.{out,err}; a summary line per step is printed.
 set -uo pipefail
 B=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$B/out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
+NP=${NP:-8}
+STEP_TIMEOUT=${STEP_TIMEOUT:-150}
 site=$($PY -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))') \
   || { echo "FAIL: python with torch not found (set PYTHON)"; exit 1; }
 libs=$site/torch/lib
@@ -31,40 +43,70 @@ export OPAL_PREFIX=$B OMPI_MCA_mca_base_component_path=$B/openmpi/plugins \
        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HDF5_USE_FILE_LOCKING=FALSE \
        OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 T=$B/thermalizer
+mpi=("$B/bin/mpirun" -x LD_LIBRARY_PATH -x OMP_NUM_THREADS=1)
 failed=0
 step() { # name command...
   local name=$1 t0 rc; shift
-  t0=$(date +%s.%N)
-  "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"; rc=$?
-  printf '%-16s rc=%-3s %6.1f s\n' "$name" "$rc" "$(echo "$(date +%s.%N) - $t0" | bc)"
+  if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then return; fi
+  t0=$(date +%s%N)
+  timeout -k 5 "$STEP_TIMEOUT" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"; rc=$?
+  printf '%-17s rc=%-3s %6d ms\n' "$name" "$rc" $(( ($(date +%s%N) - t0) / 1000000 ))
   [ $rc = 0 ] || { failed=1; tail -n 5 "$OUT/$name.err"; }
+  [ -z "${LOGS:-}" ] || tar czf "$LOGS" -C "$OUT" --exclude='*.h5' --exclude='*.h5.partial' \
+    --exclude='*.safetensors' --exclude='*.png' . 2>/dev/null
 }
 step info "$T" info
 grep -q 'CUDA *available' "$OUT/info.out" || { echo "FAIL: libtorch does not see CUDA"; cat "$OUT/info.out"; failed=1; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/gpu.txt" 2>&1
-step pipeline "$T" pipeline --config "$B/configs/quickstart.yaml" --device cuda --set "run.dir=$OUT/quickstart"
-grep -h 'gradient allreduce\|median stable horizon' "$OUT/pipeline.err" "$OUT/pipeline.out" | head -n 4
-# Two ranks sharing the GPU: NCCL refuses two ranks on one device, so this checks the fallback
-# to the MPI reducer with CUDA tensors (and the NCCL path itself where there are 2+ GPUs).
-mkdir -p "$OUT/two" && cp "$OUT/quickstart/trajectories.h5" "$OUT/two/"
-step train-2ranks "$B/bin/mpirun" -x LD_LIBRARY_PATH -np 2 "$T" train emulator --device cuda \
-  --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/two" --set emulator.training.max_updates=20
-grep -h 'gradient allreduce' "$OUT/train-2ranks.err" | head -n 2
-paper='[{"name":"paper","hidden":64,"dim_mults":[2,2,2],"blocks":2,"channels":1,"grid":64,"batch":64},
-        {"name":"quickstart","hidden":16,"dim_mults":[1,2,2],"blocks":1,"channels":1,"grid":64,"batch":64}]'
-step generate-gpu "$T" generate --device cuda --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/generate-gpu" \
-  --set generate.members=256
-step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --seconds 1 --repeats 3 \
-  --device cuda --batch 256
-step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --seconds 3 --repeats 3
-step bench-rollout "$T" bench rollout --device cuda --models "$paper" --batches 1 16 64 256 --seconds 2 --repeats 3
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+
+quick=(--config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/quickstart")
+step generate-cpu "${mpi[@]}" -np "$NP" "$T" generate "${quick[@]}"
+step pipeline "$T" pipeline "${quick[@]}" --device cuda
+grep -h 'gradient allreduce\|NCCL\|median stable horizon' "$OUT/pipeline.err" "$OUT/pipeline.out" | head -n 6
+
+for np in 1 2; do
+  mkdir -p "$OUT/dp$np" && cp "$OUT/quickstart/trajectories.h5" "$OUT/dp$np/" 2>/dev/null
+  step "train-${np}rank" "${mpi[@]}" -np $np "$T" train emulator --device cuda \
+    --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/dp$np" --set emulator.training.max_updates=20
+done
+grep -h 'gradient allreduce\|NCCL' "$OUT/train-2rank.err" | head -n 3
+step dp-compare "$PY" - "$OUT/dp1/emulator" "$OUT/dp2/emulator" <<'EOF'
+import sys, numpy as np
+from safetensors.numpy import load_file
+a, b = (load_file(f"{d}/latest.safetensors") for d in sys.argv[1:3])
+rel = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-30)) for k in a)
+loss = [[float(l.split(",")[4]) for l in open(f"{d}/history.csv").read().split()[1:]] for d in sys.argv[1:3]]
+dl = max(abs(x - y) / abs(x) for x, y in zip(*loss))
+print(f"1 rank vs 2 ranks on the GPU after {len(loss[0])} logged rows: weights/moments max relative "
+      f"difference {rel:.2e}, loss curve {dl:.2e} (CPU test bound: 1e-3 and 1e-5)")
+sys.exit(0 if rel < 1e-3 else 1)
+EOF
+cat "$OUT/dp-compare.out"
+
 small=(--config "$B/configs/kolmogorov-small.yaml" --set "rollout.models=$B/data/kolmogorov-small"
        --set generate.members=8 --set generate.samples=24 --set rollout.members=2 --set rollout.start_stride=2
        --set rollout.steps=20 --set rollout.spectrum_every=10)
-step shipped-gpu "$T" pipeline "${small[@]}" --device cuda --set "run.dir=$OUT/shipped-gpu"
+step shipped-generate "${mpi[@]}" -np "$NP" "$T" generate "${small[@]}" --set "run.dir=$OUT/shipped-gpu"
 mkdir -p "$OUT/shipped-cpu" && cp "$OUT/shipped-gpu/trajectories.h5" "$OUT/shipped-cpu/"
+step shipped-gpu "$T" rollout "${small[@]}" --device cuda --set "run.dir=$OUT/shipped-gpu"
 step shipped-cpu "$T" rollout "${small[@]}" --device cpu --set "run.dir=$OUT/shipped-cpu"
-step shipped-report "$T" report "${small[@]}" --set "run.dir=$OUT/shipped-cpu"
-grep -h -A4 'Short-horizon skill' "$OUT"/shipped-{gpu,cpu}/report/summary.md
-cat "$OUT/solver.out" "$OUT/bench-train.out" "$OUT/bench-rollout.out"
+for d in gpu cpu; do
+  step "report-$d" "$T" report "${small[@]}" --set "run.dir=$OUT/shipped-$d"
+  echo "shipped models on $d:"; grep -h -A4 'Short-horizon skill' "$OUT/shipped-$d/report/summary.md"
+done
+
+step generate-gpu "$T" generate --device cuda --config "$B/configs/quickstart.yaml" \
+  --set "run.dir=$OUT/generate-gpu" --set generate.members=256
+
+paper='[{"name":"paper","hidden":64,"dim_mults":[2,2,2],"blocks":2,"channels":1,"grid":64,"batch":64},
+        {"name":"quickstart","hidden":16,"dim_mults":[1,2,2],"blocks":1,"channels":1,"grid":64,"batch":64}]'
+step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --seconds 2 --repeats 3
+step bench-train-torch "$PY" "$B/bench_torch_train.py" --device cuda --models "$paper" --threads 8 \
+  --seconds 2 --repeats 3
+cat "$OUT/bench-train.out" "$OUT/bench-train-torch.out"
+step bench-rollout "$T" bench rollout --device cuda --models "$paper" --batches 1 16 64 256 --seconds 1 --repeats 3
+cat "$OUT/bench-rollout.out"
+step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --seconds 0.5 --repeats 3 \
+  --device cuda --batch 256
+cat "$OUT/solver.out"
 exit $failed

@@ -25,7 +25,7 @@ pub struct NcclReducer {
 
 impl NcclReducer {
     /// Joins every rank of `world` into one NCCL communicator on CUDA device `device`
-    /// (collective: all ranks call it, and all get an error if any cannot load NCCL).
+    /// (collective: all ranks call it, and all get an error if any cannot load NCCL or join).
     pub fn new(world: &World, device: usize) -> Result<NcclReducer, String> {
         // Safety: the probes only try to load the shared libraries.
         let present = unsafe { cudarc::driver::sys::is_culib_present() && sys::is_culib_present() };
@@ -46,17 +46,28 @@ impl NcclReducer {
         unsafe { std::ptr::copy_nonoverlapping(id.as_ptr().cast::<u8>(), uid.internal.as_mut_ptr().cast::<u8>(), 128) };
         // Safety: driver calls on a device ordinal libtorch reported; the primary context is the
         // one the CUDA runtime (and so libtorch) uses.
-        let comm = unsafe {
-            driver::init().map_err(|e| format!("cuInit: {e:?}"))?;
-            let dev = driver::device::get(device as i32).map_err(|e| format!("cuDeviceGet({device}): {e:?}"))?;
-            let ctx = driver::primary_ctx::retain(dev).map_err(|e| format!("cuDevicePrimaryCtxRetain: {e:?}"))?;
-            driver::ctx::set_current(ctx).map_err(|e| format!("cuCtxSetCurrent: {e:?}"))?;
-            let mut comm: sys::ncclComm_t = std::ptr::null_mut();
-            nccl::comm_init_rank(&mut comm, world.size() as i32, uid, world.rank() as i32)
-                .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
-            comm
+        let joined = unsafe {
+            (|| {
+                driver::init().map_err(|e| format!("cuInit: {e:?}"))?;
+                let dev = driver::device::get(device as i32).map_err(|e| format!("cuDeviceGet({device}): {e:?}"))?;
+                let ctx = driver::primary_ctx::retain(dev).map_err(|e| format!("cuDevicePrimaryCtxRetain: {e:?}"))?;
+                driver::ctx::set_current(ctx).map_err(|e| format!("cuCtxSetCurrent: {e:?}"))?;
+                let mut comm: sys::ncclComm_t = std::ptr::null_mut();
+                nccl::comm_init_rank(&mut comm, world.size() as i32, uid, world.rank() as i32)
+                    .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
+                Ok::<_, String>(comm)
+            })()
         };
-        Ok(NcclReducer { comm, size: world.size() })
+        // All ranks take the same reducer: if any rank could not join, those that did leave.
+        match (world.any(joined.is_err()), joined) {
+            (false, Ok(comm)) => Ok(NcclReducer { comm, size: world.size() }),
+            (_, Err(e)) => Err(e),
+            (true, Ok(comm)) => {
+                // Safety: the communicator was just created and is not used.
+                let _ = unsafe { nccl::comm_destroy(comm) };
+                Err("another rank could not join the NCCL communicator".into())
+            }
+        }
     }
 
     /// Runs `collective(buffer, count, comm)` in place on `flat`, a live contiguous f32 CUDA
