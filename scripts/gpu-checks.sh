@@ -5,15 +5,17 @@
 # Environment: PYTHON (the python holding torch, default python3), NP (CPU ranks for the
 # generation steps, default 8), STEP_TIMEOUT (seconds each step may take, default 150), LOGS (if
 # set, a .tgz of every log under $OUT, refreshed after each step, for machines that return few
-# files), STEPS (if set, only the steps so named run, e.g. "generate-cpu train-1rank").
+# files), STEPS (if set, only the steps so named run, e.g. "generate-cpu train-1-nccl").
 # Steps, most important first:
 # 1. `thermalizer info`: libtorch sees CUDA (fails otherwise);
 # 2. the quickstart trajectories generated on NP CPU ranks (Open MPI, parallel HDF5), then the
 #    quickstart pipeline with --device cuda on one rank: both trainings on the GPU (the NCCL
 #    reducer is built; one rank has nothing to reduce), thermalized rollout on the GPU, report;
-# 3. 20 emulator updates on one rank and on two ranks sharing the GPU(s), and their weights
-#    compared: NCCL with 2+ GPUs; with one GPU NCCL refuses two ranks on one device, and every
-#    rank must fall back to the MPI reducer with CUDA tensors;
+# 3. 20 emulator updates in full float32 on one rank with `--allreduce nccl` (NCCL's calls on
+#    the gradient in device memory; on one rank they leave it unchanged), on one rank with
+#    `--allreduce mpi`, and on two ranks sharing the GPU(s) (`auto`: NCCL with 2+ GPUs; with one
+#    GPU NCCL refuses two ranks on one device and every rank falls back to MPI); their weights,
+#    Adam moments and loss curves compared;
 # 4. the shipped small-experiment models (data/kolmogorov-small, no training) rolled out on the
 #    GPU and on the CPU from the same trajectories: their short-horizon skill should agree;
 # 5. the batched libtorch Kolmogorov solver on the GPU: a 256-member quickstart generation with
@@ -64,24 +66,33 @@ step generate-cpu "${mpi[@]}" -np "$NP" "$T" generate "${quick[@]}"
 step pipeline "$T" pipeline "${quick[@]}" --device cuda
 grep -h 'gradient allreduce\|NCCL\|median stable horizon' "$OUT/pipeline.err" "$OUT/pipeline.out" | head -n 6
 
-for np in 1 2; do
-  mkdir -p "$OUT/dp$np" && cp "$OUT/quickstart/trajectories.h5" "$OUT/dp$np/" 2>/dev/null
-  step "train-${np}rank" "${mpi[@]}" -np $np "$T" train emulator --device cuda \
-    --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/dp$np" --set emulator.training.max_updates=20
+# Full float32 here (TF32 convolutions alone differ by ~1e-3 after 20 updates; docs/performance.md).
+for run in "1 nccl" "1 mpi" "2 auto"; do
+  set -- $run
+  mkdir -p "$OUT/dp-$1-$2" && cp "$OUT/quickstart/trajectories.h5" "$OUT/dp-$1-$2/" 2>/dev/null
+  step "train-$1-$2" env NVIDIA_TF32_OVERRIDE=0 NCCL_DEBUG=VERSION "${mpi[@]}" -np "$1" "$T" train emulator --device cuda \
+    --allreduce "$2" --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/dp-$1-$2" \
+    --set emulator.training.max_updates=20
+  grep -h 'gradient allreduce' "$OUT/train-$1-$2.err" | head -n 2
+  grep -h -o 'NCCL version.*' "$OUT/train-$1-$2.out" | head -n 1
 done
-grep -h 'gradient allreduce\|NCCL' "$OUT/train-2rank.err" | head -n 3
-step dp-compare "$PY" - "$OUT/dp1/emulator" "$OUT/dp2/emulator" <<'EOF'
+$PY -c 'import torch; print("torch NCCL", torch.cuda.nccl.version())' 
+compare() { # name dir-a dir-b: weights/moments and loss curves of two emulator trainings
+  step "$1" "$PY" - "$2/emulator" "$3/emulator" <<'EOF'
 import sys, numpy as np
 from safetensors.numpy import load_file
 a, b = (load_file(f"{d}/latest.safetensors") for d in sys.argv[1:3])
 rel = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-30)) for k in a)
 loss = [[float(l.split(",")[4]) for l in open(f"{d}/history.csv").read().split()[1:]] for d in sys.argv[1:3]]
 dl = max(abs(x - y) / abs(x) for x, y in zip(*loss))
-print(f"1 rank vs 2 ranks on the GPU after {len(loss[0])} logged rows: weights/moments max relative "
-      f"difference {rel:.2e}, loss curve {dl:.2e} (CPU test bound: 1e-3 and 1e-5)")
-sys.exit(0 if rel < 1e-3 else 1)
+print(f"{sys.argv[1]} vs {sys.argv[2]} after {len(loss[0])} updates: weights/moments max relative "
+      f"difference {rel:.2e}, loss curve {dl:.2e} (the CPU test's bounds: 1e-3 and 1e-5)")
+sys.exit(0 if rel < 1e-3 and dl < 1e-5 else 1)
 EOF
-cat "$OUT/dp-compare.out"
+  cat "$OUT/$1.out"
+}
+compare nccl-vs-mpi "$OUT/dp-1-nccl" "$OUT/dp-1-mpi"
+compare 1-vs-2-ranks "$OUT/dp-1-nccl" "$OUT/dp-2-auto"
 
 small=(--config "$B/configs/kolmogorov-small.yaml" --set "rollout.models=$B/data/kolmogorov-small"
        --set generate.members=8 --set generate.samples=24 --set rollout.members=2 --set rollout.start_stride=2

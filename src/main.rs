@@ -16,6 +16,7 @@ use thermalizer::stages::train::{choose_device, Model, TrainOptions};
 use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
 use thermalizer::train::checkpoint::StoredAs;
+use thermalizer::train::reduce::Allreduce;
 
 #[derive(Parser)]
 #[command(
@@ -138,11 +139,15 @@ struct TrainArgs {
     /// Continue a checkpoint written under a different config.
     #[arg(long)]
     allow_config_change: bool,
+    /// Gradient sum across ranks: `auto` (NCCL on GPUs when every rank can join it, else MPI),
+    /// `nccl` (or an error) or `mpi` (through host memory, any device).
+    #[arg(long, default_value = "auto", value_parser = Allreduce::parse)]
+    allreduce: Allreduce,
 }
 
 impl From<TrainArgs> for TrainOptions {
     fn from(a: TrainArgs) -> TrainOptions {
-        TrainOptions { device: a.device, allow_config_change: a.allow_config_change }
+        TrainOptions { device: a.device, allow_config_change: a.allow_config_change, allreduce: a.allreduce }
     }
 }
 

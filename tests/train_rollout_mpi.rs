@@ -187,6 +187,8 @@ fn bad_input_is_refused_before_training() {
         &stage(0, &["train", "emulator"], &dir, &["emulator.training.batch_size=100"]),
         &["batch_size = 100", "only"],
     );
+    // NCCL asked for where it cannot work (a CPU build, or --device cpu), on every rank.
+    refused(&stage(2, &["train", "emulator", "--allreduce", "nccl"], &dir, &[]), &["--allreduce nccl"]);
     assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
     // A foreign checkpoint, a corrupt one, and a changed config.
     std::fs::create_dir_all(dir.join("emulator")).unwrap();

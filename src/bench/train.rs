@@ -76,7 +76,7 @@ pub fn update_time(
     // The emulator's training optimiser (AdamW 5e-5, wd 0.05, clipping at 1.0), constant lr.
     let cfg = OptimizerConfig { lr_step: None, ..EmulatorConfig::default().optimizer };
     let mut adam = AdamW::new(&cfg, params.numel(), device);
-    let reducer = reduce::for_device(world, device);
+    let reducer = reduce::for_device(world, device, reduce::Allreduce::Auto).expect("auto never fails");
     let x = Tensor::randn([m.batch, m.channels, m.grid, m.grid], (Kind::Float, device));
     let target = x.randn_like();
     let mut applied = 0u64;

@@ -15,7 +15,7 @@ use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::train::data::Trajectories;
 use crate::train::emulator::EmulatorTask;
-use crate::train::reduce;
+use crate::train::reduce::{self, Allreduce};
 use crate::train::task::{Samples, Setup, Task};
 use crate::train::thermalizer::ThermalizerTask;
 use crate::train::trainer::{self, Outcome, Session};
@@ -41,6 +41,8 @@ pub struct TrainOptions {
     /// `cpu`, `cuda`, or `None` for CUDA when available.
     pub device: Option<String>,
     pub allow_config_change: bool,
+    /// The transport of the gradient sum.
+    pub allreduce: Allreduce,
 }
 
 /// The device of this rank: `cuda` takes GPU (local rank mod GPUs) — one rank per GPU.
@@ -72,6 +74,7 @@ pub fn run(
     opts: &TrainOptions,
 ) -> Result<Outcome, StageError> {
     let device = choose_device(opts.device.as_deref())?;
+    opts.allreduce.check(device).map_err(StageError::Input)?;
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
     let path: PathBuf = c.run.dir.join("trajectories.h5");
     let data = Trajectories::open(&path, c.layers(), c.output_grid())?;
@@ -104,7 +107,7 @@ pub fn run(
             Box::new(ThermalizerTask { setup, schedule: Schedule::cosine(cfg.levels), cfg, net })
         }
     };
-    let reducer = reduce::for_device(world, device);
+    let reducer = reduce::for_device(world, device, opts.allreduce).map_err(StageError::Input)?;
     let stage = match model {
         Model::Emulator => Stage::TrainEmulator,
         Model::Thermalizer => Stage::TrainThermalizer,

@@ -3,8 +3,9 @@
 //! The gradient buffer is one flat f32 vector (all parameters' gradients, then the rank's
 //! share of the loss), summed over ranks in place. Each rank's loss is already divided by the
 //! *global* batch size, so the sum is the gradient of the global mean loss whatever the split
-//! of the batch over ranks. [`for_device`] picks the transport: NCCL for CUDA tensors when the
-//! binary is built with the `cuda` feature and NCCL loads (see [`super::nccl`]), MPI otherwise.
+//! of the batch over ranks. [`for_device`] picks the transport as [`Allreduce`] says: NCCL for
+//! CUDA tensors when the binary is built with the `cuda` feature and NCCL loads (see
+//! [`super::nccl`]), MPI otherwise.
 
 use tch::{Device, Kind, Tensor};
 
@@ -56,18 +57,57 @@ impl Reducer for MpiReducer<'_> {
     }
 }
 
-/// The reducer for training on `device`: NCCL on a GPU in a `cuda` build when NCCL can be
-/// loaded on every rank, MPI host buffers otherwise (logged either way).
-pub fn for_device(world: &World, device: Device) -> Box<dyn Reducer + '_> {
+/// The transport of the gradient sum (`--allreduce`, as the backend of PyTorch DDP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Allreduce {
+    /// NCCL when training on GPUs and every rank can join it, MPI otherwise.
+    #[default]
+    Auto,
+    /// NCCL or an error: needs the `cuda` build, `--device cuda` and one GPU per rank.
+    Nccl,
+    /// MPI through host memory on any device.
+    Mpi,
+}
+
+impl Allreduce {
+    /// Parses `auto`, `nccl` or `mpi`.
+    pub fn parse(name: &str) -> Result<Allreduce, String> {
+        match name {
+            "auto" => Ok(Allreduce::Auto),
+            "nccl" => Ok(Allreduce::Nccl),
+            "mpi" => Ok(Allreduce::Mpi),
+            other => Err(format!("--allreduce {other}: use auto, nccl or mpi")),
+        }
+    }
+
+    /// Whether this choice can work on `device` in this build (checked before any compute).
+    pub fn check(self, device: Device) -> Result<(), String> {
+        match (self, device) {
+            (Allreduce::Nccl, _) if !cfg!(feature = "cuda") => {
+                Err("--allreduce nccl: this binary was built without the `cuda` feature".into())
+            }
+            (Allreduce::Nccl, Device::Cpu) => Err("--allreduce nccl needs --device cuda".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The reducer for training on `device` (collective: every rank calls it and gets the same
+/// kind): NCCL on a GPU in a `cuda` build when `choice` allows it and every rank can join,
+/// MPI host buffers otherwise (logged either way); an error only when `choice` is
+/// [`Allreduce::Nccl`] and NCCL is not usable.
+pub fn for_device(world: &World, device: Device, choice: Allreduce) -> Result<Box<dyn Reducer + '_>, String> {
+    choice.check(device)?;
     #[cfg(feature = "cuda")]
-    if let Device::Cuda(ordinal) = device {
+    if let (Device::Cuda(ordinal), Allreduce::Auto | Allreduce::Nccl) = (device, choice) {
         match super::nccl::NcclReducer::new(world, ordinal) {
             Ok(r) => {
                 if world.is_root() {
                     log::info!("gradient allreduce: NCCL on the GPUs");
                 }
-                return Box::new(r);
+                return Ok(Box::new(r));
             }
+            Err(e) if choice == Allreduce::Nccl => return Err(format!("--allreduce nccl: NCCL not usable ({e})")),
             Err(e) => {
                 if world.is_root() {
                     log::warn!("gradient allreduce: NCCL not usable ({e}); using MPI through host memory");
@@ -75,8 +115,24 @@ pub fn for_device(world: &World, device: Device) -> Box<dyn Reducer + '_> {
             }
         }
     }
-    if world.is_root() && world.size() > 1 {
+    if world.is_root() && (world.size() > 1 || choice == Allreduce::Mpi) {
         log::info!("gradient allreduce: MPI (buffers on {device:?}, reduced in host memory)");
     }
-    Box::new(MpiReducer { world })
+    Ok(Box::new(MpiReducer { world }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allreduce_choices_parse_and_nccl_is_refused_where_it_cannot_work() {
+        assert_eq!(Allreduce::parse("mpi"), Ok(Allreduce::Mpi));
+        assert_eq!(Allreduce::parse("auto"), Ok(Allreduce::Auto));
+        assert!(Allreduce::parse("gloo").unwrap_err().contains("auto, nccl or mpi"));
+        let err = Allreduce::Nccl.check(Device::Cpu).unwrap_err();
+        assert!(err.contains(if cfg!(feature = "cuda") { "--device cuda" } else { "`cuda` feature" }), "{err}");
+        assert_eq!(Allreduce::Auto.check(Device::Cpu), Ok(()));
+        assert_eq!(Allreduce::Mpi.check(Device::Cpu), Ok(()));
+    }
 }
