@@ -333,6 +333,16 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
         let ratio = size(&half) / size(&base.join("models"));
         assert!((0.45..0.55).contains(&ratio), "{model}: float16 file is {ratio:.3} of float32");
     }
+    // An emulator without a thermalizer is exported alone, but never beside an earlier export's
+    // thermalizer (which a rollout would pair with it); that file is kept.
+    let emulator_only = copy_trained(&base, "ro-emulator-only");
+    std::fs::remove_dir_all(emulator_only.join("thermalizer")).unwrap();
+    let half_arg = half.to_str().unwrap();
+    refused(&stage(0, &["export", "--out", half_arg], &emulator_only, &[]), &["thermalizer.safetensors", "earlier export"]);
+    assert!(half.join("thermalizer.safetensors").exists());
+    assert_ok(&stage(0, &["export"], &emulator_only, &[]));
+    assert!(emulator_only.join("models/emulator.safetensors").exists());
+    assert!(!emulator_only.join("models/thermalizer.safetensors").exists());
     let half_models = format!("rollout.models={}", half.display());
     refused(
         &stage(0, &["rollout"], &scratch("ro-raw"), &[&half_models, "rollout.ema=false"]),

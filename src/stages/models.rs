@@ -192,6 +192,15 @@ pub fn export(c: &Config, out: &Path, how: StoredAs) -> Result<Vec<PathBuf>, Sta
             if model == "emulator" {
                 return Err(StageError::Input(missing(&source, model, &path)));
             }
+            let stale = out.join(format!("{model}.safetensors"));
+            if stale.exists() {
+                return Err(StageError::Input(format!(
+                    "no trained thermalizer at {}, but {} exists from an earlier export: a rollout would pair it \
+                     with this emulator; remove it or export to another --out",
+                    path.display(),
+                    stale.display()
+                )));
+            }
             log::warn!("no trained thermalizer at {}: exporting the emulator only", path.display());
             continue;
         }

@@ -87,9 +87,19 @@ impl Nccl {
             return Ok(());
         }
         // Safety: NCCL returns static NUL-terminated strings (the last error may be empty).
-        let text = |p: *const c_char| if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+        let text = |p: *const c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
         let detail = text(unsafe { (self.last_error)(comm) });
-        Err(format!("{what}: {} (code {status}){}", text(unsafe { (self.error_string)(status) }), if detail.is_empty() { String::new() } else { format!(": {detail}") }))
+        Err(format!(
+            "{what}: {} (code {status}){}",
+            text(unsafe { (self.error_string)(status) }),
+            if detail.is_empty() { String::new() } else { format!(": {detail}") }
+        ))
     }
 }
 
