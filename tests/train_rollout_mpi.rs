@@ -338,7 +338,10 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     let emulator_only = copy_trained(&base, "ro-emulator-only");
     std::fs::remove_dir_all(emulator_only.join("thermalizer")).unwrap();
     let half_arg = half.to_str().unwrap();
-    refused(&stage(0, &["export", "--out", half_arg], &emulator_only, &[]), &["thermalizer.safetensors", "earlier export"]);
+    refused(
+        &stage(0, &["export", "--out", half_arg], &emulator_only, &[]),
+        &["thermalizer.safetensors", "earlier export"],
+    );
     assert!(half.join("thermalizer.safetensors").exists());
     assert_ok(&stage(0, &["export"], &emulator_only, &[]));
     assert!(emulator_only.join("models/emulator.safetensors").exists());
@@ -375,6 +378,15 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
     assert_same_series(&reference, &resumed, 1e-12);
+    // The thermalization totals cover the whole run, not only the segment after the resume.
+    let totals = |d: &Path| {
+        let f = File::open(&d.join("rollout.h5"), Access::Serial, false).unwrap();
+        ["emulator", "thermalized"].map(|m| {
+            ["thermalized_fraction", "passes_per_step"].map(|k| f.attrs().get::<f64>(&format!("{m}_{k}")).unwrap()[0])
+        })
+    };
+    assert!(totals(&reference)[1][1] > 0.0, "the test should thermalize");
+    assert_eq!(totals(&reference), totals(&resumed));
     assert!(!resumed.join("rollout.checkpoint.h5").exists(), "checkpoint removed when complete");
     // xarray opens it with named dimensions and coordinates.
     let script = r#"

@@ -4,10 +4,10 @@
 //! Members are split over ranks in contiguous blocks and stepped in batches of
 //! `rollout.batch` on the rank's device. Every random draw (σ noise, forward noise, reverse-step
 //! noise) comes from the stream of (seed, mode, member, step). Checkpoints (states, alive
-//! flags, step; `rollout.checkpoint.h5`) and the recorded series (rewritten whole in
-//! `rollout.h5.partial`) are written every `run.checkpoint_interval` seconds and on
-//! SIGTERM/SIGINT/SIGUSR1; the same command resumes. The output is renamed to `rollout.h5`
-//! when complete.
+//! flags, thermalization counts and wall seconds, step; `rollout.checkpoint.h5`) and the
+//! recorded series (rewritten whole in `rollout.h5.partial`) are written every
+//! `run.checkpoint_interval` seconds and on SIGTERM/SIGINT/SIGUSR1; the same command resumes.
+//! The output is renamed to `rollout.h5` when complete.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -419,11 +419,25 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let modes = r.modes.len();
     let mut states: Vec<Tensor>;
     let mut diverged: Vec<Vec<i64>> = vec![vec![-1; local.len()]; modes];
+    // Per mode and local member: member-steps run, steps thermalized, denoising passes; per mode
+    // this rank's wall seconds. Both are saved with the checkpoint, so the summary's totals cover
+    // the whole run however often it resumed (seconds: the slowest saved rank's).
+    let mut counts = vec![vec![[0u64; 3]; local.len()]; modes];
+    let mut seconds = vec![0.0f64; modes];
     let mut start_step = 0usize;
     let words = ch * n * n;
+    // A checkpoint row: each mode's state, then each mode's diverged_at, then each mode's counts
+    // and seconds.
+    let row_words = modes * words + modes + 4 * modes;
     if decision == 1 {
-        let d =
-            ck_store::read(&ckpath, local.clone(), modes * words + modes).map_err(|e| StageError::Io(e.to_string()))?;
+        // A checkpoint of an earlier version has no counts: they then restart at the resume.
+        let d = ck_store::read(&ckpath, local.clone(), row_words)
+            .or_else(|_| ck_store::read(&ckpath, local.clone(), modes * words + modes))
+            .map_err(|e| StageError::Io(e.to_string()))?;
+        let has_counts = d.states.first().is_none_or(|s| s.len() == row_words);
+        if world.is_root() && !has_counts {
+            log::warn!("{}: an earlier version's checkpoint; thermalization totals count from here", ckpath.display());
+        }
         start_step = d.step as usize;
         states = (0..modes)
             .map(|i| {
@@ -435,6 +449,11 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         for (i, dv) in diverged.iter_mut().enumerate() {
             for (m, s) in d.states.iter().enumerate() {
                 dv[m] = s[modes * words + i] as i64;
+                if has_counts {
+                    let t = &s[modes * words + modes + 4 * i..][..4];
+                    counts[i][m] = [t[0] as u64, t[1] as u64, t[2] as u64];
+                    seconds[i] = seconds[i].max(t[3]);
+                }
             }
         }
         let f = File::open(&partial, Access::Serial, false).map_err(|e| StageError::Io(e.to_string()))?;
@@ -460,7 +479,6 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];
-    let mut totals = vec![(0u64, 0u64, 0u64, 0.0f64); modes]; // (member-steps, thermalized, passes, seconds)
     let record = |recs: &mut Records,
                   step: usize,
                   states: &[Tensor],
@@ -563,15 +581,24 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         drop(d);
         f.close().map_err(io)
     };
-    let save_checkpoint = |states: &[Tensor], diverged: &[Vec<i64>], step: usize| -> Result<(), StageError> {
+    let save_checkpoint = |states: &[Tensor],
+                           diverged: &[Vec<i64>],
+                           counts: &[Vec<[u64; 3]>],
+                           seconds: &[f64],
+                           step: usize|
+     -> Result<(), StageError> {
         let per_mode: Vec<Vec<f64>> = states.iter().map(to_vec).collect();
         let rows: Vec<Vec<f64>> = (0..local.len())
             .map(|m| {
-                let mut row = Vec::with_capacity(modes * words + modes);
+                let mut row = Vec::with_capacity(row_words);
                 for v in &per_mode {
                     row.extend_from_slice(&v[m * words..(m + 1) * words]);
                 }
                 row.extend(diverged.iter().map(|d| d[m] as f64));
+                for (c, s) in counts.iter().zip(seconds) {
+                    row.extend(c[m].iter().map(|&v| v as f64));
+                    row.push(*s);
+                }
                 row
             })
             .collect();
@@ -615,8 +642,8 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                         for (p, &m) in chunk.iter().enumerate() {
                             lv[m] = applied.levels[p];
                             passes_since[i][m] += applied.passes[p];
-                            totals[i].1 += (applied.passes[p] > 0) as u64;
-                            totals[i].2 += applied.passes[p] as u64;
+                            counts[i][m][1] += (applied.passes[p] > 0) as u64;
+                            counts[i][m][2] += applied.passes[p] as u64;
                             over[p] = applied.over_limit[p];
                         }
                     }
@@ -638,9 +665,11 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                     }
                 }
                 states[i] = states[i].index_copy(0, &idx, &x.nan_to_num(0.0, 0.0, 0.0));
-                totals[i].0 += chunk.len() as u64;
+                for &m in chunk {
+                    counts[i][m][0] += 1;
+                }
             }
-            totals[i].3 += tm.elapsed().as_secs_f64();
+            seconds[i] += tm.elapsed().as_secs_f64();
             if models.thermalizer.is_some() {
                 levels[i] = Some(lv);
             }
@@ -660,7 +689,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         }
         if (flags[0] > 0 || flags[1] > 0) && step < r.steps {
             write_all(&recs, &diverged)?;
-            save_checkpoint(&states, &diverged, step)?;
+            save_checkpoint(&states, &diverged, &counts, &seconds, step)?;
             last_ck = Instant::now();
             if flags[0] > 0 {
                 return Ok(Outcome::Interrupted { step });
@@ -669,6 +698,14 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     }
     let threshold = window_statistics(&mut recs, &r, world, (n, kbins), &diverged);
     write_all(&recs, &diverged)?;
+    let totals: Vec<(u64, u64, u64, f64)> = counts
+        .iter()
+        .zip(&seconds)
+        .map(|(c, &s)| {
+            let sum = |k: usize| c.iter().map(|v| v[k]).sum::<u64>();
+            (sum(0), sum(1), sum(2), s)
+        })
+        .collect();
     summarise(&partial, world, &r, &diverged, &totals, threshold)?;
     let done = world.root_decides(|| {
         std::fs::rename(&partial, &out).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
