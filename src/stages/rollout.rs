@@ -431,10 +431,13 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let row_words = modes * words + modes + 4 * modes;
     if decision == 1 {
         // A checkpoint of an earlier version has no counts: they then restart at the resume.
-        let d = ck_store::read(&ckpath, local.clone(), row_words)
-            .or_else(|_| ck_store::read(&ckpath, local.clone(), modes * words + modes))
-            .map_err(|e| StageError::Io(e.to_string()))?;
-        let has_counts = d.states.first().is_none_or(|s| s.len() == row_words);
+        let (d, has_counts) = match ck_store::read(&ckpath, local.clone(), row_words) {
+            Ok(d) => (d, true),
+            Err(_) => {
+                let d = ck_store::read(&ckpath, local.clone(), modes * words + modes);
+                (d.map_err(|e| StageError::Io(e.to_string()))?, false)
+            }
+        };
         if world.is_root() && !has_counts {
             log::warn!("{}: an earlier version's checkpoint; thermalization totals count from here", ckpath.display());
         }
@@ -698,15 +701,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     }
     let threshold = window_statistics(&mut recs, &r, world, (n, kbins), &diverged);
     write_all(&recs, &diverged)?;
-    let totals: Vec<(u64, u64, u64, f64)> = counts
-        .iter()
-        .zip(&seconds)
-        .map(|(c, &s)| {
-            let sum = |k: usize| c.iter().map(|v| v[k]).sum::<u64>();
-            (sum(0), sum(1), sum(2), s)
-        })
-        .collect();
-    summarise(&partial, world, &r, &diverged, &totals, threshold)?;
+    summarise(&partial, world, &r, &diverged, (&counts, &seconds), threshold)?;
     let done = world.root_decides(|| {
         std::fs::rename(&partial, &out).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
         let _ = std::fs::remove_file(&ckpath);
@@ -716,23 +711,25 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     Ok(Outcome::Complete { path: out, already: false })
 }
 
-/// Per-mode summary attributes of the output (reduced over ranks).
+/// Per-mode summary attributes of the output from each local member's counts (member-steps,
+/// thermalized steps, passes) and this rank's seconds, reduced over ranks.
 fn summarise(
     path: &Path,
     world: &World,
     r: &RolloutConfig,
     diverged: &[Vec<i64>],
-    totals: &[(u64, u64, u64, f64)],
+    (counts, seconds): (&[Vec<[u64; 3]>], &[f64]),
     spectral_threshold: f64,
 ) -> Result<(), StageError> {
     let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
     let mut sums: Vec<f64> = Vec::new();
-    for (i, t) in totals.iter().enumerate() {
+    for (i, per_member) in counts.iter().enumerate() {
         let survivors = diverged[i].iter().filter(|&&d| d < 0).count() as f64;
-        sums.extend([t.0 as f64, t.1 as f64, t.2 as f64, survivors]);
+        let total = |k: usize| per_member.iter().map(|c| c[k]).sum::<u64>() as f64;
+        sums.extend([total(0), total(1), total(2), survivors]);
     }
     world.sum_f64(&mut sums);
-    let seconds: Vec<f64> = world.max_f64(&totals.iter().map(|t| t.3).collect::<Vec<_>>());
+    let seconds: Vec<f64> = world.max_f64(seconds);
     let f = File::open(path, Access::Parallel(world.comm()), true).map_err(io)?;
     for (i, mode) in r.modes.iter().enumerate() {
         let s = &sums[4 * i..4 * i + 4];
