@@ -7,6 +7,7 @@ pub mod kolmogorov;
 pub mod qg;
 pub mod real;
 pub mod resize;
+pub mod speed;
 pub mod stepper;
 
 use num_complex::Complex;

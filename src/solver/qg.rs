@@ -24,6 +24,7 @@ use num_complex::Complex;
 
 use super::grid::{FftScratch, Grid};
 use super::real::Real;
+use super::speed::PeakSpeed;
 
 /// How the smallest scales are controlled after every step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -216,9 +217,11 @@ impl<T: Real> Qg<T> {
     /// [`Qg::invert`] of the first `active` modes of each layer (the others are left as they are).
     fn invert_first(&self, q: &[Complex<T>], psi: &mut [Complex<T>], active: usize) {
         let len = self.grid.spec_len();
-        let (q1, q2) = q.split_at(len);
+        let (q1, q2) = (&q[..active], &q[len..len + active]);
         let (p1, p2) = psi.split_at_mut(len);
+        let (p1, p2) = (&mut p1[..active], &mut p2[..active]);
         let [a11, a12, a21, a22] = &self.inv;
+        let (a11, a12, a21, a22) = (&a11[..active], &a12[..active], &a21[..active], &a22[..active]);
         for i in 0..active {
             p1[i] = q1[i] * a11[i] + q2[i] * a12[i];
             p2[i] = q1[i] * a21[i] + q2[i] * a22[i];
@@ -241,27 +244,30 @@ impl<T: Real> Qg<T> {
 
     /// Writes `dq̂/dt` of both layers into `work.dq` (zero in the columns `p ≥ rows`); returns
     /// the largest speed `|u + U|` (NaN if any velocity is not finite).
+    ///
+    /// The spectral loops run over one `p` column at a time with every slice cut to its `n`
+    /// modes, so they carry no bounds checks and vectorise.
     fn tendency(&self, q: &[Complex<T>], work: &mut QgWork<T>) -> T {
         let g = &self.grid;
         let (n, len, rows) = (g.n, g.spec_len(), self.rows);
         let active = rows * n;
         let s = T::one() / T::of((n * n) as f64);
+        let ky = &g.ky[..n];
         self.invert_first(q, &mut work.psi, active);
-        let mut speed2 = T::zero();
-        let mut finite = true;
+        let mut peak = PeakSpeed::new();
         for layer in 0..2 {
             let off = layer * len;
             let (psi, ql) = (&work.psi[off..off + len], &q[off..off + len]);
             let [sq, su, sv] = &mut work.spec;
             for p in 0..rows {
-                let k = g.kx[p];
-                for qi in 0..n {
-                    let i = p * n + qi;
-                    let l = g.ky[qi];
-                    let ps = psi[i] * s;
-                    sq[i] = ql[i] * s;
-                    su[i] = Complex::new(ps.im * l, -ps.re * l); // u = −∂yψ: −i l ψ̂
-                    sv[i] = Complex::new(-ps.im * k, ps.re * k); // v = ∂xψ:   i k ψ̂
+                let (k, at) = (g.kx[p], p * n);
+                let (psi, ql) = (&psi[at..][..n], &ql[at..][..n]);
+                let (sq, su, sv) = (&mut sq[at..][..n], &mut su[at..][..n], &mut sv[at..][..n]);
+                for j in 0..n {
+                    let (ps, l) = (psi[j] * s, ky[j]);
+                    sq[j] = ql[j] * s;
+                    su[j] = Complex::new(ps.im * l, -ps.re * l); // u = −∂yψ: −i l ψ̂
+                    sv[j] = Complex::new(-ps.im * k, ps.re * k); // v = ∂xψ:   i k ψ̂
                 }
             }
             let [fq, fu, fv] = &mut work.fields;
@@ -269,12 +275,9 @@ impl<T: Real> Qg<T> {
             g.inverse_in_place(su, fu, rows, &mut work.fft);
             g.inverse_in_place(sv, fv, rows, &mut work.fft);
             let ubg = T::of(if layer == 0 { self.params.u1 } else { self.params.u2 });
+            peak.add(fu, fv, ubg);
             for ((qv, uv), vv) in fq.iter().zip(fu.iter_mut()).zip(fv.iter_mut()) {
-                let ut = *uv + ubg;
-                let sp = ut * ut + *vv * *vv;
-                finite &= sp.is_finite();
-                speed2 = speed2.max(sp);
-                *uv = ut * *qv;
+                *uv = (*uv + ubg) * *qv;
                 *vv = *vv * *qv;
             }
             g.forward(fu, su, rows, &mut work.fft);
@@ -283,13 +286,13 @@ impl<T: Real> Qg<T> {
             let qy = self.qy[layer];
             let rek = T::of(if layer == 1 { self.params.rek } else { 0.0 });
             for p in 0..rows {
-                let k = g.kx[p];
-                for qi in 0..n {
-                    let i = p * n + qi;
-                    let l = g.ky[qi];
+                let (k, at) = (g.kx[p], p * n);
+                let (su, sv, psi, k2) = (&su[at..][..n], &sv[at..][..n], &psi[at..][..n], &self.k2[at..][..n]);
+                let dq = &mut dq[at..][..n];
+                for j in 0..n {
                     // −(ik uq̂ + il vq̂ + ik Qy ψ̂) − δ_{i2} r_ek ∇²ψ̂
-                    let flux = su[i] * k + sv[i] * l + psi[i] * (k * qy);
-                    dq[i] = Complex::new(flux.im, -flux.re) + psi[i] * (rek * self.k2[i]);
+                    let flux = su[j] * k + sv[j] * ky[j] + psi[j] * (k * qy);
+                    dq[j] = Complex::new(flux.im, -flux.re) + psi[j] * (rek * k2[j]);
                 }
             }
             dq[active..].fill(Complex::default());
@@ -297,11 +300,7 @@ impl<T: Real> Qg<T> {
                 self.add_smagorinsky(layer, work);
             }
         }
-        if finite {
-            speed2.sqrt()
-        } else {
-            T::nan()
-        }
+        peak.speed()
     }
 
     /// Adds pyqg's Smagorinsky tendency of `layer` to `work.dq`, from `work.psi`:
@@ -369,9 +368,11 @@ impl<T: Real> Qg<T> {
         let active = self.rows * self.grid.n;
         let layers = state.q.chunks_exact_mut(len).zip(work.dq.chunks_exact(len));
         let history = state.dq_prev.chunks_exact(len).zip(state.dq_prev2.chunks_exact(len));
+        let filter = &self.filter[..active];
         for ((q, d), (d1, d2)) in layers.zip(history) {
+            let (q, d, d1, d2) = (&mut q[..active], &d[..active], &d1[..active], &d2[..active]);
             for i in 0..active {
-                q[i] = (q[i] + d[i] * c1 + d1[i] * c2 + d2[i] * c3) * self.filter[i];
+                q[i] = (q[i] + d[i] * c1 + d1[i] * c2 + d2[i] * c3) * filter[i];
             }
         }
         std::mem::swap(&mut state.dq_prev2, &mut state.dq_prev);
