@@ -15,11 +15,17 @@
 //! - Transforms can be restricted to the first `rows` values of `p` (the others are treated as
 //!   zero). The solvers keep their state inside the 2/3-rule band `|kx|, |ky| ≤ kmax`, so they
 //!   transform only `rows = kmax + 1` columns in `y`: exact, and a third fewer column FFTs.
+//! - The `x` transforms take two real rows at once, as one complex row `z = a[2m] + i a[2m+1]`
+//!   (the classic two-for-one real FFT): full-length complex FFTs of the `N/2` row pairs, split
+//!   into the two half spectra while transposing (and packed the same way on the inverse).
+//!   Inside the solvers' time steps, where fields are only multiplied point by point, physical
+//!   fields stay in that **paired layout**, `a[(m·N + i)·2 + r]` = the value at `x_i`, `y_{2m+r}`
+//!   ([`Grid::forward_paired`], [`Grid::inverse_paired`]), which saves the interleaving pass that
+//!   the `[y][x]` transforms ([`Grid::forward`], [`Grid::inverse_in_place`]) make.
 
 use std::sync::Arc;
 
 use num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
 use super::real::Real;
@@ -39,25 +45,28 @@ pub struct Grid<T: Real> {
     pub kx: Vec<T>,
     /// Physical wavenumber of each `q` (length `n`).
     pub ky: Vec<T>,
-    r2c: Arc<dyn RealToComplex<T>>,
-    c2r: Arc<dyn ComplexToReal<T>>,
     fwd: Arc<dyn Fft<T>>,
     inv: Arc<dyn Fft<T>>,
 }
 
 /// Per-thread buffers for [`Grid`] transforms.
 pub struct FftScratch<T: Real> {
-    rows: Vec<Complex<T>>,
+    /// A field in the paired layout, for the `[y][x]` transforms.
+    pairs: Vec<Complex<T>>,
+    /// A copy of a spectrum, for [`Grid::to_real`].
     cols: Vec<Complex<T>>,
     scratch: Vec<Complex<T>>,
-    line: Vec<T>,
 }
+
+/// Row pairs split or packed together by the transposes, column after column: two whole cache
+/// lines of `Complex<f64>` of the spectrum per column, and few lines of the pairs (`n` apart, a
+/// power of two, so they share L1 sets) in use at a time.
+const PAIR_BLOCK: usize = 4;
 
 impl<T: Real> Grid<T> {
     /// Plans the transforms for an `n × n` grid on `[0, length)²`. `n` must be even and ≥ 4.
     pub fn new(n: usize, length: f64) -> Self {
         assert!(n >= 4 && n % 2 == 0, "grid size must be even and >= 4, got {n}");
-        let mut rp = RealFftPlanner::<T>::new();
         let mut cp = FftPlanner::<T>::new();
         let dk = 2.0 * std::f64::consts::PI / length;
         let nkx = n / 2 + 1;
@@ -68,8 +77,6 @@ impl<T: Real> Grid<T> {
             length,
             kx: (0..nkx).map(|p| T::of(p as f64 * dk)).collect(),
             ky: (0..n).map(|q| T::of(Self::signed_index(n, q) as f64 * dk)).collect(),
-            r2c: rp.plan_fft_forward(n),
-            c2r: rp.plan_fft_inverse(n),
             fwd: cp.plan_fft_forward(n),
             inv: cp.plan_fft_inverse(n),
         }
@@ -110,20 +117,11 @@ impl<T: Real> Grid<T> {
 
     /// Fresh buffers for this grid's transforms (one per thread).
     pub fn scratch(&self) -> FftScratch<T> {
-        let len = [
-            self.r2c.get_scratch_len(),
-            self.c2r.get_scratch_len(),
-            self.fwd.get_inplace_scratch_len(),
-            self.inv.get_inplace_scratch_len(),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
+        let len = self.fwd.get_inplace_scratch_len().max(self.inv.get_inplace_scratch_len());
         FftScratch {
-            rows: vec![Complex::default(); self.spec_len()],
-            cols: vec![Complex::default(); self.spec_len()],
+            pairs: vec![Complex::default(); self.n * self.n / 2],
+            cols: Vec::new(),
             scratch: vec![Complex::default(); len],
-            line: vec![T::zero(); self.n],
         }
     }
 
@@ -131,41 +129,107 @@ impl<T: Real> Grid<T> {
     /// `rows` values of `p` and zeroing the rest of `spec` (which may be shorter than the full
     /// half spectrum, down to `rows · n`). Unnormalised.
     pub fn forward(&self, real: &[T], spec: &mut [Complex<T>], rows: usize, ws: &mut FftScratch<T>) {
-        let (n, nkx) = (self.n, self.nkx);
-        debug_assert!(real.len() == n * n && spec.len() >= rows * n && rows <= nkx);
-        for (y, out) in ws.rows.chunks_exact_mut(nkx).enumerate() {
-            ws.line.copy_from_slice(&real[y * n..(y + 1) * n]);
-            self.r2c.process_with_scratch(&mut ws.line, out, &mut ws.scratch).expect("rfft buffer sizes");
+        let n = self.n;
+        assert_eq!(real.len(), n * n, "forward: field size");
+        for (m, z) in ws.pairs.chunks_exact_mut(n).enumerate() {
+            let (even, odd) = real[2 * m * n..(2 * m + 2) * n].split_at(n);
+            for ((z, &a), &b) in z.iter_mut().zip(even).zip(odd) {
+                *z = Complex::new(a, b);
+            }
         }
-        transpose(&ws.rows, nkx, spec, n, n, rows);
-        spec[rows * n..].fill(Complex::default());
-        self.fwd.process_with_scratch(&mut spec[..rows * n], &mut ws.scratch);
+        self.forward_pairs(&mut ws.pairs, spec, rows, &mut ws.scratch);
+    }
+
+    /// [`Grid::forward`] of a field in the paired layout (destroyed).
+    pub fn forward_paired(&self, paired: &mut [T], spec: &mut [Complex<T>], rows: usize, ws: &mut FftScratch<T>) {
+        self.forward_pairs(as_pairs(paired), spec, rows, &mut ws.scratch);
     }
 
     /// Inverse transform of the first `rows` values of `p` of `spec` into `real`; `spec` is used
     /// as work space and destroyed. Unnormalised: multiply by `1/N²` for `irfft2`.
     pub fn inverse_in_place(&self, spec: &mut [Complex<T>], real: &mut [T], rows: usize, ws: &mut FftScratch<T>) {
+        let n = self.n;
+        assert_eq!(real.len(), n * n, "inverse: field size");
+        self.inverse_pairs(spec, &mut ws.pairs, rows, &mut ws.scratch);
+        for (z, out) in ws.pairs.chunks_exact(n).zip(real.chunks_exact_mut(2 * n)) {
+            let (even, odd) = out.split_at_mut(n);
+            for ((z, a), b) in z.iter().zip(even).zip(odd) {
+                (*a, *b) = (z.re, z.im);
+            }
+        }
+    }
+
+    /// [`Grid::inverse_in_place`] into a field in the paired layout.
+    pub fn inverse_paired(&self, spec: &mut [Complex<T>], paired: &mut [T], rows: usize, ws: &mut FftScratch<T>) {
+        self.inverse_pairs(spec, as_pairs(paired), rows, &mut ws.scratch);
+    }
+
+    /// Forward transform of the row pairs `z` (`n/2 × n`, destroyed) into `spec`.
+    fn forward_pairs(&self, z: &mut [Complex<T>], spec: &mut [Complex<T>], rows: usize, scratch: &mut [Complex<T>]) {
+        let n = self.n;
+        assert!(z.len() == n * n / 2 && spec.len() >= rows * n && rows <= self.nkx, "forward: buffer sizes");
+        self.fwd.process_with_scratch(z, scratch);
+        // Z = A + iB with A, B the spectra of the two real rows, so A(p) = (Z(p) + Z*(−p))/2 and
+        // B(p) = −i (Z(p) − Z*(−p))/2.
+        let half = T::of(0.5);
+        for m0 in (0..n / 2).step_by(PAIR_BLOCK) {
+            let block = PAIR_BLOCK.min(n / 2 - m0);
+            let pairs = &z[m0 * n..(m0 + block) * n];
+            for p in 0..rows {
+                let mirror = (n - p) % n;
+                let out = &mut spec[p * n + 2 * m0..][..2 * block];
+                for (zr, ab) in pairs.chunks_exact(n).zip(out.chunks_exact_mut(2)) {
+                    let (zp, zm) = (zr[p], zr[mirror].conj());
+                    let (sum, diff) = (zp + zm, zp - zm);
+                    ab[0] = sum * half;
+                    ab[1] = Complex::new(diff.im * half, -diff.re * half);
+                }
+            }
+        }
+        spec[rows * n..].fill(Complex::default());
+        self.fwd.process_with_scratch(&mut spec[..rows * n], scratch);
+    }
+
+    /// Inverse transform of the first `rows` columns of `spec` (destroyed) into row pairs `z`.
+    fn inverse_pairs(&self, spec: &mut [Complex<T>], z: &mut [Complex<T>], rows: usize, scratch: &mut [Complex<T>]) {
         let (n, nkx) = (self.n, self.nkx);
-        debug_assert!(real.len() == n * n && spec.len() >= rows * n && rows <= nkx);
-        self.inv.process_with_scratch(&mut spec[..rows * n], &mut ws.scratch);
-        for row in ws.rows.chunks_exact_mut(nkx) {
-            row[rows..].fill(Complex::default());
+        assert!(z.len() == n * n / 2 && spec.len() >= rows * n && rows <= nkx, "inverse: buffer sizes");
+        self.inv.process_with_scratch(&mut spec[..rows * n], scratch);
+        for m0 in (0..n / 2).step_by(PAIR_BLOCK) {
+            let block = PAIR_BLOCK.min(n / 2 - m0);
+            let pairs = &mut z[m0 * n..(m0 + block) * n];
+            if rows < nkx {
+                // Columns rows..=n − rows are outside the transformed band.
+                for zr in pairs.chunks_exact_mut(n) {
+                    zr[rows..=n - rows].fill(Complex::default());
+                }
+            }
+            for p in 0..rows {
+                let (mirror, real_column) = (n - p, p == 0 || 2 * p == n);
+                let src = &spec[p * n + 2 * m0..][..2 * block];
+                for (zr, ab) in pairs.chunks_exact_mut(n).zip(src.chunks_exact(2)) {
+                    let (mut a, mut b) = (ab[0], ab[1]);
+                    if real_column {
+                        // DC and Nyquist columns of a real row are real; drop round-off.
+                        a.im = T::zero();
+                        b.im = T::zero();
+                    }
+                    // Z(p) = A(p) + iB(p); Z(−p) = A*(p) + iB*(p).
+                    zr[p] = Complex::new(a.re - b.im, a.im + b.re);
+                    if !real_column {
+                        zr[mirror] = Complex::new(a.re + b.im, b.re - a.im);
+                    }
+                }
+            }
         }
-        transpose(&spec[..rows * n], n, &mut ws.rows, nkx, rows, n);
-        for (y, row) in ws.rows.chunks_exact_mut(nkx).enumerate() {
-            // DC and Nyquist columns of a real field are real; drop round-off imaginary parts.
-            row[0].im = T::zero();
-            row[nkx - 1].im = T::zero();
-            self.c2r
-                .process_with_scratch(row, &mut real[y * n..(y + 1) * n], &mut ws.scratch)
-                .expect("irfft buffer sizes");
-        }
+        self.inv.process_with_scratch(z, scratch);
     }
 
     /// Inverse transform of `spec` (all `p`) into `real`, normalised as numpy's `irfft2`.
     pub fn to_real(&self, spec: &[Complex<T>], real: &mut [T], ws: &mut FftScratch<T>) {
         let mut cols = std::mem::take(&mut ws.cols);
-        cols.copy_from_slice(spec);
+        cols.clear();
+        cols.extend_from_slice(spec);
         self.inverse_in_place(&mut cols, real, self.nkx, ws);
         ws.cols = cols;
         let s = T::one() / T::of((self.n * self.n) as f64);
@@ -173,40 +237,13 @@ impl<T: Real> Grid<T> {
     }
 }
 
-/// Writes the transpose of the `a_rows × b_cols` block of `src` (row stride `src_stride`) into
-/// `dst` (row stride `dst_stride`), i.e. `dst[b][a] = src[a][b]`, in cache-sized tiles.
-///
-/// Inside a tile the inner loop runs along the rows of whichever array has the longer stride:
-/// rows `n` complex numbers apart (a power of two) share a handful of L1 sets, so that side is
-/// touched one whole cache line after another, while the other side's lines stay in L1.
-fn transpose<C: Copy>(src: &[C], src_stride: usize, dst: &mut [C], dst_stride: usize, a_rows: usize, b_cols: usize) {
-    const TILE: usize = 16;
-    if a_rows == 0 || b_cols == 0 {
-        return;
-    }
-    assert!((a_rows - 1) * src_stride + b_cols <= src.len(), "transpose: source too short");
-    assert!((b_cols - 1) * dst_stride + a_rows <= dst.len(), "transpose: destination too short");
-    let along_src = src_stride >= dst_stride;
-    for a0 in (0..a_rows).step_by(TILE) {
-        for b0 in (0..b_cols).step_by(TILE) {
-            let (a_end, b_end) = ((a0 + TILE).min(a_rows), (b0 + TILE).min(b_cols));
-            // SAFETY (both loops): a < a_rows and b < b_cols, so both indices are within the
-            // bounds asserted above.
-            if along_src {
-                for a in a0..a_end {
-                    for b in b0..b_end {
-                        unsafe { *dst.get_unchecked_mut(b * dst_stride + a) = *src.get_unchecked(a * src_stride + b) };
-                    }
-                }
-            } else {
-                for b in b0..b_end {
-                    for a in a0..a_end {
-                        unsafe { *dst.get_unchecked_mut(b * dst_stride + a) = *src.get_unchecked(a * src_stride + b) };
-                    }
-                }
-            }
-        }
-    }
+/// A real field of even length seen as the complex numbers of consecutive pairs of values.
+fn as_pairs<T: Real>(values: &mut [T]) -> &mut [Complex<T>] {
+    assert!(values.len() % 2 == 0, "an odd number of values has no pairs");
+    // SAFETY: `Complex<T>` is `#[repr(C)]` with fields `re: T, im: T`, so it has the size of two
+    // `T` and the alignment of `T`; `values` holds `len / 2` such pairs, and the result borrows
+    // `values` mutably for its whole lifetime.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<Complex<T>>(), values.len() / 2) }
 }
 
 #[cfg(test)]
@@ -225,7 +262,7 @@ mod tests {
 
     #[test]
     fn roundtrip_and_parseval() {
-        for n in [8usize, 30, 64] {
+        for n in [4usize, 8, 30, 64] {
             let g = Grid::<f64>::new(n, 2.0 * std::f64::consts::PI);
             let mut ws = g.scratch();
             let a = random_field(n, n as u64);
@@ -257,6 +294,30 @@ mod tests {
         assert!(rest < 1e-9, "leakage {rest}");
         assert_eq!(g.kx[3], 3.0);
         assert_eq!(g.ky[n - 2], -2.0);
+    }
+
+    #[test]
+    fn paired_layout_is_a_permutation_of_rows_and_transforms_alike() {
+        for n in [6usize, 16, 32] {
+            let g = Grid::<f64>::new(n, 2.0 * std::f64::consts::PI);
+            let mut ws = g.scratch();
+            let a = random_field(n, 3 + n as u64);
+            // The paired layout: row y = 2m + r, column x at (m·n + x)·2 + r.
+            let mut paired = vec![0.0; n * n];
+            for y in 0..n {
+                for x in 0..n {
+                    paired[((y / 2) * n + x) * 2 + y % 2] = a[y * n + x];
+                }
+            }
+            let (mut s1, mut s2) = (vec![Complex::default(); g.spec_len()], vec![Complex::default(); g.spec_len()]);
+            g.forward(&a, &mut s1, g.nkx, &mut ws);
+            g.forward_paired(&mut paired.clone(), &mut s2, g.nkx, &mut ws);
+            assert_eq!(s1, s2, "n={n}: paired forward");
+            let mut back = vec![0.0; n * n];
+            g.inverse_paired(&mut s2, &mut back, g.nkx, &mut ws);
+            let err = paired.iter().zip(&back).map(|(x, y)| (x - y / (n * n) as f64).abs()).fold(0.0, f64::max);
+            assert!(err < 1e-13, "n={n}: paired round trip {err}");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub struct KolmogorovWork<T: Real> {
     fft: FftScratch<T>,
     /// Spectra of `u, v`, then of the products `uv, v² − u²` (band rows only).
     spectra: [Vec<Complex<T>>; 2],
-    /// `u, v` on the grid, then the products.
+    /// `u, v` on the grid (in its paired layout), then the products.
     fields: [Vec<T>; 2],
 }
 
@@ -161,8 +161,8 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
             }
         }
         let [u, v] = &mut work.fields;
-        g.inverse_in_place(&mut su[..active], u, rows, &mut work.fft);
-        g.inverse_in_place(&mut sv[..active], v, rows, &mut work.fft);
+        g.inverse_paired(&mut su[..active], u, rows, &mut work.fft);
+        g.inverse_paired(&mut sv[..active], v, rows, &mut work.fft);
         // Basdevant's form of the advection: u·∇ω = (∂x² − ∂y²)(uv) + ∂x∂y(v² − u²), two products
         // instead of four fields (4 FFTs per evaluation, not 5). u ← uv, v ← v² − u².
         let mut peak = PeakSpeed::new();
@@ -172,8 +172,8 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
             *a = *a * *b;
             *b = vv - uu;
         }
-        g.forward(u, su, rows, &mut work.fft);
-        g.forward(v, sv, rows, &mut work.fft);
+        g.forward_paired(u, su, rows, &mut work.fft);
+        g.forward_paired(v, sv, rows, &mut work.fft);
         // −u·∇ω: (kx² − ky²) (uv)^ + kx ky (v² − u²)^, on the band only.
         for p in 0..rows {
             let (kx, row) = (g.kx[p], p * n..(p + 1) * n);

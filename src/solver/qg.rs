@@ -123,6 +123,7 @@ pub struct QgWork<T: Real> {
     psi: Vec<Complex<T>>,
     dq: Vec<Complex<T>>,
     spec: [Vec<Complex<T>>; 3],
+    /// Physical fields in the grid's paired layout (only multiplied point by point).
     fields: [Vec<T>; 3],
 }
 
@@ -271,17 +272,17 @@ impl<T: Real> Qg<T> {
                 }
             }
             let [fq, fu, fv] = &mut work.fields;
-            g.inverse_in_place(sq, fq, rows, &mut work.fft);
-            g.inverse_in_place(su, fu, rows, &mut work.fft);
-            g.inverse_in_place(sv, fv, rows, &mut work.fft);
+            g.inverse_paired(sq, fq, rows, &mut work.fft);
+            g.inverse_paired(su, fu, rows, &mut work.fft);
+            g.inverse_paired(sv, fv, rows, &mut work.fft);
             let ubg = T::of(if layer == 0 { self.params.u1 } else { self.params.u2 });
             peak.add(fu, fv, ubg);
             for ((qv, uv), vv) in fq.iter().zip(fu.iter_mut()).zip(fv.iter_mut()) {
                 *uv = (*uv + ubg) * *qv;
                 *vv = *vv * *qv;
             }
-            g.forward(fu, su, rows, &mut work.fft);
-            g.forward(fv, sv, rows, &mut work.fft);
+            g.forward_paired(fu, su, rows, &mut work.fft);
+            g.forward_paired(fv, sv, rows, &mut work.fft);
             let dq = &mut work.dq[off..off + len];
             let qy = self.qy[layer];
             let rek = T::of(if layer == 1 { self.params.rek } else { 0.0 });
@@ -326,9 +327,9 @@ impl<T: Real> Qg<T> {
             }
         }
         let [fxx, fyy, fxy] = &mut work.fields;
-        g.inverse_in_place(sxx, fxx, rows, &mut work.fft);
-        g.inverse_in_place(syy, fyy, rows, &mut work.fft);
-        g.inverse_in_place(sxy, fxy, rows, &mut work.fft);
+        g.inverse_paired(sxx, fxx, rows, &mut work.fft);
+        g.inverse_paired(syy, fyy, rows, &mut work.fft);
+        g.inverse_paired(sxy, fxy, rows, &mut work.fft);
         let c = T::of((self.params.smagorinsky * self.params.length / n as f64).powi(2));
         let two = T::of(2.0);
         for ((a, b), d) in fxx.iter_mut().zip(fyy.iter_mut()).zip(fxy.iter_mut()) {
@@ -337,9 +338,9 @@ impl<T: Real> Qg<T> {
             *b = *b * nu;
             *d = *d * nu;
         }
-        g.forward(fxx, sxx, rows, &mut work.fft);
-        g.forward(fyy, syy, rows, &mut work.fft);
-        g.forward(fxy, sxy, rows, &mut work.fft);
+        g.forward_paired(fxx, sxx, rows, &mut work.fft);
+        g.forward_paired(fyy, syy, rows, &mut work.fft);
+        g.forward_paired(fxy, sxy, rows, &mut work.fft);
         let dq = &mut work.dq[layer * len..(layer + 1) * len];
         for p in 0..rows {
             let k = g.kx[p];
