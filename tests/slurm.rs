@@ -304,10 +304,12 @@ fn pipeline_and_sweep(cl: &Cluster, work: &Path) {
 }
 
 fn usr1_requeue(cl: &Cluster, work: &Path) {
-    // ~40-50 s of generate on 2 ranks; USR1 with -t 1 @30 arrives 12-26 s after each start.
+    // 56,000 solver steps of 8 members at 64²: ~50 s of generate on 2 ranks of this VM (about
+    // 9000 member-steps/s since the two-for-one transforms; the 14,000 steps of before finished
+    // in 13 s, before any USR1). USR1 with -t 1 @30 arrives 12-26 s after each start.
     let sets = [
         "generate.members=8",
-        "generate.steps_per_sample=50",
+        "generate.steps_per_sample=200",
         "generate.samples=280",
         "system.grid=64",
         "run.checkpoint_interval=600",
