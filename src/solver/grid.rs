@@ -8,8 +8,8 @@
 //!   (`ky = q·2π/L` for `q < N/2`, `(q − N)·2π/L` otherwise; `q = N/2` is the Nyquist row).
 //!   Keeping `ky` contiguous lets the `y`-direction FFTs run on contiguous rows.
 //! - Scaling as numpy's `rfft2`/`irfft2`: the forward transform is unnormalised,
-//!   `ŝ(k) = Σ_x a(x) e^{−i k·x}`; [`Grid::inverse_in_place`] is also unnormalised (`Σ_k ŝ e^{+i k·x}`
-//!   over the full spectrum), so `irfft2 = inverse / N²`. Solvers fold the `1/N²` into their
+//!   `ŝ(k) = Σ_x a(x) e^{−i k·x}`; [`Grid::inverse_in_place`] is also unnormalised
+//!   (`Σ_k ŝ e^{+i k·x}` over the full spectrum), so `irfft2 = inverse / N²`. Solvers fold the `1/N²` into their
 //!   spectral multipliers. Parseval: `Σ_x a² = (1/N²) Σ_k |ŝ|²` over the full spectrum, i.e. the
 //!   half spectrum with weight 2 for `0 < p < N/2`.
 //! - Transforms can be restricted to the first `rows` values of `p` (the others are treated as
