@@ -169,20 +169,13 @@ impl<T: Real> Grid<T> {
         let n = self.n;
         assert!(z.len() == n * n / 2 && spec.len() >= rows * n && rows <= self.nkx, "forward: buffer sizes");
         self.fwd.process_with_scratch(z, scratch);
-        // Z = A + iB with A, B the spectra of the two real rows, so A(p) = (Z(p) + Z*(−p))/2 and
-        // B(p) = −i (Z(p) − Z*(−p))/2.
-        let half = T::of(0.5);
-        for m0 in (0..n / 2).step_by(PAIR_BLOCK) {
-            let block = PAIR_BLOCK.min(n / 2 - m0);
-            let pairs = &z[m0 * n..(m0 + block) * n];
-            for p in 0..rows {
-                let mirror = (n - p) % n;
-                let out = &mut spec[p * n + 2 * m0..][..2 * block];
-                for (zr, ab) in pairs.chunks_exact(n).zip(out.chunks_exact_mut(2)) {
-                    let (zp, zm) = (zr[p], zr[mirror].conj());
-                    let (sum, diff) = (zp + zm, zp - zm);
-                    ab[0] = sum * half;
-                    ab[1] = Complex::new(diff.im * half, -diff.re * half);
+        for (block, pairs) in z.chunks(PAIR_BLOCK * n).enumerate() {
+            let m0 = block * PAIR_BLOCK;
+            if pairs.len() == PAIR_BLOCK * n {
+                split_block::<T, PAIR_BLOCK>(n, pairs, spec, m0, rows);
+            } else {
+                for (r, pair) in pairs.chunks_exact(n).enumerate() {
+                    split_block::<T, 1>(n, pair, spec, m0 + r, rows);
                 }
             }
         }
@@ -195,30 +188,19 @@ impl<T: Real> Grid<T> {
         let (n, nkx) = (self.n, self.nkx);
         assert!(z.len() == n * n / 2 && spec.len() >= rows * n && rows <= nkx, "inverse: buffer sizes");
         self.inv.process_with_scratch(&mut spec[..rows * n], scratch);
-        for m0 in (0..n / 2).step_by(PAIR_BLOCK) {
-            let block = PAIR_BLOCK.min(n / 2 - m0);
-            let pairs = &mut z[m0 * n..(m0 + block) * n];
+        for (block, pairs) in z.chunks_mut(PAIR_BLOCK * n).enumerate() {
+            let m0 = block * PAIR_BLOCK;
             if rows < nkx {
                 // Columns rows..=n − rows are outside the transformed band.
                 for zr in pairs.chunks_exact_mut(n) {
                     zr[rows..=n - rows].fill(Complex::default());
                 }
             }
-            for p in 0..rows {
-                let (mirror, real_column) = (n - p, p == 0 || 2 * p == n);
-                let src = &spec[p * n + 2 * m0..][..2 * block];
-                for (zr, ab) in pairs.chunks_exact_mut(n).zip(src.chunks_exact(2)) {
-                    let (mut a, mut b) = (ab[0], ab[1]);
-                    if real_column {
-                        // DC and Nyquist columns of a real row are real; drop round-off.
-                        a.im = T::zero();
-                        b.im = T::zero();
-                    }
-                    // Z(p) = A(p) + iB(p); Z(−p) = A*(p) + iB*(p).
-                    zr[p] = Complex::new(a.re - b.im, a.im + b.re);
-                    if !real_column {
-                        zr[mirror] = Complex::new(a.re + b.im, b.re - a.im);
-                    }
+            if pairs.len() == PAIR_BLOCK * n {
+                pack_block::<T, PAIR_BLOCK>(n, spec, pairs, m0, rows);
+            } else {
+                for (r, pair) in pairs.chunks_exact_mut(n).enumerate() {
+                    pack_block::<T, 1>(n, spec, pair, m0 + r, rows);
                 }
             }
         }
@@ -244,6 +226,56 @@ fn as_pairs<T: Real>(values: &mut [T]) -> &mut [Complex<T>] {
     // `T` and the alignment of `T`; `values` holds `len / 2` such pairs, and the result borrows
     // `values` mutably for its whole lifetime.
     unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<Complex<T>>(), values.len() / 2) }
+}
+
+/// Splits the `B` transformed row pairs `z` (pairs `m0..m0 + B`, `n` values each) into their two
+/// half spectra, in the first `rows` columns of `spec`, rows `2·m0..2·(m0 + B)`.
+///
+/// `Z = A + iB` with `A`, `B` the spectra of the two real rows, so `A(p) = (Z(p) + Z*(−p))/2` and
+/// `B(p) = −i (Z(p) − Z*(−p))/2`. Column after column, so the `B` rows stay in L1; the rows are
+/// fixed-size slices and the mirror index needs no `% n`, so the loop is free of divisions and
+/// bounds checks.
+fn split_block<T: Real, const B: usize>(n: usize, z: &[Complex<T>], spec: &mut [Complex<T>], m0: usize, rows: usize) {
+    let mut it = z.chunks_exact(n);
+    let z: [&[Complex<T>]; B] = std::array::from_fn(|_| it.next().expect("B rows of n values"));
+    let half = T::of(0.5);
+    for p in 0..rows {
+        let mirror = if p == 0 { 0 } else { n - p };
+        let out = &mut spec[p * n + 2 * m0..][..2 * B];
+        for (zr, ab) in z.iter().zip(out.chunks_exact_mut(2)) {
+            let (zp, zm) = (zr[p], zr[mirror].conj());
+            let (sum, diff) = (zp + zm, zp - zm);
+            ab[0] = sum * half;
+            ab[1] = Complex::new(diff.im * half, -diff.re * half);
+        }
+    }
+}
+
+/// Packs the first `rows` columns of `spec` (transformed in `y`), rows `2·m0..2·(m0 + B)`, into
+/// the `B` row pairs `z` (pairs `m0..m0 + B`): `Z(p) = A(p) + iB(p)`, `Z(−p) = A*(p) + iB*(p)`.
+/// The DC and Nyquist columns of a real row are real, and their round-off imaginary parts are
+/// dropped. Same loop order and access rule as [`split_block`].
+fn pack_block<T: Real, const B: usize>(n: usize, spec: &[Complex<T>], z: &mut [Complex<T>], m0: usize, rows: usize) {
+    let mut it = z.chunks_exact_mut(n);
+    let mut z: [&mut [Complex<T>]; B] = std::array::from_fn(|_| it.next().expect("B rows of n values"));
+    let real = |p: usize, z: &mut [&mut [Complex<T>]; B]| {
+        let src = &spec[p * n + 2 * m0..][..2 * B];
+        for (zr, ab) in z.iter_mut().zip(src.chunks_exact(2)) {
+            zr[p] = Complex::new(ab[0].re, ab[1].re);
+        }
+    };
+    real(0, &mut z);
+    for p in 1..rows.min(n / 2) {
+        let src = &spec[p * n + 2 * m0..][..2 * B];
+        for (zr, ab) in z.iter_mut().zip(src.chunks_exact(2)) {
+            let (a, b) = (ab[0], ab[1]);
+            zr[p] = Complex::new(a.re - b.im, a.im + b.re);
+            zr[n - p] = Complex::new(a.re + b.im, b.re - a.im);
+        }
+    }
+    if rows > n / 2 {
+        real(n / 2, &mut z);
+    }
 }
 
 #[cfg(test)]
