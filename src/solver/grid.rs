@@ -168,9 +168,10 @@ impl<T: Real> Grid<T> {
     fn forward_pairs(&self, z: &mut [Complex<T>], spec: &mut [Complex<T>], rows: usize, scratch: &mut [Complex<T>]) {
         let n = self.n;
         assert!(z.len() == n * n / 2 && spec.len() >= rows * n && rows <= self.nkx, "forward: buffer sizes");
-        self.fwd.process_with_scratch(z, scratch);
-        for (block, pairs) in z.chunks(PAIR_BLOCK * n).enumerate() {
+        // A block of pairs is transformed just before it is split, so the split reads it from L1.
+        for (block, pairs) in z.chunks_mut(PAIR_BLOCK * n).enumerate() {
             let m0 = block * PAIR_BLOCK;
+            self.fwd.process_with_scratch(pairs, scratch);
             if pairs.len() == PAIR_BLOCK * n {
                 split_block::<T, PAIR_BLOCK>(n, pairs, spec, m0, rows);
             } else {
@@ -203,8 +204,9 @@ impl<T: Real> Grid<T> {
                     pack_block::<T, 1>(n, spec, pair, m0 + r, rows);
                 }
             }
+            // Transformed while still in L1.
+            self.inv.process_with_scratch(pairs, scratch);
         }
-        self.inv.process_with_scratch(z, scratch);
     }
 
     /// Inverse transform of `spec` (all `p`) into `real`, normalised as numpy's `irfft2`.
