@@ -117,7 +117,11 @@ impl<T: Real> Grid<T> {
 
     /// Fresh buffers for this grid's transforms (one per thread).
     pub fn scratch(&self) -> FftScratch<T> {
-        let len = self.fwd.get_inplace_scratch_len().max(self.inv.get_inplace_scratch_len());
+        let len = [&self.fwd, &self.inv]
+            .iter()
+            .map(|plan| plan.get_inplace_scratch_len().max(plan.get_immutable_scratch_len()))
+            .max()
+            .unwrap_or(0);
         FftScratch {
             pairs: vec![Complex::default(); self.n * self.n / 2],
             cols: Vec::new(),
@@ -164,6 +168,21 @@ impl<T: Real> Grid<T> {
         self.inverse_pairs(spec, as_pairs(paired), rows, &mut ws.scratch);
     }
 
+    /// [`Grid::inverse_paired`] of `spec`, which is kept: its `y` transforms are written to
+    /// `cols` (work space, at least `rows · n` long), so a caller needs no copy of `spec`.
+    pub fn inverse_paired_from(
+        &self,
+        spec: &[Complex<T>],
+        cols: &mut [Complex<T>],
+        paired: &mut [T],
+        rows: usize,
+        ws: &mut FftScratch<T>,
+    ) {
+        let len = rows * self.n;
+        self.inv.process_immutable_with_scratch(&spec[..len], &mut cols[..len], &mut ws.scratch);
+        self.inverse_x(cols, as_pairs(paired), rows, &mut ws.scratch);
+    }
+
     /// Forward transform of the row pairs `z` (`n/2 × n`, destroyed) into `spec`.
     fn forward_pairs(&self, z: &mut [Complex<T>], spec: &mut [Complex<T>], rows: usize, scratch: &mut [Complex<T>]) {
         let n = self.n;
@@ -186,9 +205,15 @@ impl<T: Real> Grid<T> {
 
     /// Inverse transform of the first `rows` columns of `spec` (destroyed) into row pairs `z`.
     fn inverse_pairs(&self, spec: &mut [Complex<T>], z: &mut [Complex<T>], rows: usize, scratch: &mut [Complex<T>]) {
+        self.inv.process_with_scratch(&mut spec[..rows * self.n], scratch);
+        self.inverse_x(spec, z, rows, scratch);
+    }
+
+    /// The `x` half of an inverse transform: packs the first `rows` columns of `spec`
+    /// (transformed in `y`) into the row pairs `z` and transforms them in `x`.
+    fn inverse_x(&self, spec: &[Complex<T>], z: &mut [Complex<T>], rows: usize, scratch: &mut [Complex<T>]) {
         let (n, nkx) = (self.n, self.nkx);
         assert!(z.len() == n * n / 2 && spec.len() >= rows * n && rows <= nkx, "inverse: buffer sizes");
-        self.inv.process_with_scratch(&mut spec[..rows * n], scratch);
         for (block, pairs) in z.chunks_mut(PAIR_BLOCK * n).enumerate() {
             let m0 = block * PAIR_BLOCK;
             if rows < nkx {

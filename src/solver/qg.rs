@@ -262,24 +262,26 @@ impl<T: Real> Qg<T> {
             let [sq, su, sv] = &mut work.spec;
             for p in 0..rows {
                 let (k, at) = (g.kx[p], p * n);
-                let (psi, ql) = (&psi[at..][..n], &ql[at..][..n]);
-                let (sq, su, sv) = (&mut sq[at..][..n], &mut su[at..][..n], &mut sv[at..][..n]);
+                let psi = &psi[at..][..n];
+                let (su, sv) = (&mut su[at..][..n], &mut sv[at..][..n]);
                 for j in 0..n {
                     let (ps, l) = (psi[j] * s, ky[j]);
-                    sq[j] = ql[j] * s;
                     su[j] = Complex::new(ps.im * l, -ps.re * l); // u = −∂yψ: −i l ψ̂
                     sv[j] = Complex::new(-ps.im * k, ps.re * k); // v = ∂xψ:   i k ψ̂
                 }
             }
             let [fq, fu, fv] = &mut work.fields;
-            g.inverse_paired(sq, fq, rows, &mut work.fft);
+            // q goes to physical space unscaled (its y transforms read q̂ itself, into sq as work
+            // space); its 1/N² is applied in the products.
+            g.inverse_paired_from(ql, sq, fq, rows, &mut work.fft);
             g.inverse_paired(su, fu, rows, &mut work.fft);
             g.inverse_paired(sv, fv, rows, &mut work.fft);
             let ubg = T::of(if layer == 0 { self.params.u1 } else { self.params.u2 });
             peak.add(fu, fv, ubg);
             for ((qv, uv), vv) in fq.iter().zip(fu.iter_mut()).zip(fv.iter_mut()) {
-                *uv = (*uv + ubg) * *qv;
-                *vv = *vv * *qv;
+                let qs = *qv * s;
+                *uv = (*uv + ubg) * qs;
+                *vv = *vv * qs;
             }
             g.forward_paired(fu, su, rows, &mut work.fft);
             g.forward_paired(fv, sv, rows, &mut work.fft);
