@@ -60,7 +60,8 @@ pub struct FftScratch<T: Real> {
 
 /// Row pairs split or packed together by the transposes, column after column: two whole cache
 /// lines of `Complex<f64>` of the spectrum per column, and few lines of the pairs (`n` apart, a
-/// power of two, so they share L1 sets) in use at a time.
+/// power of two, so they share L1 sets) in use at a time. Each block is transformed in `x` as
+/// one batch right before its split (after its pack), while it is in L1.
 const PAIR_BLOCK: usize = 4;
 
 impl<T: Real> Grid<T> {
