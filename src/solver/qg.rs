@@ -122,6 +122,8 @@ pub struct QgWork<T: Real> {
     fft: FftScratch<T>,
     psi: Vec<Complex<T>>,
     dq: Vec<Complex<T>>,
+    /// Spectral work space of one layer: `q̂`'s `y` transforms, `û` and `v̂` (then the fluxes
+    /// `(uq)^`, `(vq)^`); Smagorinsky's strain spectra.
     spec: [Vec<Complex<T>>; 3],
     /// Physical fields in the grid's paired layout (only multiplied point by point).
     fields: [Vec<T>; 3],
