@@ -52,10 +52,9 @@ pub struct Kolmogorov<T: Real> {
 /// Per-thread work space of [`Kolmogorov::explicit`].
 pub struct KolmogorovWork<T: Real> {
     fft: FftScratch<T>,
-    /// Spectra of `u, v`, then of the products `uv, v² − u²` (band rows only).
+    /// Spectra of `u, v`, then of the products `uv, v² − u²` (band rows only); the fields on
+    /// the grid exist only a block of rows at a time ([`Grid::through_physical`]).
     spectra: [Vec<Complex<T>>; 2],
-    /// `u, v` on the grid (in its paired layout), then the products.
-    fields: [Vec<T>; 2],
 }
 
 impl<T: Real> Kolmogorov<T> {
@@ -135,12 +134,8 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
     type Work = KolmogorovWork<T>;
 
     fn work(&self) -> KolmogorovWork<T> {
-        let (nn, active) = (self.grid.n * self.grid.n, self.active_len());
-        KolmogorovWork {
-            fft: self.grid.scratch(),
-            spectra: std::array::from_fn(|_| vec![Complex::default(); active]),
-            fields: std::array::from_fn(|_| vec![T::zero(); nn]),
-        }
+        let active = self.active_len();
+        KolmogorovWork { fft: self.grid.scratch(), spectra: std::array::from_fn(|_| vec![Complex::default(); active]) }
     }
 
     fn explicit(&self, w: &[Complex<T>], out: &mut [Complex<T>], work: &mut KolmogorovWork<T>) -> T {
@@ -160,20 +155,21 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
                 sv[q] = rot * -kx;
             }
         }
-        let [u, v] = &mut work.fields;
-        g.inverse_paired(&mut su[..active], u, rows, &mut work.fft);
-        g.inverse_paired(&mut sv[..active], v, rows, &mut work.fft);
+        g.inverse_y(su, rows, &mut work.fft);
+        g.inverse_y(sv, rows, &mut work.fft);
         // Basdevant's form of the advection: u·∇ω = (∂x² − ∂y²)(uv) + ∂x∂y(v² − u²), two products
         // instead of four fields (4 FFTs per evaluation, not 5). u ← uv, v ← v² − u².
         let mut peak = PeakSpeed::new();
-        peak.add(u, v, T::zero());
-        for (a, b) in u.iter_mut().zip(v.iter_mut()) {
-            let (uu, vv) = (*a * *a, *b * *b);
-            *a = *a * *b;
-            *b = vv - uu;
-        }
-        g.forward_paired(u, su, rows, &mut work.fft);
-        g.forward_paired(v, sv, rows, &mut work.fft);
+        g.through_physical([&mut su[..], sv], 2, rows, &mut work.fft, |[u, v]| {
+            peak.add(u, v, T::zero());
+            for (a, b) in u.iter_mut().zip(v.iter_mut()) {
+                let (uu, vv) = (*a * *a, *b * *b);
+                *a = *a * *b;
+                *b = vv - uu;
+            }
+        });
+        g.forward_y(su, rows, &mut work.fft);
+        g.forward_y(sv, rows, &mut work.fft);
         // −u·∇ω: (kx² − ky²) (uv)^ + kx ky (v² − u²)^, on the band only.
         for p in 0..rows {
             let (kx, row) = (g.kx[p], p * n..(p + 1) * n);

@@ -123,10 +123,9 @@ pub struct QgWork<T: Real> {
     psi: Vec<Complex<T>>,
     dq: Vec<Complex<T>>,
     /// Spectral work space of one layer: `q̂`'s `y` transforms, `û` and `v̂` (then the fluxes
-    /// `(uq)^`, `(vq)^`); Smagorinsky's strain spectra.
+    /// `(uq)^`, `(vq)^`); Smagorinsky's strain spectra. The physical fields exist only a block
+    /// of rows at a time ([`Grid::through_physical`]).
     spec: [Vec<Complex<T>>; 3],
-    /// Physical fields in the grid's paired layout (only multiplied point by point).
-    fields: [Vec<T>; 3],
 }
 
 impl<T: Real> Qg<T> {
@@ -202,13 +201,12 @@ impl<T: Real> Qg<T> {
 
     /// Fresh work space (one per thread).
     pub fn work(&self) -> QgWork<T> {
-        let (len, nn) = (self.grid.spec_len(), self.grid.n * self.grid.n);
+        let len = self.grid.spec_len();
         QgWork {
             fft: self.grid.scratch(),
             psi: vec![Complex::default(); 2 * len],
             dq: vec![Complex::default(); 2 * len],
             spec: std::array::from_fn(|_| vec![Complex::default(); len]),
-            fields: std::array::from_fn(|_| vec![T::zero(); nn]),
         }
     }
 
@@ -272,21 +270,22 @@ impl<T: Real> Qg<T> {
                     sv[j] = Complex::new(-ps.im * k, ps.re * k); // v = ∂xψ:   i k ψ̂
                 }
             }
-            let [fq, fu, fv] = &mut work.fields;
             // q goes to physical space unscaled (its y transforms read q̂ itself, into sq as work
             // space); its 1/N² is applied in the products.
-            g.inverse_paired_from(ql, sq, fq, rows, &mut work.fft);
-            g.inverse_paired(su, fu, rows, &mut work.fft);
-            g.inverse_paired(sv, fv, rows, &mut work.fft);
+            g.inverse_y_from(ql, sq, rows, &mut work.fft);
+            g.inverse_y(su, rows, &mut work.fft);
+            g.inverse_y(sv, rows, &mut work.fft);
             let ubg = T::of(if layer == 0 { self.params.u1 } else { self.params.u2 });
-            peak.add(fu, fv, ubg);
-            for ((qv, uv), vv) in fq.iter().zip(fu.iter_mut()).zip(fv.iter_mut()) {
-                let qs = *qv * s;
-                *uv = (*uv + ubg) * qs;
-                *vv = *vv * qs;
-            }
-            g.forward_paired(fu, su, rows, &mut work.fft);
-            g.forward_paired(fv, sv, rows, &mut work.fft);
+            g.through_physical([&mut sq[..], su, sv], 2, rows, &mut work.fft, |[fq, fu, fv]| {
+                peak.add(fu, fv, ubg);
+                for ((qv, uv), vv) in fq.iter().zip(fu.iter_mut()).zip(fv.iter_mut()) {
+                    let qs = *qv * s;
+                    *uv = (*uv + ubg) * qs;
+                    *vv = *vv * qs;
+                }
+            });
+            g.forward_y(su, rows, &mut work.fft);
+            g.forward_y(sv, rows, &mut work.fft);
             let dq = &mut work.dq[off..off + len];
             let qy = self.qy[layer];
             let rek = T::of(if layer == 1 { self.params.rek } else { 0.0 });
@@ -330,21 +329,22 @@ impl<T: Real> Qg<T> {
                 sxy[i] = ps * (T::of(0.5) * (l * l - k * k));
             }
         }
-        let [fxx, fyy, fxy] = &mut work.fields;
-        g.inverse_paired(sxx, fxx, rows, &mut work.fft);
-        g.inverse_paired(syy, fyy, rows, &mut work.fft);
-        g.inverse_paired(sxy, fxy, rows, &mut work.fft);
+        for spec in [&mut *sxx, &mut *syy, &mut *sxy] {
+            g.inverse_y(spec, rows, &mut work.fft);
+        }
         let c = T::of((self.params.smagorinsky * self.params.length / n as f64).powi(2));
         let two = T::of(2.0);
-        for ((a, b), d) in fxx.iter_mut().zip(fyy.iter_mut()).zip(fxy.iter_mut()) {
-            let nu = c * (two * (*a * *a + *b * *b + two * *d * *d)).sqrt();
-            *a = *a * nu;
-            *b = *b * nu;
-            *d = *d * nu;
+        g.through_physical([&mut sxx[..], syy, sxy], 3, rows, &mut work.fft, |[fxx, fyy, fxy]| {
+            for ((a, b), d) in fxx.iter_mut().zip(fyy.iter_mut()).zip(fxy.iter_mut()) {
+                let nu = c * (two * (*a * *a + *b * *b + two * *d * *d)).sqrt();
+                *a = *a * nu;
+                *b = *b * nu;
+                *d = *d * nu;
+            }
+        });
+        for spec in [&mut *sxx, &mut *syy, &mut *sxy] {
+            g.forward_y(spec, rows, &mut work.fft);
         }
-        g.forward_paired(fxx, sxx, rows, &mut work.fft);
-        g.forward_paired(fyy, syy, rows, &mut work.fft);
-        g.forward_paired(fxy, sxy, rows, &mut work.fft);
         let dq = &mut work.dq[layer * len..(layer + 1) * len];
         for p in 0..rows {
             let k = g.kx[p];
