@@ -342,9 +342,7 @@ fn pack_block<T: Real, const B: usize>(n: usize, spec: &[Complex<T>], z: &mut [C
     for p in 1..rows.min(n / 2) {
         let src = &spec[p * n + 2 * m0..][..2 * B];
         for (zr, ab) in z.iter_mut().zip(src.chunks_exact(2)) {
-            let (a, b) = (ab[0], ab[1]);
-            zr[p] = Complex::new(a.re - b.im, a.im + b.re);
-            zr[n - p] = Complex::new(a.re + b.im, b.re - a.im);
+            (zr[p], zr[n - p]) = T::pack_pair(ab[0], ab[1]);
         }
     }
     if rows > n / 2 {
