@@ -188,7 +188,7 @@ impl<T: Real> Grid<T> {
 
     /// The `y` half of a forward transform: zeroes `spec` beyond its first `rows` columns and
     /// transforms those in place.
-    pub fn forward_y(&self, spec: &mut [Complex<T>], rows: usize, ws: &mut FftScratch<T>) {
+    fn forward_y(&self, spec: &mut [Complex<T>], rows: usize, ws: &mut FftScratch<T>) {
         let len = rows * self.n;
         spec[len..].fill(Complex::default());
         self.fwd.process_with_scratch(&mut spec[..len], &mut ws.scratch);
@@ -200,7 +200,8 @@ impl<T: Real> Grid<T> {
     /// Block after block of [`PHYSICAL_BLOCK`] row pairs, each spectrum's rows are packed and
     /// transformed in `x` into that block of its field, `f` is called on the `K` blocks, and the
     /// blocks of the last `outputs` fields are transformed forward in `x` and split back into the
-    /// same rows of their spectra (which then want [`Grid::forward_y`]). The blocks are in the
+    /// same rows of their spectra; at the end those spectra are transformed forward in `y`
+    /// (`Grid::forward_y`), so they hold the products' spectra. The blocks are in the
     /// paired layout (values `(m·N + i)·2 + r` for grid row `y = 2(m0 + m) + r`, `x_i`),
     /// unnormalised like [`Grid::inverse_in_place`]; `f` sees every grid point exactly once, so it
     /// must only work point by point. The fields never exist whole: they stay in L1/L2, where
@@ -229,6 +230,9 @@ impl<T: Real> Grid<T> {
             for (spec, z) in cols.iter_mut().zip(z.iter_mut()).skip(K - outputs) {
                 self.split_x::<PHYSICAL_BLOCK>(z, spec, m0, rows, &mut ws.scratch);
             }
+        }
+        for spec in cols.iter_mut().skip(K - outputs) {
+            self.forward_y(spec, rows, ws);
         }
     }
 
@@ -426,7 +430,6 @@ mod tests {
                     *y = *x * *y / (nn * nn);
                 }
             });
-            g.forward_y(&mut sb, g.nkx, &mut ws);
             assert_eq!(seen.len(), n * n, "n={n}: every point once");
             for y in 0..n {
                 for x in 0..n {

@@ -168,8 +168,6 @@ impl<T: Real> ImexRhs<T> for Kolmogorov<T> {
                 *b = vv - uu;
             }
         });
-        g.forward_y(su, rows, &mut work.fft);
-        g.forward_y(sv, rows, &mut work.fft);
         // −u·∇ω: (kx² − ky²) (uv)^ + kx ky (v² − u²)^, on the band only.
         for p in 0..rows {
             let (kx, row) = (g.kx[p], p * n..(p + 1) * n);

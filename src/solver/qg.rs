@@ -284,8 +284,6 @@ impl<T: Real> Qg<T> {
                     *vv = *vv * qs;
                 }
             });
-            g.forward_y(su, rows, &mut work.fft);
-            g.forward_y(sv, rows, &mut work.fft);
             let dq = &mut work.dq[off..off + len];
             let qy = self.qy[layer];
             let rek = T::of(if layer == 1 { self.params.rek } else { 0.0 });
@@ -342,9 +340,6 @@ impl<T: Real> Qg<T> {
                 *d = *d * nu;
             }
         });
-        for spec in [&mut *sxx, &mut *syy, &mut *sxy] {
-            g.forward_y(spec, rows, &mut work.fft);
-        }
         let dq = &mut work.dq[layer * len..(layer + 1) * len];
         for p in 0..rows {
             let k = g.kx[p];
