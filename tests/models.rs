@@ -1,5 +1,8 @@
 //! The models' shapes and the diffusion schedule against the numbers of paper.md §3–4.
 
+mod common;
+
+use common::seeded_torch;
 use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Tensor};
 use thermalizer::nn::classifier::Thermalizer;
@@ -13,6 +16,7 @@ fn paper_shape(channels: i64) -> UnetShape {
 
 #[test]
 fn paper_unet_and_thermalizer_have_the_derived_parameter_counts() {
+    let _torch = seeded_torch(0);
     let vs = VarStore::new(Device::Cpu);
     let _ = Unet::new(&vs.root(), &paper_shape(1));
     assert_eq!(parameter_count(&vs), 45_820_801);
@@ -23,6 +27,7 @@ fn paper_unet_and_thermalizer_have_the_derived_parameter_counts() {
 
 #[test]
 fn variable_names_follow_the_authors_state_dict() {
+    let _torch = seeded_torch(0);
     let vs = VarStore::new(Device::Cpu);
     let _ = Thermalizer::new(&vs.root(), &paper_shape(2), 64, 1000);
     let names = vs.variables();
@@ -42,7 +47,7 @@ fn variable_names_follow_the_authors_state_dict() {
 
 #[test]
 fn unet_keeps_the_shape_and_its_convolutions_are_periodic() {
-    tch::manual_seed(3);
+    let _torch = seeded_torch(3);
     let x = Tensor::randn([2, 2, 16, 16], (Kind::Float, Device::Cpu));
     let vs = VarStore::new(Device::Cpu);
     let deep = UnetShape { in_channels: 2, out_channels: 2, hidden: 4, dim_mults: vec![1, 2, 2], blocks: 1 };
@@ -83,6 +88,7 @@ fn cosine_schedule_matches_the_table_of_paper_md() {
 
 #[test]
 fn reverse_step_inverts_noising_given_the_exact_noise() {
+    let _torch = seeded_torch(4);
     // With ε̂ the true noise and z = 0, the DDPM mean maps x_t to the x_{t−1} of the same ε up to
     // the schedule's algebra: check against the closed form for one level.
     let s = Schedule::cosine(1000);
@@ -101,6 +107,7 @@ fn reverse_step_inverts_noising_given_the_exact_noise() {
 
 #[test]
 fn circular_pad_equals_atens_circular_mode() {
+    let _torch = seeded_torch(5);
     let x = Tensor::randn([2, 3, 8, 6], (Kind::Float, Device::Cpu));
     let ours = thermalizer::nn::unet::circular_pad(&x, 2);
     let aten = x.pad([2i64, 2, 2, 2].as_slice(), "circular", None);

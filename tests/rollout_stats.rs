@@ -1,7 +1,10 @@
 //! The rollout statistics on fields with known answers.
 
+mod common;
+
 use std::f64::consts::PI;
 
+use common::seeded_torch;
 use tch::{Device, Kind, Tensor};
 use thermalizer::rollout::stats::{bins, histogram, mean_square, mse, spectrum, Energy};
 
@@ -25,7 +28,7 @@ fn single_fourier_mode_lands_in_its_shell_with_the_analytic_energy() {
 
 #[test]
 fn spectra_obey_parseval_for_white_noise() {
-    tch::manual_seed(2);
+    let _torch = seeded_torch(2);
     let n = 24;
     let x = Tensor::randn([3, 2, n, n], (Kind::Double, Device::Cpu));
     let e = spectrum(&x, Energy::Power).sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
@@ -70,8 +73,9 @@ fn two_layer_energy_of_a_barotropic_mode_matches_the_inversion() {
 
 #[test]
 fn histogram_is_a_density_and_mse_of_a_state_with_itself_is_zero() {
-    tch::manual_seed(3);
-    let x = Tensor::randn([2, 1, 32, 32], (Kind::Float, Device::Cpu)) * 3.0;
+    let _torch = seeded_torch(3);
+    // 128² values per member: the mean square's sampling error is 0.8 % of 9, the bound 13 times it.
+    let x = Tensor::randn([2, 1, 128, 128], (Kind::Float, Device::Cpu)) * 3.0;
     let (h, outside) = histogram(&x, 40, 8.0);
     let integral = h.sum_dim_intlist([1i64].as_slice(), false, Kind::Double) * (16.0 / 40.0) + &outside;
     assert!(integral.allclose(&Tensor::ones([2], (Kind::Double, Device::Cpu)), 1e-12, 1e-12, false));

@@ -304,31 +304,43 @@ fn pipeline_and_sweep(cl: &Cluster, work: &Path) {
 }
 
 fn usr1_requeue(cl: &Cluster, work: &Path) {
-    // 56,000 solver steps of 8 members at 64²: ~50 s of generate on 2 ranks of this VM (about
-    // 9000 member-steps/s since the two-for-one transforms; the 14,000 steps of before finished
-    // in 13 s, before any USR1). USR1 with -t 1 @30 arrives 12-26 s after each start.
-    let sets = [
-        "generate.members=8",
-        "generate.steps_per_sample=200",
-        "generate.samples=280",
-        "system.grid=64",
-        "run.checkpoint_interval=600",
-        "run.log_interval=5",
-    ];
+    // 8 members at 64², 200 solver steps per stored state, as many stored states as make the
+    // run last about 50 s on 2 ranks of this machine: USR1 (-t 1, @30) arrives 12-26 s after
+    // each start, so a run that ends sooner is never interrupted, and the uninterrupted
+    // reference must end well inside its 120 s timeout. A probe of 56 states measures the speed
+    // (280 states took ~50 s on the project's 2-core VM).
     let cfg = tiny_train();
-    let set_args = |dir: &Path| -> Vec<String> {
+    let set_args = |dir: &Path, samples: usize| -> Vec<String> {
         let mut a = vec!["--set".to_string(), format!("run.dir={}", dir.display())];
-        for s in sets {
+        let samples = format!("generate.samples={samples}");
+        for s in [
+            "generate.members=8",
+            "generate.steps_per_sample=200",
+            samples.as_str(),
+            "system.grid=64",
+            "run.checkpoint_interval=600",
+            "run.log_interval=5",
+        ] {
             a.extend(["--set".to_string(), s.to_string()]);
         }
         a
     };
+    let generate_args = |dir: &Path, samples: usize| {
+        let mut args = vec!["generate".to_string(), "--config".into(), cfg.clone()];
+        args.extend(set_args(dir, samples));
+        args
+    };
+    let t0 = Instant::now();
+    let probe = generate_args(&work.join("probe"), 56);
+    assert_ok(&run(2, &probe.iter().map(String::as_str).collect::<Vec<_>>()));
+    let probe_s = t0.elapsed().as_secs_f64();
+    let samples = ((56.0 * 50.0 / probe_s) as usize).clamp(112, 2000);
+    eprintln!("slurm: a 56-state probe took {probe_s:.1} s: the USR1 run stores {samples} states");
 
     // The uninterrupted reference, under mpirun on 2 ranks.
     let t0 = Instant::now();
     let reference = work.join("reference");
-    let mut args = vec!["generate".to_string(), "--config".into(), cfg.clone()];
-    args.extend(set_args(&reference));
+    let args = generate_args(&reference, samples);
     assert_ok(&run(2, &args.iter().map(String::as_str).collect::<Vec<_>>()));
     eprintln!("slurm: uninterrupted generate (mpirun -np 2) took {:.1} s", t0.elapsed().as_secs_f64());
 
@@ -346,7 +358,7 @@ fn usr1_requeue(cl: &Cluster, work: &Path) {
         format!("{ROOT}/slurm/generate.sbatch"),
         cfg.clone(),
     ];
-    sb.extend(set_args(&dir));
+    sb.extend(set_args(&dir, samples));
     let out = cl.output("sbatch", &sb.iter().map(String::as_str).collect::<Vec<_>>(), work);
     assert!(out.status.success(), "sbatch {sb:?}\n{}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().to_string();

@@ -3,8 +3,11 @@
 //! ε̂ = √(1−ᾱ_t)/(v·ᾱ_t + 1 − ᾱ_t) · x_t. The stand-in model estimates a sample's level from its
 //! mean square (which identifies t for this measure) and returns the exact ε̂ at that level.
 
+mod common;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use common::seeded_torch;
 use tch::{Device, Kind, Tensor};
 use thermalizer::nn::diffusion::Schedule;
 use thermalizer::rollout::thermalize::{thermalize, Denoiser, Thresholds};
@@ -54,7 +57,7 @@ const TH: Thresholds = Thresholds { s_init: 10, s_stop: 4, noise_limit: 100, for
 
 #[test]
 fn planted_noise_is_removed_undisturbed_members_untouched_and_over_limit_flagged() {
-    tch::manual_seed(5);
+    let _torch = seeded_torch(5);
     let model = Gaussian { schedule: Schedule::cosine(1000) };
     let sample = |k: i64| Tensor::randn([k, 1, N, N], (Kind::Float, Device::Cpu)) * V.sqrt();
     let x0 = sample(3);
@@ -89,7 +92,7 @@ fn planted_noise_is_removed_undisturbed_members_untouched_and_over_limit_flagged
 
 #[test]
 fn passes_per_member_follow_its_level_in_a_mixed_batch() {
-    tch::manual_seed(6);
+    let _torch = seeded_torch(6);
     let model = Gaussian { schedule: Schedule::cosine(1000) };
     let s = &model.schedule;
     let targets = [0usize, 15, 30, 45, 80];
@@ -116,7 +119,7 @@ fn passes_per_member_follow_its_level_in_a_mixed_batch() {
 
 #[test]
 fn a_members_result_does_not_depend_on_its_batch() {
-    tch::manual_seed(7);
+    let _torch = seeded_torch(7);
     let model = Gaussian { schedule: Schedule::cosine(1000) };
     let s = &model.schedule;
     let a = s.alpha_bar[40];

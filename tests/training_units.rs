@@ -1,6 +1,14 @@
 //! The training pieces in-process: AdamW against its formula, clipping, a tiny UNet
 //! overfitting a tiny batch, and the noise-level classifier learning to tell levels apart.
+//!
+//! The two learning tests draw their initial weights and data from libtorch's global generator
+//! under [`common::seeded_torch`], so they give the same numbers whatever `--test-threads` is.
+//! Their bounds sit well below what 20 seeds reached (`learning_margins_over_20_seeds`, ignored
+//! by default: `cargo test --release --test training_units -- --ignored --nocapture`).
 
+mod common;
+
+use common::seeded_torch;
 use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 use thermalizer::config::train::OptimizerConfig;
@@ -74,9 +82,10 @@ fn clipping_bounds_the_global_norm_and_ema_averages() {
     assert!((ema.flat.double_value(&[0]) - 0.19).abs() < 1e-6, "0 → 0.1 → 0.19");
 }
 
-#[test]
-fn tiny_unet_overfits_a_tiny_batch() {
-    tch::manual_seed(0);
+/// The tiny UNet's loss on 4 samples after 300 updates, as a fraction of its first loss, from
+/// torch seed `seed`.
+fn overfit_fraction(seed: i64) -> f64 {
+    let _torch = seeded_torch(seed);
     let vs = VarStore::new(Device::Cpu);
     let shape = UnetShape { in_channels: 1, out_channels: 1, hidden: 8, dim_mults: vec![1, 2], blocks: 1 };
     let net = Unet::new(&vs.root(), &shape);
@@ -91,13 +100,13 @@ fn tiny_unet_overfits_a_tiny_batch() {
         loss_of().backward();
         adam.step(&params, &params.flat_grad(), k);
     }
-    let last = tch::no_grad(loss_of).double_value(&[]);
-    assert!(last < first / 100.0, "loss {first:.3e} → {last:.3e}: did not overfit 4 samples");
+    tch::no_grad(loss_of).double_value(&[]) / first
 }
 
-#[test]
-fn classifier_learns_to_tell_noise_levels_apart() {
-    tch::manual_seed(1);
+/// The tiny classifier's fraction of 400 held-out samples rated within ±1 of their level (of 8)
+/// after 250 updates, from torch seed `seed`.
+fn classifier_within_one(seed: i64) -> f64 {
+    let _torch = seeded_torch(seed);
     let levels = 8usize;
     let schedule = Schedule::cosine(levels);
     let vs = VarStore::new(Device::Cpu);
@@ -130,7 +139,48 @@ fn classifier_learns_to_tell_noise_levels_apart() {
     }
     let (xt, labels) = draw(400);
     let predicted = tch::no_grad(|| net.noise_level(&xt));
-    let within_one = (predicted - &labels).abs().le(1).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-    // Chance of landing within ±1 of the true level is below 3/8.
-    assert!(within_one > 0.8, "classifier within ±1 level on {:.0} % of held-out samples", within_one * 100.0);
+    (predicted - &labels).abs().le(1).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+}
+
+/// A correct implementation overfits 4 samples far below this in 300 updates: over seeds 0–19
+/// the loss fell to at most 7e-4 of the first (median 1e-5; 2026-12-07).
+const OVERFIT_BOUND: f64 = 1.0 / 100.0;
+/// Guessing lands within ±1 of the true level (of 8) on 22/64 = 34 % of samples; after 250
+/// updates a correct classifier reached 61–99 % over seeds 0–19 (median 94 %; one seed of the
+/// 20 below 80 %, which is how the bound of 80 % failed by chance; 2026-12-07).
+const WITHIN_ONE_BOUND: f64 = 0.5;
+
+#[test]
+fn tiny_unet_overfits_a_tiny_batch() {
+    let fraction = overfit_fraction(0);
+    println!("loss after 300 updates: {fraction:.3e} of the first");
+    assert!(fraction < OVERFIT_BOUND, "loss fell only to {fraction:.3e} of the first: did not overfit 4 samples");
+}
+
+#[test]
+fn classifier_learns_to_tell_noise_levels_apart() {
+    let within_one = classifier_within_one(1);
+    println!("classifier within ±1 level on {:.1} % of held-out samples", within_one * 100.0);
+    assert!(
+        within_one > WITHIN_ONE_BOUND,
+        "classifier within ±1 level on {:.1} % of held-out samples",
+        within_one * 100.0
+    );
+}
+
+/// The margins of the two learning tests: both bounds hold for each of 20 seeds, and the
+/// distributions are printed (the numbers behind the bounds above).
+#[test]
+#[ignore = "about a minute: run with --ignored --nocapture to re-measure the learning tests' margins"]
+fn learning_margins_over_20_seeds() {
+    let overfit: Vec<f64> = (0..20).map(overfit_fraction).collect();
+    let within: Vec<f64> = (0..20).map(classifier_within_one).collect();
+    let range = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        format!("min {:.4}, median {:.4}, max {:.4}", s[0], s[s.len() / 2], s[s.len() - 1])
+    };
+    println!("overfit fraction over 20 seeds: {} (bound < {OVERFIT_BOUND})", range(&overfit));
+    println!("within ±1 over 20 seeds: {} (bound > {WITHIN_ONE_BOUND})", range(&within));
+    assert!(overfit.iter().all(|&f| f < OVERFIT_BOUND) && within.iter().all(|&w| w > WITHIN_ONE_BOUND));
 }

@@ -4,11 +4,29 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// MPI jobs share 2 cores: run them one at a time.
 pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Turns at libtorch's global random generator (see [`seeded_torch`]).
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+/// libtorch's global random generator, seeded with `seed`, for as long as the guard lives.
+///
+/// The tests of one binary run in parallel threads, and tch 0.24 exposes no `torch::Generator`
+/// of one's own: parameter initialisation (`nn::Init`) and `Tensor::randn` always draw from the
+/// one global generator. A test that seeds it and then draws would get whatever another thread
+/// left of the sequence. So every in-process test that draws from libtorch holds this guard for
+/// its whole body: those tests take turns, and each sees the same numbers whatever
+/// `--test-threads` is. (The pipeline itself draws only from its own streams, `src/rng.rs`,
+/// apart from initialising parameters in a process of its own.)
+pub fn seeded_torch(seed: i64) -> MutexGuard<'static, ()> {
+    let guard = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed);
+    guard
+}
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_thermalizer")
