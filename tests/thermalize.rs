@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::seeded_torch;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use common::seeded_torch;
 use tch::{Device, Kind, Tensor};
 use thermalizer::nn::diffusion::Schedule;
 use thermalizer::rollout::thermalize::{thermalize, Denoiser, Thresholds};
