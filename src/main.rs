@@ -67,6 +67,16 @@ enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
+    /// Rate every stored state of the validation and test splits with the thermalizer's
+    /// classifier and write <run.dir>/thermalizer/calibration.json: the levels' counts and the
+    /// s_init at rollout.calibration_percentile of the validation states (`rollout.s_init: auto`).
+    Calibrate {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Roll the trained emulator out, alone and thermalized, from test-split states; statistics to
     /// <run.dir>/rollout.h5 (collectively, all ranks; resumes from a checkpoint if one exists).
     Rollout {
@@ -278,6 +288,10 @@ fn dispatch(command: Command, world: &World) -> i32 {
                 let which = if model == "emulator" { Model::Emulator } else { Model::Thermalizer };
                 command::train(&config, world, &StopFlag::install(), which, &train.into())
             }
+        },
+        Command::Calibrate { args, device } => match load(&args) {
+            Err(code) => code,
+            Ok(config) => command::calibrate(&config, world, device.as_deref()),
         },
         Command::Rollout { args, device } => match load(&args) {
             Err(code) => code,

@@ -528,3 +528,64 @@ fn rollout_bad_input_is_refused() {
     // The emulator alone needs no thermalizer.
     assert_ok(&stage(0, &["rollout"], &dir, &["rollout.modes=[emulator]", "rollout.steps=3"]));
 }
+
+/// `calibration.json` of a run directory.
+fn calibration(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("thermalizer/calibration.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn counts(v: &serde_json::Value, key: &str) -> Vec<u64> {
+    v[key].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect()
+}
+
+#[test]
+fn calibration_puts_s_init_at_the_percentile_and_the_rollout_uses_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = with_data("cal");
+    refused(&stage(0, &["calibrate"], &dir, &[]), &["no trained thermalizer", "thermalizer train thermalizer"]);
+    assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
+    assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
+    let pct = "rollout.calibration_percentile=80";
+    let out = stage(2, &["calibrate"], &dir, &[pct]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("thermalizer/calibration.json"));
+    let two = calibration(&dir);
+    // Every stored state of the one validation member and of the one test member, rated once.
+    let (valid, test) = (counts(&two, "counts"), counts(&two, "test_counts"));
+    assert_eq!((two["states"].as_u64(), two["test_states"].as_u64()), (Some(10), Some(10)));
+    assert_eq!((valid.len(), valid.iter().sum::<u64>(), test.iter().sum::<u64>()), (20, 10, 10));
+    // s_init is the smallest level with at least 80 % of the states at or below it.
+    let s_init = two["s_init"].as_u64().unwrap() as usize;
+    let below = |level: usize| valid[..=level].iter().sum::<u64>();
+    assert!(below(s_init) >= 8 && (s_init == 0 || below(s_init - 1) < 8), "s_init {s_init} for counts {valid:?}");
+    let above = test[s_init + 1..].iter().sum::<u64>() as f64 / 10.0;
+    assert_eq!(two["test_above"].as_f64(), Some(above));
+    // One rank: the same counts.
+    assert_ok(&stage(0, &["calibrate"], &dir, &[pct]));
+    assert_eq!(counts(&calibration(&dir), "counts"), valid);
+    // `s_init: auto`: the rollout uses the calibrated level and records where it came from.
+    let auto = ["rollout.s_init=auto", pct, "rollout.s_stop=0", "rollout.noise_limit=19"];
+    let out = stage(2, &["rollout"], &dir, &auto);
+    if s_init == 0 {
+        refused(&out, &["rollout.s_stop = 0", "must be below rollout.s_init = 0", "calibration.json"]);
+        return;
+    }
+    assert_ok(&out);
+    let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
+    assert_eq!(f.attrs().get::<f64>("s_init").unwrap(), vec![s_init as f64]);
+    let source = f.attrs().get_str("s_init_source").unwrap();
+    assert!(
+        source.starts_with("auto") && source.contains("80th percentile of the classifier's levels for 10"),
+        "{source}"
+    );
+    assert_ok(&stage(0, &["report"], &dir, &auto));
+    let summary = std::fs::read_to_string(dir.join("report/summary.md")).unwrap();
+    assert!(summary.contains(&format!("against s_init = {s_init} (auto: the 80th percentile")), "{summary}");
+    // Bad values are refused with the key and the value.
+    refused(&stage(0, &["rollout"], &dir, &["rollout.s_init=often"]), &["rollout.s_init", "often", "auto"]);
+    refused(
+        &stage(0, &["calibrate"], &dir, &["rollout.calibration_percentile=0"]),
+        &["rollout.calibration_percentile = 0"],
+    );
+}

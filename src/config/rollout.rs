@@ -1,8 +1,9 @@
 //! `rollout.*`: long emulator rollouts, alone and thermalized, and what is recorded of them.
 
+use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A rollout mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,61 @@ pub enum Weights {
     Latest,
 }
 
+/// `rollout.s_init`: a noise level, or `auto`, the level below which
+/// `rollout.calibration_percentile` % of held-out clean validation states are rated by the
+/// classifier (`<run.dir>/thermalizer/calibration.json`, written by `thermalizer calibrate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SInit {
+    Auto,
+    Level(usize),
+}
+
+impl fmt::Display for SInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SInit::Auto => f.write_str("auto"),
+            SInit::Level(l) => write!(f, "{l}"),
+        }
+    }
+}
+
+impl Serialize for SInit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SInit::Auto => s.serialize_str("auto"),
+            SInit::Level(l) => s.serialize_u64(*l as u64),
+        }
+    }
+}
+
+/// What `rollout.s_init` accepts, for error messages.
+const S_INIT_EXPECTED: &str = "a noise level (a non-negative integer) or `auto`";
+
+impl<'de> Deserialize<'de> for SInit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SInit, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SInit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(S_INIT_EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SInit, E> {
+                Ok(SInit::Level(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SInit, E> {
+                usize::try_from(v).map(SInit::Level).map_err(|_| E::custom(format!("{v}: expected {S_INIT_EXPECTED}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SInit, E> {
+                match v {
+                    "auto" => Ok(SInit::Auto),
+                    _ => Err(E::custom(format!("{v}: expected {S_INIT_EXPECTED}"))),
+                }
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// `rollout.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,9 +105,14 @@ pub struct RolloutConfig {
     /// Offset between initial states taken from the same test member (0: each test member once).
     #[serde(default)]
     pub start_stride: usize,
-    /// Members with a predicted noise level above this are thermalized.
+    /// Members with a predicted noise level above this are thermalized (a level, or `auto`:
+    /// calibrated on held-out clean states, see [`SInit`]).
     #[serde(default = "ten")]
-    pub s_init: usize,
+    pub s_init: SInit,
+    /// `s_init: auto` puts s_init at this percentile of the classifier's levels for clean
+    /// validation states (so that this share of the measure is never thermalized).
+    #[serde(default = "ninety_five")]
+    pub calibration_percentile: f64,
     /// Denoising stops at this level.
     #[serde(default = "four")]
     pub s_stop: usize,
@@ -118,8 +179,11 @@ impl RolloutConfig {
 fn both_modes() -> Vec<Mode> {
     vec![Mode::Emulator, Mode::Thermalized]
 }
-fn ten() -> usize {
-    10
+fn ten() -> SInit {
+    SInit::Level(10)
+}
+fn ninety_five() -> f64 {
+    95.0
 }
 fn four() -> usize {
     4

@@ -1,6 +1,7 @@
 //! Semantic checks of a parsed [`Config`], before any compute: every message names the key and
 //! the value, and says what would be accepted.
 
+use super::rollout::{RolloutConfig, SInit};
 use super::train::{LoopConfig, ModelConfig, OptimizerConfig};
 use super::{Config, ConfigError, SystemConfig, SystemKind};
 
@@ -121,18 +122,14 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     if r.modes.is_empty() {
         return bad("modes", "[]".into(), "name at least one of emulator, thermalized");
     }
-    if r.s_stop >= r.s_init {
-        return bad("s_stop", r.s_stop.to_string(), &format!("must be below rollout.s_init = {}", r.s_init));
+    if !(r.calibration_percentile > 0.0 && r.calibration_percentile <= 100.0) {
+        return bad("calibration_percentile", r.calibration_percentile.to_string(), "must be in (0, 100]");
     }
-    if r.s_init >= levels {
-        return bad("s_init", r.s_init.to_string(), &format!("must be below the thermalizer's {levels} levels"));
-    }
-    if r.noise_limit < r.s_init {
-        return bad(
-            "noise_limit",
-            r.noise_limit.to_string(),
-            &format!("must be at least rollout.s_init = {}", r.s_init),
-        );
+    if let SInit::Level(s_init) = r.s_init {
+        check_thresholds(r, s_init, levels)
+            .map_err(|(key, value, why)| ConfigError(format!("rollout.{key} = {value}: {why}")))?;
+    } else if r.s_stop + 1 >= levels {
+        return bad("s_stop", r.s_stop.to_string(), &format!("must be below the thermalizer's {levels} levels"));
     }
     let last_spectrum = r.last_spectrum_step();
     if r.window_start() > last_spectrum {
@@ -151,6 +148,21 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
             r.start.to_string(),
             &format!("beyond the {} stored states per member", c.generate.samples),
         );
+    }
+    Ok(())
+}
+
+/// The thresholds against a known `s_init` (the config's, or the calibrated one of
+/// `s_init: auto`): on failure the offending key, its value and why.
+pub fn check_thresholds(r: &RolloutConfig, s_init: usize, levels: usize) -> Result<(), (&'static str, String, String)> {
+    if r.s_stop >= s_init {
+        return Err(("s_stop", r.s_stop.to_string(), format!("must be below rollout.s_init = {s_init}")));
+    }
+    if s_init >= levels {
+        return Err(("s_init", s_init.to_string(), format!("must be below the thermalizer's {levels} levels")));
+    }
+    if r.noise_limit < s_init {
+        return Err(("noise_limit", r.noise_limit.to_string(), format!("must be at least rollout.s_init = {s_init}")));
     }
     Ok(())
 }

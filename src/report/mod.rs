@@ -175,18 +175,24 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     }
 }
 
-/// How the classifier rates the true initial states (step 0 of every member), against s_init:
+/// How the classifier rates the true initial states (step 0 of every member), against s_init
+/// and where s_init came from (`source`: the config, or the calibration on validation states):
 /// a classifier that puts states of the invariant measure above s_init thermalizes them anyway.
-fn calibration(levels: &Array, members: usize, s_init: f64) -> String {
+fn calibration(levels: &Array, members: usize, s_init: f64, source: Option<&str>) -> String {
     let at0: Vec<f64> = (0..members).map(|m| levels.at(&[0, m, 0])).filter(|v| v.is_finite()).collect();
     if at0.is_empty() {
         return "The thermalizer's classifier was not run (emulator alone).".into();
     }
     let (lo, hi) = (at0.iter().cloned().fold(f64::INFINITY, f64::min), at0.iter().cloned().fold(0.0, f64::max));
     let med = median(at0);
+    let from = match source {
+        Some(s) if s.starts_with("auto") => format!(" ({s})"),
+        Some(s) => format!(" (from {s}; `rollout.s_init: auto` calibrates it on clean validation states)"),
+        None => String::new(),
+    };
     let mut line = format!(
         "Classifier calibration: on the true initial states it predicts noise level {med:.0} (median; range \
-         {lo:.0}–{hi:.0}) against s_init = {s_init:.0}."
+         {lo:.0}–{hi:.0}) against s_init = {s_init:.0}{from}."
     );
     if med > s_init {
         line += " **It rates clean states above s_init, so it thermalizes states that are on the invariant \
@@ -634,7 +640,8 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     }
     if f.has("noise_level") {
         let levels = read(&f, "noise_level").map_err(io)?;
-        let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init")));
+        let source = f.attrs().get_str("s_init_source").ok();
+        let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init"), source.as_deref()));
     }
     let _ = writeln!(
         md,

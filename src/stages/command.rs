@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::Path;
 
 use super::generate::{self, Outcome as GenerateOutcome};
-use super::models;
 use super::rollout::{self, Outcome as RolloutOutcome};
 use super::train::{self, Model, TrainOptions};
 use super::StageError;
+use super::{calibrate, models};
 use crate::config::Config;
 use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
@@ -90,6 +90,17 @@ pub fn train(config: &Config, world: &World, stop: &StopFlag, model: Model, opts
             0
         }
         Ok(TrainOutcome::Stopped { updates }) => stopped(world, &format!("after update {updates}")),
+        Err(e) => exit_status(world, e),
+    }
+}
+
+/// `thermalizer calibrate`: `<run.dir>/thermalizer/calibration.json` (printed on stdout).
+pub fn calibrate(config: &Config, world: &World, device: Option<&str>) -> i32 {
+    match train::choose_device(device).and_then(|d| calibrate::run(config, world, d)) {
+        Ok(_) => {
+            finished(world, &calibrate::calibration_path(config), false, "written");
+            0
+        }
         Err(e) => exit_status(world, e),
     }
 }

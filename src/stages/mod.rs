@@ -1,6 +1,7 @@
 //! The pipeline's stages: each takes the resolved config and the MPI world, reads its inputs
 //! from `run.dir` and writes its outputs there.
 
+pub mod calibrate;
 pub mod command;
 pub mod generate;
 pub mod models;

@@ -127,6 +127,44 @@ fn missing(r: &RolloutConfig, model: &str, path: &Path) -> String {
     }
 }
 
+/// A trained thermalizer and where it came from.
+pub struct LoadedThermalizer {
+    /// The network, with the EMA weights when `rollout.ema` (and the model has them).
+    pub net: Thermalizer,
+    /// Per-channel scale it was trained with: physical units per normalised unit.
+    pub scale: Vec<f64>,
+    /// The file it was read from.
+    pub path: PathBuf,
+    store: VarStore,
+}
+
+impl LoadedThermalizer {
+    /// The device its weights are on.
+    pub fn device(&self) -> Device {
+        self.store.device()
+    }
+}
+
+/// The trained thermalizer of rollout `r` on `device`; `None` when its file does not exist.
+pub fn load_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result<Option<LoadedThermalizer>, String> {
+    let path = model_path(c, r, "thermalizer");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let ck = open(c, "thermalizer", &path, r.ema)?;
+    let t = c.thermalizer();
+    let vs = VarStore::new(device);
+    let net = Thermalizer::new(&vs.root(), &t.model.shape(c.layers() as i64), c.output_grid() as i64, t.levels as i64);
+    load_into(&vs, &ck, &path, if r.ema { "ema/" } else { "" })?;
+    let scale = scale_of(&ck, &path, c.layers())?;
+    Ok(Some(LoadedThermalizer { net, scale, path, store: vs }))
+}
+
+/// The thermalizer of rollout `r`, or why it cannot be loaded (for `thermalizer calibrate`).
+pub fn require_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result<LoadedThermalizer, String> {
+    load_thermalizer(c, r, device)?.ok_or_else(|| missing(r, "thermalizer", &model_path(c, r, "thermalizer")))
+}
+
 /// Loads the models of rollout `r` onto `device`; the thermalizer only when its file exists
 /// (an error when `rollout.modes` has `thermalized`).
 pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, String> {
@@ -141,28 +179,24 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
     load_into(&evs, &ck, &path, "")?;
     let scale = scale_of(&ck, &path, channels)?;
     let mut stores = vec![evs];
-    let tpath = model_path(c, r, "thermalizer");
-    let thermalizer = if tpath.exists() {
-        let tck = open(c, "thermalizer", &tpath, r.ema)?;
-        let t = c.thermalizer();
-        let tvs = VarStore::new(device);
-        let net =
-            Thermalizer::new(&tvs.root(), &t.model.shape(channels as i64), c.output_grid() as i64, t.levels as i64);
-        load_into(&tvs, &tck, &tpath, if r.ema { "ema/" } else { "" })?;
-        let tscale = scale_of(&tck, &tpath, channels)?;
-        if tscale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs()) {
-            return Err(format!(
-                "{} and {} were trained with different normalisations ({tscale:?} vs {scale:?}): not the same data",
-                path.display(),
-                tpath.display()
-            ));
+    let thermalizer = match load_thermalizer(c, r, device)? {
+        Some(t) => {
+            if t.scale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs()) {
+                return Err(format!(
+                    "{} and {} were trained with different normalisations ({:?} vs {scale:?}): not the same data",
+                    path.display(),
+                    t.path.display(),
+                    t.scale
+                ));
+            }
+            stores.push(t.store);
+            Some(t.net)
         }
-        stores.push(tvs);
-        Some(net)
-    } else if r.modes.contains(&Mode::Thermalized) {
-        return Err(format!("{} (needed by rollout.modes: thermalized)", missing(r, "thermalizer", &tpath)));
-    } else {
-        None
+        None if r.modes.contains(&Mode::Thermalized) => {
+            let tpath = model_path(c, r, "thermalizer");
+            return Err(format!("{} (needed by rollout.modes: thermalized)", missing(r, "thermalizer", &tpath)));
+        }
+        None => None,
     };
     Ok(Models { emulator, thermalizer, scale, _stores: stores })
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
-use super::{models, StageError};
+use super::{calibrate, models, StageError};
 use crate::config::rollout::{Mode, RolloutConfig};
 use crate::config::{same_identity, Config, Stage, SystemKind};
 use crate::nn::diffusion::Schedule;
@@ -279,7 +279,8 @@ fn to_vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.reshape([-1])).expect("f64 tensor")
 }
 
-/// Creates the partial output with every dataset, scale and attribute (collective).
+/// Creates the partial output with every dataset, scale and attribute (collective); `s_init`
+/// is the level used and `s_init_source` where it came from (the config or the calibration).
 fn create_output(
     path: &Path,
     world: &World,
@@ -288,6 +289,7 @@ fn create_output(
     recs: &Records,
     ics: &[Window],
     kbins: usize,
+    (s_init, s_init_source): (usize, &str),
 ) -> crate::store::h5::Result<()> {
     let f = File::create(path, Access::Parallel(world.comm()))?;
     let m = r.members;
@@ -346,14 +348,22 @@ fn create_output(
     }
     let a = f.attrs();
     a.set_str("config", &c.to_yaml())?;
-    for (key, value) in [("s_init", r.s_init), ("s_stop", r.s_stop), ("noise_limit", r.noise_limit)] {
+    for (key, value) in [("s_init", s_init), ("s_stop", r.s_stop), ("noise_limit", r.noise_limit)] {
         a.set::<f64>(key, &[value as f64])?;
     }
+    a.set_str("s_init_source", s_init_source)?;
     a.set_str("identity", &c.identity(Stage::Rollout))?;
     a.set_str("version", crate::store::trajectories::VERSION)?;
     a.set_str("git_revision", crate::store::trajectories::GIT_REVISION)?;
     f.flush()?;
     f.close()
+}
+
+/// The s_init of a partial output and where it came from.
+fn stored_threshold(partial: &Path) -> crate::store::h5::Result<(usize, String)> {
+    let f = File::open(partial, Access::Serial, false)?;
+    let a = f.attrs();
+    Ok((a.get::<f64>("s_init")?[0] as usize, a.get_str("s_init_source")?))
 }
 
 /// Runs the rollout of `c.rollout`.
@@ -393,6 +403,15 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     }
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
     let models = models::load(c, &r, device).map_err(StageError::Input)?;
+    // A resumed run keeps the s_init it started with (a calibration may have been made since).
+    let (s_init, s_init_source) = match (&models.thermalizer, decision) {
+        (None, _) => (0, "no thermalizer".to_string()),
+        (Some(_), 1) => stored_threshold(&partial).map_err(|e| StageError::Io(e.to_string()))?,
+        (Some(_), _) => calibrate::resolve_s_init(c, &r, world, device)?,
+    };
+    if world.is_root() && models.thermalizer.is_some() {
+        log::info!("s_init = {s_init} ({s_init_source})");
+    }
     let data = Trajectories::open(&dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
     let test = data.members(2);
     if test.is_empty() {
@@ -474,11 +493,12 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             Tensor::cat(&x0, 0)
         };
         states = (0..modes).map(|_| x0.copy()).collect();
-        create_output(&partial, world, c, &r, &recs, &ics, kbins).map_err(|e| StageError::Io(e.to_string()))?;
+        let thresholds = (s_init, s_init_source.as_str());
+        create_output(&partial, world, c, &r, &recs, &ics, kbins, thresholds)
+            .map_err(|e| StageError::Io(e.to_string()))?;
     }
     let schedule = Schedule::cosine(c.thermalizer().levels);
-    let th =
-        Thresholds { s_init: r.s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
+    let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];

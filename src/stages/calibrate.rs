@@ -1,0 +1,169 @@
+//! `thermalizer calibrate`: the classifier's levels for held-out clean states and the s_init
+//! they give ([`crate::rollout::calibration`]), written to
+//! `<run.dir>/thermalizer/calibration.json`; and the s_init a rollout uses (the config's level,
+//! or the calibrated one for `rollout.s_init: auto`).
+//!
+//! The stored states of a split are shared among the ranks in contiguous blocks, rated in
+//! batches, and the counts per level summed over ranks, so the result does not depend on the
+//! rank count.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use tch::{Device, Tensor};
+
+use super::{models, StageError};
+use crate::config::rollout::{RolloutConfig, SInit};
+use crate::config::validate::check_thresholds;
+use crate::config::Config;
+use crate::parallel::World;
+use crate::rollout::calibration::{level_at_percentile, share_above, Calibration};
+use crate::rollout::thermalize::Denoiser;
+use crate::store::trajectories::GIT_REVISION;
+use crate::train::data::{Trajectories, Window, VALID};
+
+/// Split code of the test members.
+const TEST: i8 = 2;
+/// States rated per classifier call.
+const BATCH: usize = 64;
+
+/// Where the calibration of run `c` lives.
+pub fn calibration_path(c: &Config) -> PathBuf {
+    c.run.dir.join("thermalizer").join("calibration.json")
+}
+
+/// The s_init a rollout uses and a sentence saying where it came from: the config's level, or
+/// for `auto` the calibration (reused when it is for this thermalizer file and percentile,
+/// else made now on all ranks and written). Collective. The thresholds are checked against it.
+pub fn resolve_s_init(
+    c: &Config,
+    r: &RolloutConfig,
+    world: &World,
+    device: Device,
+) -> Result<(usize, String), StageError> {
+    let levels = c.thermalizer().levels;
+    let (s_init, source) = match r.s_init {
+        SInit::Level(level) => (level, "rollout.s_init".to_string()),
+        SInit::Auto => {
+            let calibration = current_or_new(c, r, world, device)?;
+            (calibration.s_init, format!("auto: {}; {}", calibration.describe(), calibration_path(c).display()))
+        }
+    };
+    check_thresholds(r, s_init, levels).map_err(|(key, value, why)| {
+        StageError::Input(format!("rollout.{key} = {value}: {why} (s_init from {source})"))
+    })?;
+    Ok((s_init, source))
+}
+
+/// The calibration on file when it is for this thermalizer and percentile, else a new one.
+fn current_or_new(c: &Config, r: &RolloutConfig, world: &World, device: Device) -> Result<Calibration, StageError> {
+    let path = calibration_path(c);
+    let thermalizer = models::require_thermalizer(c, r, device).map_err(StageError::Input)?;
+    let modified = modified_seconds(&thermalizer.path);
+    let model = thermalizer.path.display().to_string();
+    let reusable = world
+        .root_decides(|| {
+            Ok(Calibration::read(&path).is_ok_and(|k| k.is_for(&model, modified, r.calibration_percentile)) as u8)
+        })
+        .map_err(StageError::Io)?;
+    if reusable == 1 {
+        return Calibration::read(&path).map_err(StageError::Io);
+    }
+    if world.is_root() && path.exists() {
+        log::info!("{} is for another thermalizer or percentile: calibrating again", path.display());
+    }
+    run_with(c, r, world, &thermalizer)
+}
+
+/// `thermalizer calibrate`: rates the validation and test states and writes the calibration.
+pub fn run(c: &Config, world: &World, device: Device) -> Result<Calibration, StageError> {
+    let r = c.rollout.clone().ok_or_else(|| {
+        StageError::Input("the config has no rollout section (its models, weights, ema and calibration_percentile keys say what to calibrate)".into())
+    })?;
+    let thermalizer = models::require_thermalizer(c, &r, device).map_err(StageError::Input)?;
+    run_with(c, &r, world, &thermalizer)
+}
+
+fn run_with(
+    c: &Config,
+    r: &RolloutConfig,
+    world: &World,
+    thermalizer: &models::LoadedThermalizer,
+) -> Result<Calibration, StageError> {
+    let data = Trajectories::open(&c.run.dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
+    let levels = c.thermalizer().levels;
+    let counts = rate_split(&data, VALID, world, thermalizer, levels)?;
+    let states: u64 = counts.iter().sum();
+    if states == 0 {
+        return Err(StageError::Input(format!(
+            "{}: the validation split has no usable members to calibrate on (generate.split.valid)",
+            data.path().display()
+        )));
+    }
+    let test_counts = rate_split(&data, TEST, world, thermalizer, levels)?;
+    let s_init = level_at_percentile(&counts, r.calibration_percentile);
+    let calibration = Calibration {
+        states,
+        s_init,
+        percentile: r.calibration_percentile,
+        test_states: test_counts.iter().sum(),
+        test_above: share_above(&test_counts, s_init),
+        counts,
+        test_counts,
+        model: thermalizer.path.display().to_string(),
+        model_modified: modified_seconds(&thermalizer.path),
+        git_revision: GIT_REVISION.to_string(),
+    };
+    let path = calibration_path(c);
+    world
+        .root_decides(|| {
+            std::fs::create_dir_all(path.parent().expect("a directory"))
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            calibration.write(&path).map(|_| 0)
+        })
+        .map_err(StageError::Io)?;
+    if world.is_root() {
+        log::info!("calibration: s_init = {}, {}", calibration.s_init, calibration.describe());
+    }
+    Ok(calibration)
+}
+
+/// Counts per level of the classifier's ratings of every stored state of `split`'s members
+/// (summed over ranks).
+fn rate_split(
+    data: &Trajectories,
+    split: i8,
+    world: &World,
+    thermalizer: &models::LoadedThermalizer,
+    levels: usize,
+) -> Result<Vec<u64>, StageError> {
+    let states: Vec<Window> = data
+        .members(split)
+        .into_iter()
+        .flat_map(|member| (0..data.samples).map(move |start| Window { member, start }))
+        .collect();
+    let (ch, n) = (data.channels as i64, data.grid as i64);
+    let device = thermalizer.device();
+    let scale: Vec<f32> = thermalizer.scale.iter().map(|&s| s as f32).collect();
+    let scale = Tensor::from_slice(&scale).view([1, ch, 1, 1]).to_device(device);
+    let mut counts = vec![0u64; levels];
+    for block in states[world.members(states.len())].chunk_by(|a, b| a.member == b.member) {
+        for batch in block.chunks(BATCH) {
+            let values = data.read(batch[0], batch.len())?;
+            let x = Tensor::from_slice(&values).view([batch.len() as i64, ch, n, n]).to_device(device) / &scale;
+            for level in thermalizer.net.levels(&x) {
+                counts[level] += 1;
+            }
+        }
+    }
+    Ok(world.sum(&counts))
+}
+
+/// Modification time of `path` in whole seconds since the Unix epoch (0 when unknown).
+fn modified_seconds(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
