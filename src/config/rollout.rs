@@ -87,6 +87,15 @@ impl<'de> Deserialize<'de> for SInit {
     }
 }
 
+/// `rollout.small_scale_growth`: after every emulator step, the modes with |k| ≥ `wavenumber`
+/// (integer wavenumbers of the stored grid) are multiplied by `1 + rate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowthConfig {
+    pub rate: f64,
+    pub wavenumber: f64,
+}
+
 /// `rollout.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +131,10 @@ pub struct RolloutConfig {
     /// Noise the selected members forward to their predicted level before denoising.
     #[serde(default = "yes")]
     pub forward_noise: bool,
+    /// A positive control only: a defect planted in the emulator, amplifying its small scales
+    /// after every step in every mode ([`crate::rollout::defect`]); unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_scale_growth: Option<GrowthConfig>,
     /// Noise added after every emulator step (normalised units); unset = `emulator.sigma`.
     #[serde(default)]
     pub sigma: Option<f64>,

@@ -142,6 +142,17 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     positive("rollout.blowup", Some(r.blowup), false)?;
     positive("rollout.histogram_range", Some(r.histogram_range), false)?;
     positive("rollout.sigma", r.sigma, true)?;
+    if let Some(g) = &r.small_scale_growth {
+        positive("rollout.small_scale_growth.rate", Some(g.rate), false)?;
+        let largest = c.output_grid() as f64 / std::f64::consts::SQRT_2;
+        if !(g.wavenumber > 0.0 && g.wavenumber <= largest) {
+            return bad(
+                "small_scale_growth.wavenumber",
+                g.wavenumber.to_string(),
+                &format!("must be in (0, {largest:.1}], the largest |k| of the stored grid"),
+            );
+        }
+    }
     if r.start >= c.generate.samples {
         return bad(
             "start",

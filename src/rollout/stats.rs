@@ -34,7 +34,7 @@ pub fn bins(n: i64) -> i64 {
 }
 
 /// Integer wavenumbers of the rfft2 layout `[N, N/2+1]`: (ky, kx) as f64 tensors.
-fn wavenumbers(n: i64, device: Device) -> (Tensor, Tensor) {
+pub(crate) fn wavenumbers(n: i64, device: Device) -> (Tensor, Tensor) {
     let ky: Vec<f64> = (0..n).map(|j| if j <= n / 2 { j } else { j - n } as f64).collect();
     let kx: Vec<f64> = (0..=n / 2).map(|i| i as f64).collect();
     let ky = Tensor::from_slice(&ky).view([n, 1]).to_device(device);

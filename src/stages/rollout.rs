@@ -22,6 +22,7 @@ use crate::nn::diffusion::Schedule;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
+use crate::rollout::defect::SmallScaleGrowth;
 use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
@@ -500,6 +501,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let schedule = Schedule::cosine(c.thermalizer().levels);
     let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
+    let defect = r.small_scale_growth.as_ref().map(|g| SmallScaleGrowth::new(g, n as i64, device));
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];
     let record = |recs: &mut Records,
@@ -652,6 +654,9 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                     })
                     .collect();
                 let mut x = &x + models.emulator.forward(&x);
+                if let Some(d) = &defect {
+                    x = d.apply(&x);
+                }
                 if sigma > 0.0 {
                     let per = ch * n * n;
                     let z: Vec<f32> = rngs.iter_mut().flat_map(|g| normals(g, per)).collect();
