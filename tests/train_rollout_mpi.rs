@@ -589,3 +589,31 @@ fn calibration_puts_s_init_at_the_percentile_and_the_rollout_uses_it() {
         &["rollout.calibration_percentile = 0"],
     );
 }
+
+#[test]
+fn filtered_mode_damps_the_small_scales_and_is_compared_with_the_others() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = with_data("filtered");
+    assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
+    assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
+    let modes = ["rollout.modes=[emulator, thermalized, filtered]", "rollout.snapshot_every=0"];
+    assert_ok(&stage(2, &["pipeline"], &dir, &modes));
+    let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
+    let d = f.dataset("spectrum").unwrap();
+    let shape = d.shape().unwrap(); // (mode, member, spectrum_step, k)
+    let spectra = d.read::<f64>(None).unwrap();
+    let (members, records, bins) = (shape[1], shape[2], shape[3]);
+    // k ≥ 6 of 16² (k* > 0.65π from |k| ≈ 5.2): the filter's band; at the last spectrum record.
+    let small = |mode: usize, m: usize| -> f64 {
+        let at = ((mode * members + m) * records + records - 1) * bins;
+        spectra[at + 6..at + bins].iter().sum()
+    };
+    for m in 0..members {
+        assert!(small(2, m) < 0.5 * small(0, m), "member {m}: filtered {} vs alone {}", small(2, m), small(0, m));
+    }
+    let summary = std::fs::read_to_string(dir.join("report/summary.md")).unwrap();
+    for pair in ["filtered outlived the emulator alone", "thermalized outlived filtered"] {
+        assert!(summary.contains(pair), "{pair}:\n{summary}");
+    }
+    refused(&stage(0, &["rollout"], &dir, &["rollout.filter.cutoff=1.5"]), &["rollout.filter.cutoff = 1.5"]);
+}

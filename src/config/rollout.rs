@@ -13,6 +13,9 @@ pub enum Mode {
     Emulator,
     /// The emulator with thermalization after every step (paper.md §5).
     Thermalized,
+    /// The emulator with a plain spectral filter after every step (`rollout.filter`): the
+    /// baseline that measures what the diffusion model adds over damping the small scales.
+    Filtered,
 }
 
 impl Mode {
@@ -20,6 +23,7 @@ impl Mode {
         match self {
             Mode::Emulator => "emulator",
             Mode::Thermalized => "thermalized",
+            Mode::Filtered => "filtered",
         }
     }
 }
@@ -96,6 +100,30 @@ pub struct GrowthConfig {
     pub wavenumber: f64,
 }
 
+/// `rollout.filter`: the exponential filter exp(−strength·(k* − cutoff·π)⁴) for k* > cutoff·π,
+/// k* the wavenumber in radians per grid cell ([`crate::rollout::defect`]; pyqg's defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    #[serde(default = "pyqg_cutoff")]
+    pub cutoff: f64,
+    #[serde(default = "pyqg_strength")]
+    pub strength: f64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> FilterConfig {
+        FilterConfig { cutoff: pyqg_cutoff(), strength: pyqg_strength() }
+    }
+}
+
+fn pyqg_cutoff() -> f64 {
+    0.65
+}
+fn pyqg_strength() -> f64 {
+    23.6
+}
+
 /// `rollout.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +163,9 @@ pub struct RolloutConfig {
     /// after every step in every mode ([`crate::rollout::defect`]); unset: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub small_scale_growth: Option<GrowthConfig>,
+    /// The filter of the `filtered` mode (default: pyqg's, cutoff 0.65, strength 23.6).
+    #[serde(default)]
+    pub filter: FilterConfig,
     /// Noise added after every emulator step (normalised units); unset = `emulator.sigma`.
     #[serde(default)]
     pub sigma: Option<f64>,

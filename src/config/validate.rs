@@ -142,6 +142,10 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     positive("rollout.blowup", Some(r.blowup), false)?;
     positive("rollout.histogram_range", Some(r.histogram_range), false)?;
     positive("rollout.sigma", r.sigma, true)?;
+    positive("rollout.filter.strength", Some(r.filter.strength), false)?;
+    if !(r.filter.cutoff > 0.0 && r.filter.cutoff < 1.0) {
+        return bad("filter.cutoff", r.filter.cutoff.to_string(), "must be in (0, 1): a fraction of the grid's π");
+    }
     if let Some(g) = &r.small_scale_growth {
         positive("rollout.small_scale_growth.rate", Some(g.rate), false)?;
         let largest = c.output_grid() as f64 / std::f64::consts::SQRT_2;

@@ -625,13 +625,18 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     let _ = writeln!(md, "\n{}", short_horizon_skill(&modes, &mse, &steps));
     let _ = writeln!(md, "\n{}", verdict(&head));
     let index = |n: &str| modes.iter().position(|m| m == n);
-    if let (Some(e), Some(t)) = (index("emulator"), index("thermalized")) {
-        let p = Pairs::count(&horizons[t], &horizons[e]);
+    for (a, b, a_says, b_says) in [
+        ("thermalized", "emulator", "thermalized", "the emulator alone"),
+        ("filtered", "emulator", "filtered", "the emulator alone"),
+        ("thermalized", "filtered", "thermalized", "filtered"),
+    ] {
+        let (Some(ia), Some(ib)) = (index(a), index(b)) else { continue };
+        let p = Pairs::count(&horizons[ia], &horizons[ib]);
         let _ = writeln!(
             md,
-            "\nPaired by member (each starts from the same state in both modes): thermalized outlived the emulator \
-             alone in {} of {members} members, the reverse in {}, ties {} (the same step, or both ran to the end); \
-             two-sided sign test p = {:.3}.",
+            "\nPaired by member (each starts from the same state in every mode): {a_says} outlived {b_says} in {} of \
+             {members} members, the reverse in {}, ties {} (the same step, or both ran to the end); two-sided sign \
+             test p = {:.3}.",
             p.a_longer,
             p.b_longer,
             p.ties,

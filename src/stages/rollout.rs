@@ -22,7 +22,7 @@ use crate::nn::diffusion::Schedule;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
-use crate::rollout::defect::SmallScaleGrowth;
+use crate::rollout::defect::SpectralGain;
 use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
@@ -501,7 +501,8 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let schedule = Schedule::cosine(c.thermalizer().levels);
     let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
-    let defect = r.small_scale_growth.as_ref().map(|g| SmallScaleGrowth::new(g, n as i64, device));
+    let defect = r.small_scale_growth.as_ref().map(|g| SpectralGain::growth(g, n as i64, device));
+    let filter = SpectralGain::filter(&r.filter, n as i64, device);
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];
     let record = |recs: &mut Records,
@@ -662,6 +663,9 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                     let z: Vec<f32> = rngs.iter_mut().flat_map(|g| normals(g, per)).collect();
                     let shape = x.size();
                     x = x + Tensor::from_slice(&z).view(shape.as_slice()).to_device(device) * sigma;
+                }
+                if *mode == Mode::Filtered {
+                    x = filter.apply(&x);
                 }
                 let mut over = vec![false; chunk.len()];
                 match (mode, &models.thermalizer) {
