@@ -636,11 +636,11 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
             md,
             "\nPaired by member (each starts from the same state in every mode): {a_says} outlived {b_says} in {} of \
              {members} members, the reverse in {}, ties {} (the same step, or both ran to the end); two-sided sign \
-             test p = {:.3}.",
+             test p = {}.",
             p.a_longer,
             p.b_longer,
             p.ties,
-            p.sign_test()
+            p.p_text()
         );
     }
     if f.has("noise_level") {

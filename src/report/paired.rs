@@ -42,6 +42,17 @@ impl Pairs {
         }
         (2.0 * tail).min(1.0)
     }
+
+    /// The sign test's p-value as printed: three decimals, or two significant digits below 0.001
+    /// (so that a strong result does not read "p = 0.000").
+    pub fn p_text(&self) -> String {
+        let p = self.sign_test();
+        if p >= 1e-3 {
+            format!("{p:.3}")
+        } else {
+            format!("{p:.1e}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -59,5 +70,7 @@ mod tests {
         // 10 against 0: 2 / 1024.
         assert!((Pairs { a_longer: 0, b_longer: 10, ties: 0 }.sign_test() - 2.0 / 1024.0).abs() < 1e-15);
         assert_eq!(Pairs { a_longer: 0, b_longer: 0, ties: 3 }.sign_test(), 1.0);
+        assert_eq!(Pairs { a_longer: 0, b_longer: 10, ties: 0 }.p_text(), "0.002");
+        assert_eq!(Pairs { a_longer: 31, b_longer: 1, ties: 0 }.p_text(), "1.5e-8");
     }
 }
