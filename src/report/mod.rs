@@ -570,7 +570,13 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     let (truth_mean, _) = ensemble_mean(&truth_spectrum_mean, None, members);
     let reference: Vec<f64> =
         truth_mean.iter().enumerate().map(|(k, e)| if (1..kmax).contains(&k) { e.ln() } else { f64::NAN }).collect();
-    let wall_emulator = attr("emulator_wall_seconds");
+    // Member-steps each mode ran (a stopped member runs no more): the cost is per member-step,
+    // so that a mode whose members all died early is not counted as cheap.
+    let member_steps = |i: usize| -> f64 {
+        (0..members).map(|m| diverged[i * members + m]).map(|d| if d >= 0 { d as f64 } else { last }).sum()
+    };
+    let emulator_index = modes.iter().position(|m| m == "emulator");
+    let emulator_rate = emulator_index.map_or(f64::NAN, |e| attr("emulator_wall_seconds") / member_steps(e));
     let mut head = Vec::new();
     let mut horizons = Vec::new();
     for (i, name) in modes.iter().enumerate() {
@@ -601,7 +607,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         };
         let wall = attr(&format!("{name}_wall_seconds"));
         // No emulator-alone run in this file: no reference for the cost.
-        let cost = match wall / wall_emulator {
+        let cost = match wall / member_steps(i) / emulator_rate {
             r if r.is_finite() => format!("{r:.2}"),
             _ => "n/a".into(),
         };
@@ -656,7 +662,8 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
          truth's mean log-spectrum (RMS over 1 ≤ k < N/2 of ln E − ⟨ln E_truth⟩) than any stored-truth record \
          ({threshold:.3}); time means over steps ≥ {window_from:.0}. Time-mean spectrum error: RMS over \
          1 ≤ k < N/2 of ln E − ln E_truth, E the ensemble mean of the members' time-mean spectra (members \
-         stopped before the window are left out). Cost ÷ emulator: wall time over the emulator-alone run's.\n\n\
+         stopped before the window are left out). Cost ÷ emulator: wall time per member-step (a stopped member \
+         runs no more steps) over the emulator-alone run's.\n\n\
          Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
     );
     std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
