@@ -34,7 +34,8 @@ use figures::{field_panels, heat_map, line_plot, Axes, Line};
 use paired::Pairs;
 
 const TRUTH: RGBColor = RGBColor(0, 0, 0);
-const COLORS: [RGBColor; 2] = [RGBColor(214, 39, 40), RGBColor(31, 119, 180)];
+/// Line colours of the modes, in their order in the file (emulator, thermalized, filtered: red, blue, green).
+const COLORS: [RGBColor; 3] = [RGBColor(214, 39, 40), RGBColor(31, 119, 180), RGBColor(44, 160, 44)];
 
 /// An array read from the rollout file: values (f64, row-major) and shape.
 struct Array {
@@ -340,7 +341,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         for (i, name) in modes.iter().enumerate() {
             lines.push(Line {
                 label: label(name),
-                color: COLORS[i % 2],
+                color: COLORS[i % COLORS.len()],
                 points: series(&msq, &[i, m], &steps),
                 thin: true,
             });
@@ -366,11 +367,11 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
                 (s, median(v))
             })
             .collect();
-        mse_lines.push(Line { label: format!("{name} (median)"), color: COLORS[i % 2], points: med, thin: false });
+        mse_lines.push(Line { label: format!("{name} (median)"), color: COLORS[i % COLORS.len()], points: med, thin: false });
         for m in 0..members {
             mse_lines.push(Line {
                 label: String::new(),
-                color: COLORS[i % 2],
+                color: COLORS[i % COLORS.len()],
                 points: series(&mse, &[i, m], &steps),
                 thin: true,
             });
@@ -384,7 +385,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
                 (s, n as f64 / members as f64)
             })
             .collect();
-        survival.push(Line { label: name.clone(), color: COLORS[i % 2], points: alive, thin: false });
+        survival.push(Line { label: name.clone(), color: COLORS[i % COLORS.len()], points: alive, thin: false });
     }
     line_plot(&fig("mse.png"), &axes("MSE against the solver's truth", "MSE (normalised units)", true), &mse_lines)
         .map_err(io)?;
@@ -436,7 +437,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         };
         add(truth, None, "truth", TRUTH);
         for (i, mode) in modes.iter().enumerate() {
-            add(a, Some(i), mode, COLORS[i % 2]);
+            add(a, Some(i), mode, COLORS[i % COLORS.len()]);
         }
         lines
     };
@@ -495,7 +496,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         for (i, name) in modes.iter().enumerate() {
             timed.push(Line {
                 label: format!("{name}, step {t}"),
-                color: shade(COLORS[i % 2]),
+                color: shade(COLORS[i % COLORS.len()]),
                 points: average(&spectrum, Some(i), &[s]),
                 thin: false,
             });
