@@ -18,6 +18,8 @@ pub enum Purpose {
     ValidationNoise = 4,
     /// Noise of one rollout member at one step (index: mode·2⁵⁶ + member·2²⁸ + step).
     Rollout = 5,
+    /// Noise of one calibration state at one level (index: level·2³² + position).
+    Calibration = 6,
 }
 
 /// The stream of member `index` for `purpose` under `seed`.

@@ -561,9 +561,17 @@ fn calibration_puts_s_init_at_the_percentile_and_the_rollout_uses_it() {
     assert!(below(s_init) >= 8 && (s_init == 0 || below(s_init - 1) < 8), "s_init {s_init} for counts {valid:?}");
     let above = test[s_init + 1..].iter().sum::<u64>() as f64 / 10.0;
     assert_eq!(two["test_above"].as_f64(), Some(above));
-    // One rank: the same counts.
+    // Noised validation states: levels 0..=19 (of 20), every 4th of the 10 stored states.
+    let noised = two["noised"].as_array().unwrap();
+    assert_eq!(noised.len(), 20);
+    for (t, n) in noised.iter().enumerate() {
+        assert_eq!((n["level"].as_u64(), n["states"].as_u64()), (Some(t as u64), Some(3)));
+        assert!((0.0..=1.0).contains(&n["within_2"].as_f64().unwrap()));
+    }
+    // One rank: the same counts, of clean and of noised states.
     assert_ok(&stage(0, &["calibrate"], &dir, &[pct]));
     assert_eq!(counts(&calibration(&dir), "counts"), valid);
+    assert_eq!(calibration(&dir)["noised"], two["noised"]);
     // `s_init: auto`: the rollout uses the calibrated level and records where it came from.
     let auto = ["rollout.s_init=auto", pct, "rollout.s_stop=0", "rollout.noise_limit=19"];
     let out = stage(2, &["rollout"], &dir, &auto);
@@ -582,6 +590,7 @@ fn calibration_puts_s_init_at_the_percentile_and_the_rollout_uses_it() {
     assert_ok(&stage(0, &["report"], &dir, &auto));
     let summary = std::fs::read_to_string(dir.join("report/summary.md")).unwrap();
     assert!(summary.contains(&format!("against s_init = {s_init} (auto: the 80th percentile")), "{summary}");
+    assert!(summary.contains("validation states noised to level 0, 2, 5, 10, 15 are rated"), "{summary}");
     // Bad values are refused with the key and the value.
     refused(&stage(0, &["rollout"], &dir, &["rollout.s_init=often"]), &["rollout.s_init", "often", "auto"]);
     refused(

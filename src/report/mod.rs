@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::style::RGBColor;
 
+use crate::rollout::calibration::Calibration;
 use crate::rollout::window;
 use crate::stages::StageError;
 use crate::store::checkpoint as ck_store;
@@ -367,7 +368,12 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
                 (s, median(v))
             })
             .collect();
-        mse_lines.push(Line { label: format!("{name} (median)"), color: COLORS[i % COLORS.len()], points: med, thin: false });
+        mse_lines.push(Line {
+            label: format!("{name} (median)"),
+            color: COLORS[i % COLORS.len()],
+            points: med,
+            thin: false,
+        });
         for m in 0..members {
             mse_lines.push(Line {
                 label: String::new(),
@@ -654,6 +660,12 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         let levels = read(&f, "noise_level").map_err(io)?;
         let source = f.attrs().get_str("s_init_source").ok();
         let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init"), source.as_deref()));
+        let calibrated = run_dir.join("thermalizer").join("calibration.json");
+        if let Some(noised) = Calibration::read(&calibrated).ok().map(|k| k.describe_noised()).filter(|d| !d.is_empty())
+        {
+            let _ =
+                writeln!(md, "\nHow well the classifier tells levels apart (`{}`): {noised}.", calibrated.display());
+        }
     }
     let _ = writeln!(
         md,

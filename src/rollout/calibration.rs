@@ -30,12 +30,43 @@ pub struct Calibration {
     /// Share of the test states rated above s_init: states of the measure a rollout would
     /// thermalize.
     pub test_above: f64,
+    /// The classifier on validation states noised to known levels 0..=20 (where the thresholds
+    /// live): how well it can tell them apart.
+    #[serde(default)]
+    pub noised: Vec<NoisedLevel>,
     /// The thermalizer file rated with and its modification time (seconds since the Unix
     /// epoch), so that a calibration is not reused for a retrained model.
     pub model: String,
     pub model_modified: u64,
     /// Revision of the code that wrote it.
     pub git_revision: String,
+}
+
+/// How the classifier rates validation states noised to level `level`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoisedLevel {
+    pub level: usize,
+    /// States rated.
+    pub states: u64,
+    /// Median predicted level.
+    pub median: usize,
+    /// Share predicted within ±2 levels of `level`.
+    pub within_2: f64,
+}
+
+impl NoisedLevel {
+    /// The summary of `counts` (how many states were rated at each level) for true level `level`.
+    pub fn of(level: usize, counts: &[u64]) -> NoisedLevel {
+        let states = counts.iter().sum();
+        let near: u64 = counts.iter().enumerate().filter(|(l, _)| l.abs_diff(level) <= 2).map(|(_, n)| n).sum();
+        NoisedLevel {
+            level,
+            states,
+            median: level_at_percentile(counts, 50.0),
+            within_2: near as f64 / states.max(1) as f64,
+        }
+    }
 }
 
 /// The smallest level L with at least `percentile` % of `counts` at levels ≤ L.
@@ -80,6 +111,22 @@ impl Calibration {
         self.model == model && self.model_modified == modified && self.percentile == percentile
     }
 
+    /// The noised-state summary at a few levels, for logs and the report ("" when not measured).
+    pub fn describe_noised(&self) -> String {
+        let shown: Vec<&NoisedLevel> =
+            self.noised.iter().filter(|n| [0, 2, 5, 10, 15, 20].contains(&n.level)).collect();
+        if shown.is_empty() {
+            return String::new();
+        }
+        let list = |f: &dyn Fn(&NoisedLevel) -> String| shown.iter().map(|n| f(n)).collect::<Vec<_>>().join(", ");
+        format!(
+            "validation states noised to level {} are rated {} (median), within ±2 levels for {} %",
+            list(&|n| n.level.to_string()),
+            list(&|n| n.median.to_string()),
+            list(&|n| format!("{:.0}", n.within_2 * 100.0))
+        )
+    }
+
     /// What the level is, for logs and the report: from what, and how it carries over to the
     /// test states.
     pub fn describe(&self) -> String {
@@ -116,5 +163,12 @@ mod tests {
         big[3] = 1140;
         big[9] = 60;
         assert_eq!(level_at_percentile(&big, 95.0), 3);
+    }
+
+    #[test]
+    fn noised_summary_counts_the_states_within_two_levels() {
+        let n = NoisedLevel::of(3, &[1, 1, 2, 2, 0, 1, 3]);
+        assert_eq!((n.states, n.median), (10, 3));
+        assert_eq!(n.within_2, 0.6); // levels 1..=5: 1 + 2 + 2 + 0 + 1
     }
 }

@@ -16,16 +16,23 @@ use super::{models, StageError};
 use crate::config::rollout::{RolloutConfig, SInit};
 use crate::config::validate::check_thresholds;
 use crate::config::Config;
+use crate::nn::diffusion::Schedule;
 use crate::parallel::World;
-use crate::rollout::calibration::{level_at_percentile, share_above, Calibration};
+use crate::rng::{member_stream, Purpose};
+use crate::rollout::calibration::{level_at_percentile, share_above, Calibration, NoisedLevel};
 use crate::rollout::thermalize::Denoiser;
 use crate::store::trajectories::GIT_REVISION;
 use crate::train::data::{Trajectories, Window, VALID};
+use crate::train::task::normals;
 
 /// Split code of the test members.
 const TEST: i8 = 2;
 /// States rated per classifier call.
 const BATCH: usize = 64;
+/// Validation states noised to each level 0..=NOISED_LEVELS are rated (the thresholds live there).
+const NOISED_LEVELS: usize = 20;
+/// Every NOISED_STRIDE-th stored validation state is noised.
+const NOISED_STRIDE: usize = 4;
 
 /// Where the calibration of run `c` lives.
 pub fn calibration_path(c: &Config) -> PathBuf {
@@ -101,6 +108,7 @@ fn run_with(
         )));
     }
     let test_counts = rate_split(&data, TEST, world, thermalizer, levels)?;
+    let noised = rate_noised(&data, c.run.seed, world, thermalizer, levels)?;
     let s_init = level_at_percentile(&counts, r.calibration_percentile);
     let calibration = Calibration {
         states,
@@ -110,6 +118,7 @@ fn run_with(
         test_above: share_above(&test_counts, s_init),
         counts,
         test_counts,
+        noised,
         model: thermalizer.path.display().to_string(),
         model_modified: modified_seconds(&thermalizer.path),
         git_revision: GIT_REVISION.to_string(),
@@ -124,8 +133,44 @@ fn run_with(
         .map_err(StageError::Io)?;
     if world.is_root() {
         log::info!("calibration: s_init = {}, {}", calibration.s_init, calibration.describe());
+        log::info!("calibration: {}", calibration.describe_noised());
     }
     Ok(calibration)
+}
+
+/// Stored states of `split`'s members, every `stride`-th, in member order.
+fn states_of(data: &Trajectories, split: i8, stride: usize) -> Vec<Window> {
+    data.members(split)
+        .into_iter()
+        .flat_map(|member| (0..data.samples).step_by(stride).map(move |start| Window { member, start }))
+        .collect()
+}
+
+/// This rank's share of `states` in batches of consecutive states of one member, normalised:
+/// `visit(first global position, batch [B, C, N, N])` for each.
+fn for_local_batches(
+    data: &Trajectories,
+    states: &[Window],
+    stride: usize,
+    world: &World,
+    thermalizer: &models::LoadedThermalizer,
+    mut visit: impl FnMut(usize, &Tensor),
+) -> Result<(), StageError> {
+    let (ch, n) = (data.channels as i64, data.grid as i64);
+    let device = thermalizer.device();
+    let scale: Vec<f32> = thermalizer.scale.iter().map(|&s| s as f32).collect();
+    let scale = Tensor::from_slice(&scale).view([1, ch, 1, 1]).to_device(device);
+    let local = world.members(states.len());
+    let mut position = local.start;
+    for block in states[local].chunk_by(|a, b| a.member == b.member) {
+        for batch in block.chunks(BATCH) {
+            let values = data.read(batch[0], (batch.len() - 1) * stride + 1)?;
+            let x = Tensor::from_slice(&values).view([-1, ch, n, n]).slice(0, 0, None, stride as i64);
+            visit(position, &(x.to_device(device) / &scale));
+            position += batch.len();
+        }
+    }
+    Ok(())
 }
 
 /// Counts per level of the classifier's ratings of every stored state of `split`'s members
@@ -137,26 +182,50 @@ fn rate_split(
     thermalizer: &models::LoadedThermalizer,
     levels: usize,
 ) -> Result<Vec<u64>, StageError> {
-    let states: Vec<Window> = data
-        .members(split)
-        .into_iter()
-        .flat_map(|member| (0..data.samples).map(move |start| Window { member, start }))
-        .collect();
-    let (ch, n) = (data.channels as i64, data.grid as i64);
-    let device = thermalizer.device();
-    let scale: Vec<f32> = thermalizer.scale.iter().map(|&s| s as f32).collect();
-    let scale = Tensor::from_slice(&scale).view([1, ch, 1, 1]).to_device(device);
+    let states = states_of(data, split, 1);
     let mut counts = vec![0u64; levels];
-    for block in states[world.members(states.len())].chunk_by(|a, b| a.member == b.member) {
-        for batch in block.chunks(BATCH) {
-            let values = data.read(batch[0], batch.len())?;
-            let x = Tensor::from_slice(&values).view([batch.len() as i64, ch, n, n]).to_device(device) / &scale;
-            for level in thermalizer.net.levels(&x) {
-                counts[level] += 1;
+    for_local_batches(data, &states, 1, world, thermalizer, |_, x| {
+        for level in thermalizer.net.levels(x) {
+            counts[level] += 1;
+        }
+    })?;
+    Ok(world.sum(&counts))
+}
+
+/// The classifier on every `NOISED_STRIDE`-th validation state noised to each level
+/// 0..=NOISED_LEVELS (the noise of state p at level t from the stream (seed, calibration,
+/// t·2³² + p), so the result does not depend on the rank count).
+fn rate_noised(
+    data: &Trajectories,
+    seed: u64,
+    world: &World,
+    thermalizer: &models::LoadedThermalizer,
+    levels: usize,
+) -> Result<Vec<NoisedLevel>, StageError> {
+    let schedule = Schedule::cosine(levels);
+    let top = NOISED_LEVELS.min(levels - 1);
+    let states = states_of(data, VALID, NOISED_STRIDE);
+    let mut counts = vec![0u64; (top + 1) * levels];
+    for_local_batches(data, &states, NOISED_STRIDE, world, thermalizer, |first, x0| {
+        let per = x0.numel() / x0.size()[0] as usize;
+        for t in 0..=top {
+            let eps: Vec<f32> = (0..x0.size()[0] as usize)
+                .flat_map(|i| {
+                    normals(
+                        &mut member_stream(seed, Purpose::Calibration, ((t as u64) << 32) | (first + i) as u64),
+                        per,
+                    )
+                })
+                .collect();
+            let eps = Tensor::from_slice(&eps).view(x0.size().as_slice()).to_device(x0.device());
+            let xt = schedule.noised(x0, &vec![t; x0.size()[0] as usize], &eps);
+            for level in thermalizer.net.levels(&xt) {
+                counts[t * levels + level] += 1;
             }
         }
-    }
-    Ok(world.sum(&counts))
+    })?;
+    let counts = world.sum(&counts);
+    Ok((0..=top).map(|t| NoisedLevel::of(t, &counts[t * levels..(t + 1) * levels])).collect())
 }
 
 /// Modification time of `path` in whole seconds since the Unix epoch (0 when unknown).
