@@ -502,7 +502,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
     let defect = r.small_scale_growth.as_ref().map(|g| SpectralGain::growth(g, n as i64, device));
-    let filter = SpectralGain::filter(&r.filter, n as i64, device);
+    let filter = r.modes.contains(&Mode::Filtered).then(|| SpectralGain::filter(&r.filter, n as i64, device));
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];
     let record = |recs: &mut Records,
@@ -664,8 +664,8 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                     let shape = x.size();
                     x = x + Tensor::from_slice(&z).view(shape.as_slice()).to_device(device) * sigma;
                 }
-                if *mode == Mode::Filtered {
-                    x = filter.apply(&x);
+                if let (Mode::Filtered, Some(f)) = (mode, &filter) {
+                    x = f.apply(&x);
                 }
                 let mut over = vec![false; chunk.len()];
                 match (mode, &models.thermalizer) {
