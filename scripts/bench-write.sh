@@ -17,7 +17,7 @@ printf '%6s %10s %12s %12s %10s\n' ranks "wall s" "MB written" "write s" "MB/s"
 for np in "${ranks[@]}"; do
   rm -rf "$dir/run"
   start=$(date +%s.%N)
-  line=$(OMP_NUM_THREADS=1 mpirun -np "$np" "$bin" generate --config configs/quickstart.yaml \
+  line=$(OMP_NUM_THREADS=1 mpirun -np "$np" "$bin" generate --config configs/kolmogorov-quickstart.yaml \
     --set run.dir="$dir/run" --set system.grid=64 --set system.output_grid=64 --set generate.members=64 \
     --set generate.samples=400 --set generate.steps_per_sample=1 --set generate.spinup_steps=0 \
     --set run.log_interval=1000 2>&1 | grep "HDF5 writes")

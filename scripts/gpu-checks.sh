@@ -61,7 +61,7 @@ step info "$T" info
 grep -q 'CUDA *available' "$OUT/info.out" || { echo "FAIL: libtorch does not see CUDA"; cat "$OUT/info.out"; failed=1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-quick=(--config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/quickstart")
+quick=(--config "$B/configs/kolmogorov-quickstart.yaml" --set "run.dir=$OUT/quickstart")
 step generate-cpu "${mpi[@]}" -np "$NP" "$T" generate "${quick[@]}"
 step pipeline "$T" pipeline "${quick[@]}" --device cuda
 grep -h 'gradient allreduce\|NCCL\|median stable horizon' "$OUT/pipeline.err" "$OUT/pipeline.out" | head -n 6
@@ -71,7 +71,7 @@ for run in "1 nccl" "1 mpi" "2 auto"; do
   set -- $run
   mkdir -p "$OUT/dp-$1-$2" && cp "$OUT/quickstart/trajectories.h5" "$OUT/dp-$1-$2/" 2>/dev/null
   step "train-$1-$2" env NVIDIA_TF32_OVERRIDE=0 NCCL_DEBUG=VERSION "${mpi[@]}" -np "$1" "$T" train emulator --device cuda \
-    --allreduce "$2" --config "$B/configs/quickstart.yaml" --set "run.dir=$OUT/dp-$1-$2" \
+    --allreduce "$2" --config "$B/configs/kolmogorov-quickstart.yaml" --set "run.dir=$OUT/dp-$1-$2" \
     --set emulator.training.max_updates=20
   grep -h 'gradient allreduce' "$OUT/train-$1-$2.err" | head -n 2
   grep -h -o 'NCCL version.*' "$OUT/train-$1-$2.out" | head -n 1
@@ -106,7 +106,7 @@ for d in gpu cpu; do
   echo "shipped models on $d:"; grep -h -A4 'Short-horizon skill' "$OUT/shipped-$d/report/summary.md"
 done
 
-step generate-gpu "$T" generate --device cuda --config "$B/configs/quickstart.yaml" \
+step generate-gpu "$T" generate --device cuda --config "$B/configs/kolmogorov-quickstart.yaml" \
   --set "run.dir=$OUT/generate-gpu" --set generate.members=256
 
 paper='[{"name":"paper","hidden":64,"dim_mults":[2,2,2],"blocks":2,"channels":1,"grid":64,"batch":64},

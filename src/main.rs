@@ -97,7 +97,8 @@ enum Command {
     },
     /// Write the trained models the rollout uses (rollout.weights, rollout.ema) as weights-only
     /// files DIR/emulator.safetensors and DIR/thermalizer.safetensors, which a rollout reads with
-    /// `--set rollout.models=DIR` (no training needed).
+    /// `--set rollout.models=DIR` (no training needed), or with `--thermalizer-only` the
+    /// thermalizer alone, which a rollout reads with `--set rollout.thermalizer_file=FILE`.
     Export {
         #[command(flatten)]
         args: ConfigArgs,
@@ -107,6 +108,9 @@ enum Command {
         /// Store float16 instead of float32 (half the size; weights rounded to 11 significant bits).
         #[arg(long)]
         half: bool,
+        /// Export the thermalizer only (no emulator needed).
+        #[arg(long)]
+        thermalizer_only: bool,
     },
     /// The whole method in one command: generate, train emulator, train thermalizer, rollout,
     /// report, on all ranks. Stages whose outputs are finished for this config are skipped, an
@@ -301,11 +305,12 @@ fn dispatch(command: Command, world: &World) -> i32 {
             Err(code) => code,
             Ok(config) => command::report(&config, world, partial).0,
         },
-        Command::Export { args, out, half } => match load(&args) {
+        Command::Export { args, out, half, thermalizer_only } => match load(&args) {
             Err(code) => code,
             Ok(config) => {
                 let out = out.unwrap_or_else(|| config.run.dir.join("models"));
-                command::export(&config, world, &out, if half { StoredAs::Float16 } else { StoredAs::Float32 })
+                let how = if half { StoredAs::Float16 } else { StoredAs::Float32 };
+                command::export(&config, world, &out, how, thermalizer_only)
             }
         },
         Command::Pipeline { args, train } => match load(&args) {
@@ -320,7 +325,7 @@ fn dispatch(command: Command, world: &World) -> i32 {
                     if world.is_root() {
                         print_plan(&config, world.size());
                         if let Some(dir) = shipped {
-                            println!("rollout models:     {} (they load into these models)", dir.display());
+                            println!("shipped models:     {} (they load into these models)", dir.display());
                         }
                     }
                     0

@@ -626,3 +626,58 @@ fn filtered_mode_damps_the_small_scales_and_is_compared_with_the_others() {
     }
     refused(&stage(0, &["rollout"], &dir, &["rollout.filter.cutoff=1.5"]), &["rollout.filter.cutoff = 1.5"]);
 }
+
+#[test]
+fn a_shipped_thermalizer_is_paired_with_an_emulator_trained_here() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The thermalizer is trained once and exported alone (float16 weights).
+    let source = with_data("thermalizer-source");
+    assert_ok(&stage(0, &["train", "thermalizer"], &source, &[]));
+    let shipped = scratch("thermalizer-shipped");
+    let out_arg = shipped.to_str().unwrap();
+    assert_ok(&stage(0, &["export", "--thermalizer-only", "--half", "--out", out_arg], &source, &[]));
+    assert!(shipped.join("thermalizer.safetensors").exists() && !shipped.join("emulator.safetensors").exists());
+    let file = format!("rollout.thermalizer_file={}", shipped.join("thermalizer.safetensors").display());
+    // The pipeline trains the emulator only and rolls out with the shipped thermalizer.
+    let dir = with_data("thermalizer-file"); // the same seed: the same data as the source
+    let out = stage(2, &["pipeline"], &dir, &[&file]);
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("train thermalizer: skipped (rollout.thermalizer_file"), "{err}");
+    assert!(dir.join("emulator/latest.safetensors").exists());
+    assert!(!dir.join("thermalizer/latest.safetensors").exists(), "no thermalizer trained here");
+    let summary = std::fs::read_to_string(dir.join("report/summary.md")).unwrap();
+    let answer = summary.find("## The answer").expect("the answer first");
+    for needle in [
+        "median stable horizon",
+        "Median spectral horizon",
+        "thermalized outlived the emulator alone",
+        "against s_init",
+        "Cost:",
+    ] {
+        let at = summary.find(needle).unwrap_or_else(|| panic!("{needle}:\n{summary}"));
+        assert!(at > answer && at < summary.find("## Every mode").unwrap(), "{needle} in the answer:\n{summary}");
+    }
+    // Validation members as initial states (a prescreen that leaves the test members alone).
+    let split_of = |path: &Path| {
+        File::open(path, Access::Serial, false).unwrap().dataset("split").unwrap().read::<i8>(None).unwrap()
+    };
+    let splits = split_of(&dir.join("trajectories.h5"));
+    let pre = copy_data(&dir, "thermalizer-file-prescreen");
+    std::fs::create_dir_all(pre.join("emulator")).unwrap();
+    std::fs::copy(dir.join("emulator/latest.safetensors"), pre.join("emulator/latest.safetensors")).unwrap();
+    assert_ok(&stage(0, &["rollout"], &pre, &[&file, "rollout.start_split=validation"]));
+    let f = File::open(&pre.join("rollout.h5"), Access::Serial, false).unwrap();
+    let starts = f.dataset("initial_member").unwrap().read::<i64>(None).unwrap();
+    assert!(starts.iter().all(|&m| splits[m as usize] == 1), "validation members only: {starts:?} of {splits:?}");
+    // Not together with rollout.models; a thermalizer of other data is refused.
+    refused(
+        &stage(0, &["validate"], &dir, &[&file, "rollout.models=data/kolmogorov-small"]),
+        &["rollout.thermalizer_file", "rollout.models"],
+    );
+    let other = scratch("thermalizer-other-data");
+    let reseeded = ["run.seed=12"];
+    assert_ok(&stage(0, &["generate"], &other, &reseeded));
+    assert_ok(&stage(0, &["train", "emulator"], &other, &reseeded));
+    refused(&stage(0, &["rollout"], &other, &[&file, reseeded[0]]), &["different normalisations", "not the same data"]);
+}

@@ -28,6 +28,32 @@ impl Mode {
     }
 }
 
+/// `rollout.start_split`: the split a rollout starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartSplit {
+    Validation,
+    #[default]
+    Test,
+}
+
+impl StartSplit {
+    /// Its index in the trajectory file's `split` dataset (0 train, 1 validation, 2 test).
+    pub fn index(self) -> i8 {
+        match self {
+            StartSplit::Validation => 1,
+            StartSplit::Test => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StartSplit::Validation => "validation",
+            StartSplit::Test => "test",
+        }
+    }
+}
+
 /// Which checkpoint of a trained model to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,18 +154,23 @@ fn pyqg_strength() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutConfig {
-    /// Ensemble size. Member j starts from test member j mod T (T test members) at stored state
-    /// `start + (j div T)·start_stride`.
+    /// Ensemble size. Member j starts from member j mod T of the `start_split` split (T members)
+    /// at stored state `start + (j div T)·start_stride`.
     pub members: usize,
     /// Emulator steps.
     pub steps: usize,
     /// Modes to run, in one file.
     #[serde(default = "both_modes")]
     pub modes: Vec<Mode>,
-    /// Stored state of each test member used as the initial condition.
+    /// The split whose trajectories give the initial states and the truth: `test` (what a
+    /// result reports) or `validation` (a prescreen that chooses settings without looking at
+    /// the test members).
+    #[serde(default)]
+    pub start_split: StartSplit,
+    /// Stored state of each member used as the initial condition.
     #[serde(default)]
     pub start: usize,
-    /// Offset between initial states taken from the same test member (0: each test member once).
+    /// Offset between initial states taken from the same member (0: each member once).
     #[serde(default)]
     pub start_stride: usize,
     /// Members with a predicted noise level above this are thermalized (a level, or `auto`:
@@ -202,6 +233,14 @@ pub struct RolloutConfig {
     /// checkpoints in `<run.dir>` (`weights` then does not apply, and `pipeline` skips training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<PathBuf>,
+    /// A thermalizer file written by `thermalizer export` (e.g.
+    /// `data/quickstart/thermalizer.safetensors`), used instead of the training checkpoint
+    /// `<run.dir>/thermalizer/` while the emulator is trained as usual (`pipeline` then trains
+    /// the emulator only). The paper's workflow: the thermalizer is trained once, on samples of
+    /// the invariant measure alone, and applied to any emulator of that system. Not together
+    /// with `models`, which holds both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thermalizer_file: Option<PathBuf>,
     /// Use the thermalizer's EMA weights (when it has them).
     #[serde(default = "yes")]
     pub ema: bool,

@@ -122,6 +122,13 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     if r.modes.is_empty() {
         return bad("modes", "[]".into(), "name at least one of emulator, thermalized");
     }
+    if let (Some(dir), Some(_)) = (&r.models, &r.thermalizer_file) {
+        return bad(
+            "thermalizer_file",
+            r.thermalizer_file.as_ref().map_or(String::new(), |f| f.display().to_string()),
+            &format!("set together with rollout.models = {} (which holds the thermalizer too): set one", dir.display()),
+        );
+    }
     if !(r.calibration_percentile > 0.0 && r.calibration_percentile <= 100.0) {
         return bad("calibration_percentile", r.calibration_percentile.to_string(), "must be in (0, 100]");
     }

@@ -129,6 +129,12 @@ impl Headline {
             if e.median_horizon > 0.0 {
                 line += &format!("; thermalized/emulator ×{:.2}", t.median_horizon / e.median_horizon);
             }
+            if !(e.spectral_horizon.is_nan() || t.spectral_horizon.is_nan()) {
+                line += &format!(
+                    "; median spectral horizon: emulator {:.0}, thermalized {:.0} steps",
+                    e.spectral_horizon, t.spectral_horizon
+                );
+            }
         }
         line
     }
@@ -143,7 +149,10 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     };
     let (eh, th) = (e.median_horizon, t.median_horizon);
     if e.lower_bound && t.lower_bound {
-        let neither = format!("Neither mode diverged in most members within the {eh:.0} steps of the rollout");
+        let neither = format!(
+            "Neither mode diverged in most members within the {eh:.0} steps of the rollout: the median stable horizon \
+             is at least {eh:.0} steps in both"
+        );
         if e.spectrum_error.is_nan() || t.spectrum_error.is_nan() {
             return format!("{neither} (time-mean spectra not available to compare).");
         }
@@ -155,9 +164,9 @@ fn verdict(modes: &[ModeHeadline]) -> String {
             "**Thermalization moved the time-mean spectrum further from the truth's**"
         };
         return format!(
-            "{neither} (roll out longer to compare stable horizons). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} alone; median \
-             spectral horizon {:.0} and {:.0} steps).",
-            t.spectrum_error, e.spectrum_error, t.spectral_horizon, e.spectral_horizon
+            "{neither} (roll out longer to compare them). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} \
+             alone).",
+            t.spectrum_error, e.spectrum_error
         );
     }
     let bound = if t.lower_bound { "at least " } else { "" };
@@ -175,6 +184,31 @@ fn verdict(modes: &[ModeHeadline]) -> String {
     } else {
         format!("**Thermalization shortened the median stable horizon** from {eh:.0} to {th:.0} emulator steps.")
     }
+}
+
+/// One sentence on the median spectral horizons of the emulator alone and thermalized, and
+/// their ratio (empty when either mode is missing or an interim report has none).
+fn spectral_verdict(modes: &[ModeHeadline], rollout_steps: f64) -> String {
+    let find = |n: &str| modes.iter().find(|m| m.name == n);
+    let (Some(e), Some(t)) = (find("emulator"), find("thermalized")) else { return String::new() };
+    let (es, ts) = (e.spectral_horizon, t.spectral_horizon);
+    if es.is_nan() || ts.is_nan() {
+        return String::new();
+    }
+    let bound = |h: f64| if h >= rollout_steps { "≥ " } else { "" };
+    let change = match ts / es.max(1.0) {
+        r if r > 1.1 => format!("thermalization kept the spectrum within the truth's spread ×{r:.2} longer"),
+        r if r >= 0.9 => {
+            "thermalization did not measurably change how long the spectrum stays within the truth's spread".into()
+        }
+        r => format!("the thermalized spectrum left the truth's spread sooner (×{r:.2})"),
+    };
+    format!(
+        "Median spectral horizon (the step at which a member's spectrum leaves the truth's spread): {}{ts:.0} \
+         thermalized, {}{es:.0} alone: {change}.",
+        bound(ts),
+        bound(es)
+    )
 }
 
 /// How the classifier rates the true initial states (step 0 of every member), against s_init
@@ -568,15 +602,17 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
              thermalization totals come when it completes.\n"
         );
     }
-    let _ = writeln!(md, "| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | time-mean spectrum error | surviving at the end | thermalized fraction | denoising passes per step | wall s | cost ÷ emulator |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut table = String::from("| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | time-mean spectrum error | surviving at the end | thermalized fraction | denoising passes per step | wall s | cost ÷ emulator |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut costs = Vec::new();
     let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
     let threshold = dataset_attr(&f, "spectral_horizon", "spectral_threshold");
-    // ln of the truth's ensemble-mean time-mean spectrum on the spectral horizon's shells
-    // 1 ≤ k < N/2 (kmax = N/2, the complete shells; NaN elsewhere, so not compared).
+    // ln of the truth's ensemble-mean time-mean spectrum on the spectral horizon's shells:
+    // 1 ≤ k < N/2 (kmax = N/2, the complete shells) where the truth holds flow (NaN elsewhere,
+    // so not compared).
     let (truth_mean, _) = ensemble_mean(&truth_spectrum_mean, None, members);
-    let reference: Vec<f64> =
-        truth_mean.iter().enumerate().map(|(k, e)| if (1..kmax).contains(&k) { e.ln() } else { f64::NAN }).collect();
+    let reference = window::resolved(
+        truth_mean.iter().enumerate().map(|(k, e)| if (1..kmax).contains(&k) { e.ln() } else { f64::NAN }).collect(),
+    );
     // Member-steps each mode ran (a stopped member runs no more): the cost is per member-step,
     // so that a mode whose members all died early is not counted as cheap.
     let member_steps = |i: usize| -> f64 {
@@ -614,12 +650,11 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         };
         let wall = attr(&format!("{name}_wall_seconds"));
         // No emulator-alone run in this file: no reference for the cost.
-        let cost = match wall / member_steps(i) / emulator_rate {
-            r if r.is_finite() => format!("{r:.2}"),
-            _ => "n/a".into(),
-        };
+        let cost_ratio = wall / member_steps(i) / emulator_rate;
+        costs.push(cost_ratio);
+        let cost = if cost_ratio.is_finite() { format!("{cost_ratio:.2}") } else { "n/a".into() };
         let _ = writeln!(
-            md,
+            table,
             "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {spectral_cell} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {cost} |",
             surv * 100.0,
             attr(&format!("{name}_thermalized_fraction")),
@@ -635,49 +670,72 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
             spectrum_error,
         });
     }
-    let _ = writeln!(md, "\n{}", short_horizon_skill(&modes, &mse, &steps));
-    let _ = writeln!(md, "\n{}", verdict(&head));
     let index = |n: &str| modes.iter().position(|m| m == n);
-    for (a, b, a_says, b_says) in [
-        ("thermalized", "emulator", "thermalized", "the emulator alone"),
-        ("filtered", "emulator", "filtered", "the emulator alone"),
-        ("thermalized", "filtered", "thermalized", "filtered"),
-    ] {
-        let (Some(ia), Some(ib)) = (index(a), index(b)) else { continue };
+    let paired = |a: &str, b: &str, a_says: &str, b_says: &str| -> Option<String> {
+        let (ia, ib) = (index(a)?, index(b)?);
         let p = Pairs::count(&horizons[ia], &horizons[ib]);
-        let _ = writeln!(
-            md,
-            "\nPaired by member (each starts from the same state in every mode): {a_says} outlived {b_says} in {} of \
+        Some(format!(
+            "Paired by member (each starts from the same state in every mode): {a_says} outlived {b_says} in {} of \
              {members} members, the reverse in {}, ties {} (the same step, or both ran to the end); two-sided sign \
              test p = {}.",
             p.a_longer,
             p.b_longer,
             p.ties,
             p.p_text()
-        );
+        ))
+    };
+
+    // The answer first: horizons and their ratio, the pairing, the calibration, the cost, survival.
+    let _ = writeln!(md, "## The answer\n\n{}", verdict(&head));
+    for line in [spectral_verdict(&head, last)]
+        .into_iter()
+        .chain(paired("thermalized", "emulator", "thermalized", "the emulator alone"))
+        .filter(|l| !l.is_empty())
+    {
+        let _ = writeln!(md, "\n{line}");
     }
     if f.has("noise_level") {
         let levels = read(&f, "noise_level").map_err(io)?;
         let source = f.attrs().get_str("s_init_source").ok();
         let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init"), source.as_deref()));
-        let calibrated = run_dir.join("thermalizer").join("calibration.json");
-        if let Some(noised) = Calibration::read(&calibrated).ok().map(|k| k.describe_noised()).filter(|d| !d.is_empty())
-        {
-            let _ =
-                writeln!(md, "\nHow well the classifier tells levels apart (`{}`): {noised}.", calibrated.display());
+    }
+    if let Some(t) = index("thermalized").filter(|&t| costs[t].is_finite()) {
+        let _ = writeln!(
+            md,
+            "\nCost: thermalized members took {:.2}× the emulator's wall time per member-step ({:.2} denoising \
+             passes per step; {:.1} % of member-steps thermalized).",
+            costs[t],
+            attr("thermalized_passes_per_step"),
+            100.0 * attr("thermalized_thermalized_fraction")
+        );
+    }
+    let _ = writeln!(md, "\n![Members not yet diverged](survival.png)\n\n## Every mode\n\n{table}");
+    for (a, b, a_says, b_says) in [
+        ("filtered", "emulator", "filtered", "the emulator alone"),
+        ("thermalized", "filtered", "thermalized", "filtered"),
+    ] {
+        if let Some(line) = paired(a, b, a_says, b_says) {
+            let _ = writeln!(md, "{line}\n");
         }
+    }
+    let _ = writeln!(md, "{}", short_horizon_skill(&modes, &mse, &steps));
+    let calibrated = run_dir.join("thermalizer").join("calibration.json");
+    if let Some(noised) = Calibration::read(&calibrated).ok().map(|k| k.describe_noised()).filter(|d| !d.is_empty()) {
+        let _ = writeln!(md, "\nHow well the classifier tells levels apart (`{}`): {noised}.", calibrated.display());
     }
     let _ = writeln!(
         md,
         "\nStable horizon: the step at which a member was stopped (non-finite, beyond `rollout.blowup`, or over \
          `rollout.noise_limit` when thermalized), or the rollout length if it never was (\"≥\": a lower bound). \
          Spectral horizon: the first recorded step at which the member's kinetic-energy spectrum is further from the \
-         truth's mean log-spectrum (RMS over 1 ≤ k < N/2 of ln E − ⟨ln E_truth⟩) than any stored-truth record \
-         ({threshold:.3}); time means over steps ≥ {window_from:.0}. Time-mean spectrum error: RMS over \
-         1 ≤ k < N/2 of ln E − ln E_truth, E the ensemble mean of the members' time-mean spectra (members \
-         stopped before the window are left out). Cost ÷ emulator: wall time per member-step (a stopped member \
-         runs no more steps) over the emulator-alone run's.\n\n\
-         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, `ticker_tape.png`, `snapshots.png`."
+         truth's mean log-spectrum (RMS of ln E − ⟨ln E_truth⟩ over the shells 1 ≤ k < N/2 where the truth holds at \
+         least {:.0e} of its peak shell's energy) than any stored-truth record ({threshold:.3}); time means over \
+         steps ≥ {window_from:.0}. Time-mean spectrum error: RMS over the same shells of ln E − ln E_truth, E the \
+         ensemble mean of the members' time-mean spectra (members stopped before the window are left out). Cost ÷ \
+         emulator: wall time per member-step (a stopped member runs no more steps) over the emulator-alone run's.\n\n\
+         Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, \
+         `ticker_tape.png`, `snapshots.png`.",
+        window::RESOLVED_FRACTION
     );
     std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
     Ok(Headline { dir, members, modes: head })

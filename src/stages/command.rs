@@ -161,8 +161,8 @@ pub fn report(config: &Config, world: &World, partial: bool) -> (i32, Option<Hea
 
 /// `thermalizer export`: the models the rollout would use, weights only, into `out` (rank 0
 /// writes; the others wait for its verdict). Prints each file written.
-pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs) -> i32 {
-    match on_root(world, || models::export(config, out, how)) {
+pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs, thermalizer_only: bool) -> i32 {
+    match on_root(world, || models::export(config, out, how, thermalizer_only)) {
         Ok(files) => {
             for f in files.unwrap_or_default() {
                 let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
@@ -175,11 +175,21 @@ pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs) -> i32 
     }
 }
 
+/// The config key and path of the shipped file the rollout reads `model` from, if any.
+fn shipped_file(config: &Config, model: Model) -> Option<(&'static str, &std::path::Path)> {
+    let r = config.rollout.as_ref()?;
+    match (&r.models, &r.thermalizer_file, model) {
+        (Some(dir), _, _) => Some(("models", dir)),
+        (None, Some(file), Model::Thermalizer) => Some(("thermalizer_file", file)),
+        _ => None,
+    }
+}
+
 /// `thermalizer pipeline`: generate (native CPU solver) → train emulator → train thermalizer →
 /// rollout → report on all ranks, each stage skipping what is already done for this config and
 /// resuming what was interrupted; stops at the first stage that does not finish (its exit status
-/// is returned). With `rollout.models` set the rollout does not use the training checkpoints,
-/// so both trainings are skipped.
+/// is returned). A model the rollout reads from a shipped file (`rollout.models`: both,
+/// `rollout.thermalizer_file`: the thermalizer) is not trained.
 pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
     let stop = StopFlag::install();
     let banner = |name: &str| {
@@ -189,14 +199,18 @@ pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
     };
     banner("generate");
     let mut code = generate(config, world, &stop, None);
-    let shipped = config.rollout.as_ref().and_then(|r| r.models.as_ref());
-    if let Some(dir) = shipped.filter(|_| world.is_root()) {
-        log::info!("==== pipeline: training skipped (rollout.models = {})", dir.display());
-    }
     for model in [Model::Emulator, Model::Thermalizer] {
-        if code == 0 && shipped.is_none() {
-            banner(&format!("train {}", model.name()));
-            code = train(config, world, &stop, model, opts);
+        if code != 0 {
+            break;
+        }
+        match shipped_file(config, model) {
+            Some((key, path)) => {
+                banner(&format!("train {}: skipped (rollout.{key} = {})", model.name(), path.display()))
+            }
+            None => {
+                banner(&format!("train {}", model.name()));
+                code = train(config, world, &stop, model, opts);
+            }
         }
     }
     if code == 0 {

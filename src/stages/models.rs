@@ -4,11 +4,12 @@
 //! By default a rollout reads the training checkpoints `<run.dir>/emulator/` and
 //! `<run.dir>/thermalizer/` (`best.safetensors` or `latest.safetensors`, per `rollout.weights`).
 //! With `rollout.models: DIR` it reads `DIR/emulator.safetensors` and
-//! `DIR/thermalizer.safetensors` instead: files written by [`export`], in the checkpoint format
-//! ([`crate::train::checkpoint`]) with the same tensor names, but holding only what a rollout
+//! `DIR/thermalizer.safetensors` instead, and with `rollout.thermalizer_file: FILE` the
+//! thermalizer from FILE (the emulator from its training checkpoint): files written by
+//! [`export`], in the checkpoint format ([`crate::train::checkpoint`]) with the same tensor names, but holding only what a rollout
 //! needs: the emulator's weights, the thermalizer's EMA weights (`ema/<name>`, or its raw
-//! weights when `rollout.ema` is false) and `normalisation/scale`; float32, or float16 with
-//! `--half`. Their metadata is the checkpoint's plus `exported_from` (the checkpoint's path)
+//! weights when `rollout.ema` is false) and `normalisation/scale`; float32, or with `--half`
+//! the weights in float16 (the scale stays float32). Their metadata is the checkpoint's plus `exported_from` (the checkpoint's path)
 //! and `ema`: `true` (the thermalizer's EMA weights), `false` (raw weights of a model that has
 //! EMA weights) or `none` (a model trained without EMA, such as the emulator).
 //!
@@ -50,12 +51,13 @@ fn checkpoint_path(c: &Config, model: &str, weights: Weights) -> PathBuf {
     }
 }
 
-/// The file a rollout reads `model` from: `rollout.models/<model>.safetensors` when set, else
-/// the training checkpoint.
+/// The file a rollout reads `model` from: `rollout.thermalizer_file` for the thermalizer when
+/// set, `rollout.models/<model>.safetensors` when set, else the training checkpoint.
 fn model_path(c: &Config, r: &RolloutConfig, model: &str) -> PathBuf {
-    match &r.models {
-        Some(dir) => dir.join(format!("{model}.safetensors")),
-        None => checkpoint_path(c, model, r.weights),
+    match (&r.models, &r.thermalizer_file) {
+        (_, Some(file)) if model == "thermalizer" => file.clone(),
+        (Some(dir), _) => dir.join(format!("{model}.safetensors")),
+        _ => checkpoint_path(c, model, r.weights),
     }
 }
 
@@ -119,11 +121,14 @@ fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>, S
     Ok(Vec::<f32>::try_from(t.shallow_clone()).map_err(|e| e.to_string())?.into_iter().map(f64::from).collect())
 }
 
-/// Where to train the missing `model`, or which file `rollout.models` lacks.
+/// Where to train the missing `model`, or which shipped file (`rollout.models`,
+/// `rollout.thermalizer_file`) does not exist.
 fn missing(r: &RolloutConfig, model: &str, path: &Path) -> String {
-    match r.models {
-        Some(_) => format!("rollout.models: no {model} at {} (written by `thermalizer export`)", path.display()),
-        None => format!("no trained {model} at {} (run `thermalizer train {model}` first)", path.display()),
+    let exported = |key: &str| format!("{key}: no {model} at {} (written by `thermalizer export`)", path.display());
+    match (&r.models, &r.thermalizer_file) {
+        (_, Some(_)) if model == "thermalizer" => exported("rollout.thermalizer_file"),
+        (Some(_), _) => exported("rollout.models"),
+        _ => format!("no trained {model} at {} (run `thermalizer train {model}` first)", path.display()),
     }
 }
 
@@ -181,7 +186,8 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
     let mut stores = vec![evs];
     let thermalizer = match load_thermalizer(c, r, device)? {
         Some(t) => {
-            // 1e-3: a float16 export rounds the scale to 11 significant bits (≤ 4.9e-4 relative).
+            // 1e-3: above the round-off of a scale stored in float16 (≤ 4.9e-4 relative, as in
+            // data/kolmogorov-small; newer exports keep it in float32), below any other dataset's.
             if t.scale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-3 * b.abs()) {
                 return Err(format!(
                     "{} and {} were trained with different normalisations ({:?} vs {scale:?}): not the same data",
@@ -202,29 +208,34 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
     Ok(Models { emulator, thermalizer, scale, _stores: stores })
 }
 
-/// The directory `rollout.models`, after loading its files into this config's models on the CPU
-/// (what `thermalizer validate` checks before a job is queued); `None` when it is unset.
+/// The shipped models a rollout reads instead of training checkpoints (the directory
+/// `rollout.models`, or the file `rollout.thermalizer_file`), after loading them into this
+/// config's models on the CPU (what `thermalizer validate` checks before a job is queued);
+/// `None` when neither is set.
 pub fn check_shipped(c: &Config) -> Result<Option<&Path>, String> {
-    match c.rollout.as_ref().and_then(|r| r.models.as_deref().map(|d| (r, d))) {
-        Some((r, dir)) => load(c, r, Device::Cpu).map(|_| Some(dir)),
-        None => Ok(None),
+    let Some(r) = c.rollout.as_ref() else { return Ok(None) };
+    match (&r.models, &r.thermalizer_file) {
+        (Some(dir), _) => load(c, r, Device::Cpu).map(|_| Some(dir.as_path())),
+        (None, Some(file)) => require_thermalizer(c, r, Device::Cpu).map(|_| Some(file.as_path())),
+        (None, None) => Ok(None),
     }
 }
 
 /// `thermalizer export`: writes the training checkpoints the rollout would use
 /// (`rollout.weights`, `rollout.ema`) as `out/emulator.safetensors` and
-/// `out/thermalizer.safetensors` (when trained), weights only, stored as `how`. Each is checked
+/// `out/thermalizer.safetensors` (when trained), or with `thermalizer_only` the thermalizer
+/// alone (to ship as `rollout.thermalizer_file`), weights only, stored as `how`. Each is checked
 /// to load into this config's models first. Returns the files written.
-pub fn export(c: &Config, out: &Path, how: StoredAs) -> Result<Vec<PathBuf>, StageError> {
+pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> Result<Vec<PathBuf>, StageError> {
     let r = c.rollout.clone().ok_or_else(|| {
         StageError::Input("the config has no rollout section (its weights and ema keys choose what is exported)".into())
     })?;
-    let source = RolloutConfig { models: None, ..r };
+    let source = RolloutConfig { models: None, thermalizer_file: None, ..r };
     let mut selected = Vec::new();
-    for model in NAMES {
+    for model in NAMES.into_iter().filter(|&m| !thermalizer_only || m == "thermalizer") {
         let path = checkpoint_path(c, model, source.weights);
         if !path.exists() {
-            if model == "emulator" {
+            if model == "emulator" || thermalizer_only {
                 return Err(StageError::Input(missing(&source, model, &path)));
             }
             let stale = out.join(format!("{model}.safetensors"));
@@ -259,8 +270,13 @@ pub fn export(c: &Config, out: &Path, how: StoredAs) -> Result<Vec<PathBuf>, Sta
         ck.save_as(&path, how).map_err(StageError::Io)?;
         written.push(path);
     }
-    let modes = if written.len() == NAMES.len() { source.modes.clone() } else { vec![Mode::Emulator] };
-    let check = RolloutConfig { models: Some(out.to_path_buf()), modes, ..source };
-    load(c, &check, Device::Cpu).map_err(|e| StageError::Io(format!("the exported files do not load: {e}")))?;
+    let loads = if thermalizer_only {
+        let check = RolloutConfig { thermalizer_file: Some(out.join("thermalizer.safetensors")), ..source };
+        require_thermalizer(c, &check, Device::Cpu).map(|_| ())
+    } else {
+        let modes = if written.len() == NAMES.len() { source.modes.clone() } else { vec![Mode::Emulator] };
+        load(c, &RolloutConfig { models: Some(out.to_path_buf()), modes, ..source }, Device::Cpu).map(|_| ())
+    };
+    loads.map_err(|e| StageError::Io(format!("the exported files do not load: {e}")))?;
     Ok(written)
 }

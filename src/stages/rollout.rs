@@ -1,5 +1,5 @@
 //! The `rollout` stage: ensemble rollouts of the trained emulator, alone and thermalized, from
-//! test-split states, with their statistics streamed into `<run.dir>/rollout.h5`.
+//! stored states of the test split (or the validation split, `rollout.start_split`), with their statistics streamed into `<run.dir>/rollout.h5`.
 //!
 //! Members are split over ranks in contiguous blocks and stepped in batches of
 //! `rollout.batch` on the rank's device. Every random draw (σ noise, forward noise, reverse-step
@@ -38,9 +38,9 @@ pub enum Outcome {
     Interrupted { step: usize },
 }
 
-/// The initial condition of global member j: (test member, stored state).
-fn initial_window(test: &[usize], r: &RolloutConfig, j: usize) -> Window {
-    Window { member: test[j % test.len()], start: r.start + (j / test.len()) * r.start_stride }
+/// The initial condition of global member j: (member of the start split, stored state).
+fn initial_window(starts: &[usize], r: &RolloutConfig, j: usize) -> Window {
+    Window { member: starts[j % starts.len()], start: r.start + (j / starts.len()) * r.start_stride }
 }
 
 /// Per-mode and truth series of the local members.
@@ -414,15 +414,24 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         log::info!("s_init = {s_init} ({s_init_source})");
     }
     let data = Trajectories::open(&dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
-    let test = data.members(2);
-    if test.is_empty() {
-        return Err(StageError::Input(format!("{}: the test split has no usable members", data.path().display())));
+    let split = r.start_split;
+    let starts = data.members(split.index());
+    if starts.is_empty() {
+        return Err(StageError::Input(format!(
+            "{}: the {} split has no usable members (rollout.start_split = {})",
+            data.path().display(),
+            split.name(),
+            split.name()
+        )));
     }
-    let ics: Vec<Window> = (0..r.members).map(|j| initial_window(&test, &r, j)).collect();
+    let ics: Vec<Window> = (0..r.members).map(|j| initial_window(&starts, &r, j)).collect();
     if let Some(w) = ics.iter().find(|w| w.start >= data.samples) {
         return Err(StageError::Input(format!(
-            "rollout.start/start_stride: initial state {} of test member {} is beyond the {} stored states",
-            w.start, w.member, data.samples
+            "rollout.start/start_stride: initial state {} of {} member {} is beyond the {} stored states",
+            w.start,
+            split.name(),
+            w.member,
+            data.samples
         )));
     }
     let local = world.members(r.members);

@@ -38,9 +38,29 @@ pub struct Checkpoint {
 pub enum StoredAs {
     /// IEEE float32 (training checkpoints).
     Float32,
-    /// IEEE float16: half the bytes; each value rounded to 11 significant bits, magnitudes
-    /// below 6e-8 flushed to zero (`thermalizer export --half`).
+    /// IEEE float16 for the weights: half the bytes; each value rounded to 11 significant bits,
+    /// magnitudes below 6e-8 flushed to zero (`thermalizer export --half`). Tensors under
+    /// `normalisation/` stay float32: they are in physical units, which can lie below float16's
+    /// normal range (two-layer QG's PV scale is ~1e-6 s⁻¹, where float16 keeps 4 bits).
     Float16,
+}
+
+impl StoredAs {
+    /// How tensor `name` is stored.
+    fn for_tensor(self, name: &str) -> StoredAs {
+        if name.starts_with("normalisation/") {
+            StoredAs::Float32
+        } else {
+            self
+        }
+    }
+
+    fn dtype(self) -> Dtype {
+        match self {
+            StoredAs::Float32 => Dtype::F32,
+            StoredAs::Float16 => Dtype::F16,
+        }
+    }
 }
 
 /// The shape and little-endian bytes of `t` stored as `how`.
@@ -72,22 +92,19 @@ impl Checkpoint {
 
     /// Writes atomically, every tensor stored as `how`.
     pub fn save_as(&self, path: &Path, how: StoredAs) -> Result<(), String> {
-        let dtype = match how {
-            StoredAs::Float32 => Dtype::F32,
-            StoredAs::Float16 => Dtype::F16,
-        };
-        let owned: Vec<(String, Vec<usize>, Vec<u8>)> = self
+        let owned: Vec<(String, StoredAs, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
             .map(|(k, t)| {
-                let (shape, bytes) = stored_bytes(t, how);
-                (k.clone(), shape, bytes)
+                let as_ = how.for_tensor(k);
+                let (shape, bytes) = stored_bytes(t, as_);
+                (k.clone(), as_, shape, bytes)
             })
             .collect();
         let views: Vec<(String, TensorView)> = owned
             .iter()
-            .map(|(k, shape, bytes)| {
-                (k.clone(), TensorView::new(dtype, shape.clone(), bytes).expect("consistent view"))
+            .map(|(k, as_, shape, bytes)| {
+                (k.clone(), TensorView::new(as_.dtype(), shape.clone(), bytes).expect("consistent view"))
             })
             .collect();
         let tmp = path.with_extension("safetensors.tmp");
@@ -152,5 +169,29 @@ impl Checkpoint {
             ));
         }
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_float16_file_keeps_the_normalisation_in_float32() {
+        // QG's PV scale (~1e-6 s⁻¹) is subnormal in float16, which would keep 4 bits of it.
+        let scale = Tensor::from_slice(&[7.014770e-6f32, 9.789911e-7]);
+        let weight = Tensor::from_slice(&[0.1f32, -1.0 / 3.0]);
+        let ck = Checkpoint {
+            tensors: HashMap::from([("normalisation/scale".to_string(), scale.shallow_clone()), ("w".into(), weight)]),
+            meta: HashMap::from([("format".to_string(), FORMAT.to_string())]),
+        };
+        let path = std::env::temp_dir().join(format!("checkpoint-half-{}.safetensors", std::process::id()));
+        ck.save_as(&path, StoredAs::Float16).unwrap();
+        let back = Checkpoint::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let read = |n: &str| Vec::<f32>::try_from(back.tensors[n].shallow_clone()).unwrap();
+        assert_eq!(read("normalisation/scale"), Vec::<f32>::try_from(scale).unwrap());
+        let w = read("w");
+        assert!(w[0] != 0.1 && (w[0] - 0.1).abs() < 1e-4, "weights are rounded to float16: {w:?}");
     }
 }
