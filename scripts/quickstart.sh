@@ -6,7 +6,7 @@
 # the shipped thermalizer (data/quickstart/thermalizer.safetensors) on clean validation states,
 # roll out the emulator alone, thermalized and filtered from the same initial states, and write
 # the report. Prints the report's path and the headline numbers. --train-all trains the
-# thermalizer too (4000 updates: about 35 minutes more on 2 cores). Rerunning skips the stages
+# thermalizer too (4000 updates: 17 minutes on one core of a 2-core VM). Rerunning skips the stages
 # already done; an interrupted run resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

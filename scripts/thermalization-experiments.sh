@@ -12,8 +12,9 @@
 # - real: an emulator that drifts at small scales by itself: 300 updates, no unrolling, no σ
 #   (runs/real-test/emulator); 32 members, emulator alone, thermalized and filtered (pyqg's
 #   spectral filter), 5000 steps (runs/real-test).
-# - qg: configs/qg-small.yaml: generate, train its thermalizer (4000 updates) and a brief
-#   emulator (300 updates, no unrolling, no σ), then 32 members in the three modes
+# - qg: the quickstart's two-layer QG config (configs/quickstart.yaml) at full size: generate,
+#   train its thermalizer (4000 updates; the file the quickstart ships) and its brief emulator
+#   (300 updates, no unrolling, no σ), then 32 members in the three modes, 2000 steps
 #   (runs/qg-small).
 # Each run's report is <run>/report/summary.md; scripts/state_at_death.py <run>/rollout.h5 says
 # how its members died. Uses target/release/thermalizer (THERMALIZER_BIN to use another).
@@ -82,15 +83,17 @@ for stage in "${stages[@]}"; do
         report $dir "$small" "${sets[@]}"
         ;;
     qg)
-        qg=configs/qg-small.yaml
-        brief=(--set emulator.training.max_updates=300 --set emulator.max_rollout=1 --set emulator.sigma=0)
+        qg=configs/quickstart.yaml
+        sets=(--set run.dir=runs/qg-small --set rollout.thermalizer_file=null)
         log "qg: generate, train the thermalizer and the brief emulator"
-        mpirun -np "$ranks" "$bin" generate --config $qg >/dev/null
-        thermalizer train thermalizer --config $qg >/dev/null
-        thermalizer train emulator --config $qg "${brief[@]}" >/dev/null
-        log "qg: 32 members, alone, thermalized and filtered"
-        mpirun -np "$ranks" "$bin" rollout --config $qg "${brief[@]}" >/dev/null
-        report runs/qg-small $qg "${brief[@]}"
+        mpirun -np "$ranks" "$bin" generate --config $qg "${sets[@]}" >/dev/null
+        thermalizer train thermalizer --config $qg "${sets[@]}" >/dev/null
+        thermalizer train emulator --config $qg "${sets[@]}" >/dev/null
+        log "qg: 32 members x 2000 steps, alone, thermalized and filtered"
+        sets+=(--set rollout.members=32 --set rollout.start_stride=20 --set rollout.steps=2000
+            --set rollout.record_every=10 --set rollout.spectrum_every=100 --set rollout.snapshot_every=1000)
+        mpirun -np "$ranks" "$bin" rollout --config $qg "${sets[@]}" >/dev/null
+        report runs/qg-small $qg "${sets[@]}"
         ;;
     *)
         echo "thermalization-experiments.sh: unknown stage $stage (control, real, qg)" >&2
