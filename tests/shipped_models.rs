@@ -33,7 +33,9 @@ fn the_shipped_models_roll_out_without_training_and_keep_their_skill() {
     let out = stage(2, "pipeline", &dir, &sets);
     assert_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("training skipped (rollout.models"), "{err}");
+    for model in ["emulator", "thermalizer"] {
+        assert!(err.contains(&format!("train {model}: skipped (rollout.models")), "{err}");
+    }
     assert!(!dir.join("emulator").exists(), "nothing trained");
     let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
     let mse = f.dataset("mse").unwrap().read::<f64>(None).unwrap(); // [mode, member, step]
@@ -52,7 +54,7 @@ fn the_shipped_models_roll_out_without_training_and_keep_their_skill() {
     // a job is queued (which otherwise says it loaded them).
     let out = stage(0, "validate", &dir, &[]);
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("rollout models:     "));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shipped models:     "));
     for verb in ["rollout", "validate"] {
         let out = stage(0, verb, &scratch("shipped-other"), &["system.viscosity=2.0e-3"]);
         assert_eq!(out.status.code(), Some(2), "{verb}");

@@ -681,3 +681,42 @@ fn a_shipped_thermalizer_is_paired_with_an_emulator_trained_here() {
     assert_ok(&stage(0, &["train", "emulator"], &other, &reseeded));
     refused(&stage(0, &["rollout"], &other, &[&file, reseeded[0]]), &["different normalisations", "not the same data"]);
 }
+
+#[test]
+fn the_runaway_guard_keeps_guarded_states_within_the_measure_and_is_recorded() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = with_data("guard");
+    assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
+    assert_ok(&stage(0, &["train", "thermalizer"], &dir, &[]));
+    let modes = ["rollout.modes=[emulator, guarded, guarded_thermalized]", "rollout.snapshot_every=0"];
+    let out = stage(2, &["rollout"], &dir, &modes);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runaway guard: shell bounds from"));
+    let f = File::open(&dir.join("rollout.h5"), Access::Serial, false).unwrap();
+    let d = f.dataset("guard_score").unwrap();
+    let shape = d.shape().unwrap(); // (mode, member, step)
+    let (scores, records) = (d.read::<f64>(None).unwrap(), shape[2]);
+    let corrections = f.dataset("guard_corrections").unwrap().read::<f64>(None).unwrap();
+    // After the first step a guarded state is within every shell's bound (to the float32
+    // round-off of a shell near the bounds' floor, here the domain mean): the guard is the last
+    // thing applied in `guarded`, while the emulator alone leaves the measure's range at once.
+    for m in 0..shape[1] {
+        for r in 1..records {
+            let s = scores[(shape[1] + m) * records + r];
+            assert!(s.is_nan() || s <= 1.01, "guarded member {m}, record {r}: score {s}");
+        }
+        assert!(scores[m * records + 1] > 10.0, "the emulator alone, member {m}: {}", scores[m * records + 1]);
+    }
+    assert!(corrections.iter().all(|&c| c.is_nan() || (c >= 0.0 && c.fract() == 0.0)));
+    assert_ok(&stage(0, &["report"], &dir, &modes));
+    let summary = std::fs::read_to_string(dir.join("report/summary.md")).unwrap();
+    for pair in ["guarded outlived the emulator alone", "guarded and thermalized outlived guarded"] {
+        assert!(summary.contains(pair), "{pair}:\n{summary}");
+    }
+    assert!(dir.join("report/guard_tape_guarded.png").exists());
+    refused(&stage(0, &["rollout"], &dir, &["rollout.guard.quantile=0"]), &["rollout.guard.quantile = 0"]);
+    refused(
+        &stage(0, &["rollout"], &dir, &["rollout.modes=[guarded, guarded]"]),
+        &["rollout.modes", "guarded is listed twice"],
+    );
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A rollout mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The emulator alone.
     Emulator,
@@ -16,6 +16,11 @@ pub enum Mode {
     /// The emulator with a plain spectral filter after every step (`rollout.filter`): the
     /// baseline that measures what the diffusion model adds over damping the small scales.
     Filtered,
+    /// The emulator with the runaway guard after every step (`rollout.guard`; beyond the
+    /// paper): the guard's baseline, without diffusion.
+    Guarded,
+    /// The runaway guard, then thermalization, after every step (beyond the paper).
+    GuardedThermalized,
 }
 
 impl Mode {
@@ -24,7 +29,19 @@ impl Mode {
             Mode::Emulator => "emulator",
             Mode::Thermalized => "thermalized",
             Mode::Filtered => "filtered",
+            Mode::Guarded => "guarded",
+            Mode::GuardedThermalized => "guarded_thermalized",
         }
+    }
+
+    /// Whether the thermalizer acts in this mode.
+    pub fn thermalizes(self) -> bool {
+        matches!(self, Mode::Thermalized | Mode::GuardedThermalized)
+    }
+
+    /// Whether the runaway guard acts in this mode.
+    pub fn guarded(self) -> bool {
+        matches!(self, Mode::Guarded | Mode::GuardedThermalized)
     }
 }
 
@@ -143,6 +160,30 @@ impl Default for FilterConfig {
     }
 }
 
+/// `rollout.guard`: the runaway guard of the `guarded` and `guarded_thermalized` modes
+/// ([`crate::rollout::guard`]). The bound of each spectral shell is the `quantile` of the
+/// clean training states' power in it, times `margin`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// In (0, 1]; 1 is the largest power the training states hold in the shell.
+    #[serde(default = "one_f")]
+    pub quantile: f64,
+    /// At least 1.
+    #[serde(default = "one_f")]
+    pub margin: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> GuardConfig {
+        GuardConfig { quantile: 1.0, margin: 1.0 }
+    }
+}
+
+fn one_f() -> f64 {
+    1.0
+}
+
 fn pyqg_cutoff() -> f64 {
     0.65
 }
@@ -197,6 +238,10 @@ pub struct RolloutConfig {
     /// The filter of the `filtered` mode (default: pyqg's, cutoff 0.65, strength 23.6).
     #[serde(default)]
     pub filter: FilterConfig,
+    /// The runaway guard of the `guarded` and `guarded_thermalized` modes (default: each
+    /// shell bounded by the largest power the training states hold in it).
+    #[serde(default)]
+    pub guard: GuardConfig,
     /// Noise added after every emulator step (normalised units); unset = `emulator.sigma`.
     #[serde(default)]
     pub sigma: Option<f64>,

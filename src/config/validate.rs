@@ -122,6 +122,23 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     if r.modes.is_empty() {
         return bad("modes", "[]".into(), "name at least one of emulator, thermalized");
     }
+    if let Some(m) = r.modes.iter().enumerate().find(|(i, m)| r.modes[..*i].contains(m)).map(|(_, m)| m) {
+        return bad(
+            "modes",
+            format!("{:?}", r.modes.iter().map(|m| m.name()).collect::<Vec<_>>()),
+            &format!("{} is listed twice", m.name()),
+        );
+    }
+    if !(r.guard.quantile > 0.0 && r.guard.quantile <= 1.0) {
+        return bad("guard.quantile", r.guard.quantile.to_string(), "must be in (0, 1]");
+    }
+    if !(r.guard.margin >= 1.0) {
+        return bad(
+            "guard.margin",
+            r.guard.margin.to_string(),
+            "must be at least 1 (a bound below the measure's range would correct clean states)",
+        );
+    }
     if let (Some(dir), Some(_)) = (&r.models, &r.thermalizer_file) {
         return bad(
             "thermalizer_file",

@@ -35,8 +35,15 @@ use figures::{field_panels, heat_map, line_plot, Axes, Line};
 use paired::Pairs;
 
 const TRUTH: RGBColor = RGBColor(0, 0, 0);
-/// Line colours of the modes, in their order in the file (emulator, thermalized, filtered: red, blue, green).
-const COLORS: [RGBColor; 3] = [RGBColor(214, 39, 40), RGBColor(31, 119, 180), RGBColor(44, 160, 44)];
+/// Line colours of the modes, in their order in the file (e.g. emulator, thermalized, filtered,
+/// guarded, guarded_thermalized: red, blue, green, orange, purple).
+const COLORS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+];
 
 /// An array read from the rollout file: values (f64, row-major) and shape.
 struct Array {
@@ -560,6 +567,24 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         .map_err(io)?;
     }
 
+    // Ticker tape of the runaway guard's corrections, per guarded mode.
+    if f.has("guard_corrections") {
+        let corrections = read(&f, "guard_corrections").map_err(io)?;
+        for (i, name) in modes.iter().enumerate().filter(|(_, m)| m.starts_with("guarded")) {
+            let rows: Vec<Vec<f64>> =
+                (0..members).map(|m| corrections.slice(&[i, m])[..steps.len()].to_vec()).collect();
+            heat_map(
+                &fig(&format!("guard_tape_{name}.png")),
+                &format!("Steps the runaway guard corrected per record, {name}"),
+                "emulator step",
+                "member",
+                &rows,
+                last.max(1.0),
+            )
+            .map_err(io)?;
+        }
+    }
+
     // Snapshot panels of member 0, first layer.
     if f.has("snapshot") {
         let snap = read(&f, "snapshot").map_err(io)?;
@@ -690,6 +715,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     for line in [spectral_verdict(&head, last)]
         .into_iter()
         .chain(paired("thermalized", "emulator", "thermalized", "the emulator alone"))
+        .chain(paired("guarded_thermalized", "thermalized", "guarded and thermalized", "thermalized"))
         .filter(|l| !l.is_empty())
     {
         let _ = writeln!(md, "\n{line}");
@@ -713,6 +739,10 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     for (a, b, a_says, b_says) in [
         ("filtered", "emulator", "filtered", "the emulator alone"),
         ("thermalized", "filtered", "thermalized", "filtered"),
+        ("guarded", "emulator", "guarded", "the emulator alone"),
+        ("guarded_thermalized", "emulator", "guarded and thermalized", "the emulator alone"),
+        ("guarded_thermalized", "guarded", "guarded and thermalized", "guarded"),
+        ("guarded_thermalized", "filtered", "guarded and thermalized", "filtered"),
     ] {
         if let Some(line) = paired(a, b, a_says, b_says) {
             let _ = writeln!(md, "{line}\n");
@@ -734,7 +764,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
          ensemble mean of the members' time-mean spectra (members stopped before the window are left out). Cost ÷ \
          emulator: wall time per member-step (a stopped member runs no more steps) over the emulator-alone run's.\n\n\
          Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, \
-         `ticker_tape.png`, `snapshots.png`.",
+         `ticker_tape.png`, `snapshots.png` (and `guard_tape_<mode>.png` with the runaway guard).",
         window::RESOLVED_FRACTION
     );
     std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;

@@ -199,7 +199,7 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
             stores.push(t.store);
             Some(t.net)
         }
-        None if r.modes.contains(&Mode::Thermalized) => {
+        None if r.modes.iter().any(|m| m.thermalizes()) => {
             let tpath = model_path(c, r, "thermalizer");
             return Err(format!("{} (needed by rollout.modes: thermalized)", missing(r, "thermalizer", &tpath)));
         }

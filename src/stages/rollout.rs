@@ -23,6 +23,7 @@ use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
 use crate::rollout::defect::SpectralGain;
+use crate::rollout::guard::Guard;
 use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
@@ -36,6 +37,44 @@ use crate::train::task::normals;
 pub enum Outcome {
     Complete { path: PathBuf, already: bool },
     Interrupted { step: usize },
+}
+
+/// The runaway guard's bounds from every stored state of the training split, normalised by
+/// `scale` (each rank reads them all: a few tens of MB at the sizes rolled out here, and no
+/// reduction is needed for a quantile), and the share of clean validation states it would
+/// correct, logged as its false-alarm rate.
+fn build_guard(data: &Trajectories, r: &RolloutConfig, scale: &Tensor, world: &World) -> Result<Guard, StageError> {
+    let (ch, n) = (data.channels as i64, data.grid as i64);
+    let read_split = |split: i8| -> Result<Vec<Tensor>, StageError> {
+        data.members(split)
+            .into_iter()
+            .map(|member| {
+                let v = data.read(Window { member, start: 0 }, data.samples)?;
+                Ok(Tensor::from_slice(&v).view([-1, ch, n, n]).to_device(scale.device()) / scale)
+            })
+            .collect()
+    };
+    let train = read_split(0)?;
+    if train.is_empty() {
+        return Err(StageError::Input(format!(
+            "{}: the training split has no usable members, which the runaway guard (rollout.modes: guarded...) needs",
+            data.path().display()
+        )));
+    }
+    let guard = Guard::from_states(&train, r.guard.quantile, r.guard.margin);
+    let scores: Vec<f64> = read_split(1)?.iter().flat_map(|x| guard.scores(x)).collect();
+    if world.is_root() {
+        let touched = scores.iter().filter(|&&s| s > 1.0).count();
+        log::info!(
+            "runaway guard: shell bounds from {} training states (quantile {}, margin {}); it would correct {touched} of {} clean validation states ({:.2} %)",
+            train.iter().map(|x| x.size()[0]).sum::<i64>(),
+            r.guard.quantile,
+            r.guard.margin,
+            scores.len(),
+            100.0 * touched as f64 / scores.len().max(1) as f64
+        );
+    }
+    Ok(guard)
 }
 
 /// The initial condition of global member j: (member of the start split, stored state).
@@ -110,6 +149,28 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
             "1",
             "DDPM reverse passes applied since the previous record",
         ));
+        if r.modes.iter().any(|m| m.guarded()) {
+            series.push(Series::new(
+                "guard_score",
+                m,
+                local,
+                nr,
+                &[],
+                &step,
+                "1",
+                "runaway guard's score: max over channels and shells of the power over the training states' bound (above 1: outside the measure's range)",
+            ));
+            series.push(Series::new(
+                "guard_corrections",
+                m,
+                local,
+                nr,
+                &[],
+                &step,
+                "1",
+                "steps since the previous record at which the runaway guard rescaled shells (guarded modes)",
+            ));
+        }
         series.push(Series::new(
             "spectrum",
             m,
@@ -512,13 +573,19 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
     let defect = r.small_scale_growth.as_ref().map(|g| SpectralGain::growth(g, n as i64, device));
     let filter = r.modes.contains(&Mode::Filtered).then(|| SpectralGain::filter(&r.filter, n as i64, device));
+    let guard = match r.modes.iter().any(|m| m.guarded()) {
+        true => Some(build_guard(&data, &r, &scale_t, world)?),
+        false => None,
+    };
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];
+    let mut corrections_since = vec![vec![0usize; local.len()]; modes];
     let record = |recs: &mut Records,
                   step: usize,
                   states: &[Tensor],
                   diverged: &[Vec<i64>],
                   passes: &mut [Vec<usize>],
+                  corrections: &mut [Vec<usize>],
                   levels: &[Option<Vec<usize>>]|
      -> Result<(), StageError> {
         let _g = tch::no_grad_guard();
@@ -575,6 +642,11 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                     recs.find("noise_level", mi).set(m, ri, &[level]);
                     recs.find("denoising_passes", mi).set(m, ri, &[passes[i][m] as f64]);
                     passes[i][m] = 0;
+                    if let Some(g) = &guard {
+                        recs.find("guard_score", mi).set(m, ri, &g.scores(&x));
+                        recs.find("guard_corrections", mi).set(m, ri, &[corrections[i][m] as f64]);
+                        corrections[i][m] = 0;
+                    }
                 }
                 if let Some(si) = at(r.spectrum_every) {
                     recs.find("spectrum", mi).set(m, si, &to_vec(&stats::spectrum(&(&x * &scale_t), energy)));
@@ -596,7 +668,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     if start_step == 0 {
         let levels: Vec<Option<Vec<usize>>> =
             (0..modes).map(|i| models.thermalizer.as_ref().map(|t| t.levels(&states[i]))).collect();
-        record(&mut recs, 0, &states, &diverged, &mut passes_since, &levels)?;
+        record(&mut recs, 0, &states, &diverged, &mut passes_since, &mut corrections_since, &levels)?;
     }
     let write_all = |recs: &Records, diverged: &[Vec<i64>]| -> Result<(), StageError> {
         let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
@@ -676,9 +748,16 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                 if let (Mode::Filtered, Some(f)) = (mode, &filter) {
                     x = f.apply(&x);
                 }
+                if let (true, Some(g)) = (mode.guarded(), &guard) {
+                    let (y, found) = g.apply(&x);
+                    x = y;
+                    for (p, &m) in chunk.iter().enumerate() {
+                        corrections_since[i][m] += found.corrected[p] as usize;
+                    }
+                }
                 let mut over = vec![false; chunk.len()];
                 match (mode, &models.thermalizer) {
-                    (Mode::Thermalized, Some(t)) => {
+                    (mode, Some(t)) if mode.thermalizes() => {
                         let applied = thermalize(&mut x, t, &schedule, &th, &mut rngs);
                         for (p, &m) in chunk.iter().enumerate() {
                             lv[m] = applied.levels[p];
@@ -715,7 +794,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                 levels[i] = Some(lv);
             }
         }
-        record(&mut recs, step, &states, &diverged, &mut passes_since, &levels)?;
+        record(&mut recs, step, &states, &diverged, &mut passes_since, &mut corrections_since, &levels)?;
         let due = world.is_root() && last_ck.elapsed().as_secs_f64() >= c.run.checkpoint_interval;
         // One reduction per step: the stop and checkpoint flags, then the stopped members per mode.
         let mut local_flags = vec![stop.requested() as u64, due as u64];
