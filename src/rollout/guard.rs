@@ -193,4 +193,3 @@ mod float32 {
         assert!(guard.scores(&fixed).iter().all(|&s| s <= 1.01), "{:?}", guard.scores(&fixed));
     }
 }
-
