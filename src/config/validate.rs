@@ -132,7 +132,7 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     if !(r.guard.quantile > 0.0 && r.guard.quantile <= 1.0) {
         return bad("guard.quantile", r.guard.quantile.to_string(), "must be in (0, 1]");
     }
-    if !(r.guard.margin >= 1.0) {
+    if r.guard.margin.is_nan() || r.guard.margin < 1.0 {
         return bad(
             "guard.margin",
             r.guard.margin.to_string(),
