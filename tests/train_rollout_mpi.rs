@@ -639,11 +639,13 @@ fn a_shipped_thermalizer_is_paired_with_an_emulator_trained_here() {
     assert!(shipped.join("thermalizer.safetensors").exists() && !shipped.join("emulator.safetensors").exists());
     let file = format!("rollout.thermalizer_file={}", shipped.join("thermalizer.safetensors").display());
     // The pipeline trains the emulator only and rolls out with the shipped thermalizer.
-    let dir = with_data("thermalizer-file"); // the same seed: the same data as the source
+    // The source's trajectories copied into another run directory: the pipeline finds them done.
+    let dir = copy_data(&source, "thermalizer-file");
     let out = stage(2, &["pipeline"], &dir, &[&file]);
     assert_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("train thermalizer: skipped (rollout.thermalizer_file"), "{err}");
+    assert!(err.contains("trajectories.h5 is already complete for this config"), "generation skipped:\n{err}");
     assert!(dir.join("emulator/latest.safetensors").exists());
     assert!(!dir.join("thermalizer/latest.safetensors").exists(), "no thermalizer trained here");
     let summary = std::fs::read_to_string(dir.join("report/summary.md")).unwrap();

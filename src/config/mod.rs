@@ -368,12 +368,14 @@ impl Config {
     }
 
     /// What `stage`'s output depends on, as YAML: the resolved config with the run-time keys
-    /// (threads, checkpoint and log cadence) reset and the sections that `stage` does not read
-    /// removed. Two runs with the same identity produce the same output; checkpoints and
-    /// finished outputs are matched against it, so changing e.g. `rollout.*` leaves the
-    /// trajectories and the trained models valid.
+    /// (run directory, threads, checkpoint and log cadence) reset and the sections that `stage`
+    /// does not read removed. Two runs with the same identity produce the same output;
+    /// checkpoints and finished outputs are matched against it, so changing e.g. `rollout.*`
+    /// leaves the trajectories and the trained models valid, and a run directory can be moved
+    /// or its files copied into another.
     pub fn identity(&self, stage: Stage) -> String {
         let mut c = self.clone();
+        c.run.dir = PathBuf::new();
         c.run.threads = 0;
         c.run.checkpoint_interval = 0.0;
         c.run.log_interval = 0.0;
@@ -465,5 +467,17 @@ mod tests {
         assert!(!same_identity(Stage::Rollout, &changed, &current));
         let unknown = current.replacen(&format!("{line}\n"), &format!("{line}\n  future_key: 1\n"), 1);
         assert!(!same_identity(Stage::Rollout, &unknown, &current));
+    }
+
+    #[test]
+    fn the_run_directory_is_not_part_of_an_identity() {
+        let c = Config::load(Path::new("configs/quickstart.yaml"), &[]).expect("quickstart config");
+        let mut moved = c.clone();
+        moved.run.dir = PathBuf::from("elsewhere/run1");
+        assert_eq!(c.identity(Stage::Generate), moved.identity(Stage::Generate));
+        // An identity written with the directory in it (before it was reset) still matches.
+        let mut older = serde_saphyr::from_str::<Config>(&c.identity(Stage::Generate)).expect("identity parses");
+        older.run.dir = PathBuf::from("runs/quickstart");
+        assert!(same_identity(Stage::Generate, &older.to_yaml(), &moved.identity(Stage::Generate)));
     }
 }
