@@ -194,13 +194,12 @@ fn verdict(modes: &[ModeHeadline]) -> String {
 }
 
 /// One sentence on the median spectral horizons of the emulator alone and thermalized, and
-/// their ratio (empty when either mode is missing or an interim report has none).
-fn spectral_verdict(modes: &[ModeHeadline], rollout_steps: f64) -> String {
+/// their ratio (none when either mode is missing or an interim report has none).
+fn spectral_verdict(modes: &[ModeHeadline], rollout_steps: f64) -> Option<String> {
     let find = |n: &str| modes.iter().find(|m| m.name == n);
-    let (Some(e), Some(t)) = (find("emulator"), find("thermalized")) else { return String::new() };
-    let (es, ts) = (e.spectral_horizon, t.spectral_horizon);
+    let (es, ts) = (find("emulator")?.spectral_horizon, find("thermalized")?.spectral_horizon);
     if es.is_nan() || ts.is_nan() {
-        return String::new();
+        return None;
     }
     let bound = |h: f64| if h >= rollout_steps { "≥ " } else { "" };
     let change = match ts / es.max(1.0) {
@@ -210,12 +209,12 @@ fn spectral_verdict(modes: &[ModeHeadline], rollout_steps: f64) -> String {
         }
         r => format!("the thermalized spectrum left the truth's spread sooner (×{r:.2})"),
     };
-    format!(
+    Some(format!(
         "Median spectral horizon (the step at which a member's spectrum leaves the truth's spread): {}{ts:.0} \
          thermalized, {}{es:.0} alone: {change}.",
         bound(ts),
         bound(es)
-    )
+    ))
 }
 
 /// How the classifier rates the true initial states (step 0 of every member), against s_init
@@ -631,13 +630,10 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     let mut costs = Vec::new();
     let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
     let threshold = dataset_attr(&f, "spectral_horizon", "spectral_threshold");
-    // ln of the truth's ensemble-mean time-mean spectrum on the spectral horizon's shells:
-    // 1 ≤ k < N/2 (kmax = N/2, the complete shells) where the truth holds flow (NaN elsewhere,
-    // so not compared).
+    // ln of the truth's ensemble-mean time-mean spectrum on the spectral horizon's shells
+    // (1 ≤ k < N/2, kmax = N/2 being the complete shells, where the truth holds flow).
     let (truth_mean, _) = ensemble_mean(&truth_spectrum_mean, None, members);
-    let reference = window::resolved(
-        truth_mean.iter().enumerate().map(|(k, e)| if (1..kmax).contains(&k) { e.ln() } else { f64::NAN }).collect(),
-    );
+    let reference = window::compared(truth_mean.iter().map(|e| e.ln()).collect(), kmax - 1);
     // Member-steps each mode ran (a stopped member runs no more): the cost is per member-step,
     // so that a mode whose members all died early is not counted as cheap.
     let member_steps = |i: usize| -> f64 {
@@ -712,11 +708,10 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
 
     // The answer first: horizons and their ratio, the pairing, the calibration, the cost, survival.
     let _ = writeln!(md, "## The answer\n\n{}", verdict(&head));
-    for line in [spectral_verdict(&head, last)]
+    for line in spectral_verdict(&head, last)
         .into_iter()
         .chain(paired("thermalized", "emulator", "thermalized", "the emulator alone"))
         .chain(paired("guarded_thermalized", "thermalized", "guarded and thermalized", "thermalized"))
-        .filter(|l| !l.is_empty())
     {
         let _ = writeln!(md, "\n{line}");
     }

@@ -29,16 +29,44 @@ use super::stats::{bins, wavenumbers};
 /// state carries in any shell (~1e-14), far below any shell that holds flow.
 const ROUND_OFF: f64 = 1e-12;
 
-/// Shell bounds of the invariant measure, and the correction they imply.
-pub struct Guard {
+/// The integer shells of an `N`² grid's rfft2 layout.
+struct Shells {
     /// round(|k|) per rfft mode, flattened `[N·(N/2+1)]` (int64).
-    shell: Tensor,
+    index: Tensor,
     /// Modes each rfft entry stands for, flattened `[N·(N/2+1)]` (f64).
     weight: Tensor,
+    n: i64,
+    count: i64,
+}
+
+impl Shells {
+    fn new(n: i64, device: Device) -> Shells {
+        let (ky, kx) = wavenumbers(n, device);
+        let index = (&ky * &ky + &kx * &kx).sqrt().round().to_kind(Kind::Int64).reshape([-1]);
+        let doubled = kx.gt(0.0).logical_and(&kx.lt((n / 2) as f64));
+        let weight = (doubled.to_kind(Kind::Double) + 1.0).reshape([-1]);
+        Shells { index, weight, n, count: bins(n) }
+    }
+
+    /// The unnormalised rfft2 `[B, C, N, N/2+1]` (complex f64) of `x` `[B, C, N, N]`.
+    fn transform(x: &Tensor) -> Tensor {
+        x.to_kind(Kind::Double).fft_rfft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward")
+    }
+
+    /// P_c(k) `[B, C, S]` (f64) from the rfft2 `xh` of states.
+    fn power(&self, xh: &Tensor) -> Tensor {
+        let (b, c) = (xh.size()[0], xh.size()[1]);
+        let density = xh.abs().square().reshape([b, c, -1]) * &self.weight / ((self.n * self.n) as f64).powi(2);
+        let index = self.index.view([1, 1, -1]).expand([b, c, -1], false);
+        Tensor::zeros([b, c, self.count], (Kind::Double, xh.device())).scatter_add(2, &index, &density)
+    }
+}
+
+/// Shell bounds of the invariant measure, and the correction they imply.
+pub struct Guard {
+    shells: Shells,
     /// B_c(k) `[C, S]` (f64).
     bound: Tensor,
-    n: i64,
-    shells: i64,
 }
 
 /// What the guard found for a batch: each state's score before the correction, and whether it
@@ -48,64 +76,53 @@ pub struct Guarded {
     pub corrected: Vec<bool>,
 }
 
+/// Each state's score, the max over channels and shells of `ratio` `[B, C, S]`.
+fn scores_of(ratio: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(ratio.amax([1i64, 2].as_slice(), false)).expect("f64 scores")
+}
+
 impl Guard {
     /// The guard whose bounds are the `quantile` (in (0, 1]) of the shell powers of `states`
     /// (batches `[B, C, N, N]` of clean states, normalised units), times `margin`.
     pub fn from_states<'a>(states: impl IntoIterator<Item = &'a Tensor>, quantile: f64, margin: f64) -> Guard {
-        let mut powers = Vec::new();
-        let mut layout = None;
-        for x in states {
-            let g = layout.get_or_insert_with(|| Guard::layout(x.size()[3], x.device()));
-            powers.push(g.power(x));
-        }
-        let mut g = layout.expect("at least one batch of training states");
+        let mut states = states.into_iter().peekable();
+        let first = states.peek().expect("at least one batch of training states");
+        let shells = Shells::new(first.size()[3], first.device());
+        let powers: Vec<Tensor> = states.map(|x| shells.power(&Shells::transform(x))).collect();
         let all = Tensor::cat(&powers, 0); // [T, C, S]
-                                           // No bound lies below ROUND_OFF of the channel's mean total power: a float32 state
-                                           // holds that much round-off in every shell, which no correction can take out (and a
-                                           // shell without modes gets a positive bound, so 0/0 cannot arise).
+                                           // No bound lies below ROUND_OFF of the channel's mean total power: a float32 state holds
+                                           // that much round-off in every shell, which no correction can take out (and a shell
+                                           // without modes gets a positive bound, so 0/0 cannot arise).
         let total = all.sum_dim_intlist([2i64].as_slice(), false, Kind::Double).mean_dim(0, false, Kind::Double);
         let bound = all.quantile_scalar(quantile, Some(0), false, "linear") * margin;
-        g.bound = bound.maximum(&(total * ROUND_OFF).unsqueeze(1).expand_as(&bound));
-        g
-    }
-
-    fn layout(n: i64, device: Device) -> Guard {
-        let (ky, kx) = wavenumbers(n, device);
-        let shell = (&ky * &ky + &kx * &kx).sqrt().round().to_kind(Kind::Int64).reshape([-1]);
-        let doubled = kx.gt(0.0).logical_and(&kx.lt((n / 2) as f64));
-        let weight = (doubled.to_kind(Kind::Double) + 1.0).reshape([-1]);
-        Guard { shell, weight, bound: Tensor::zeros([0], (Kind::Double, device)), n, shells: bins(n) }
+        let bound = bound.maximum(&(total * ROUND_OFF).unsqueeze(1).expand_as(&bound));
+        Guard { shells, bound }
     }
 
     /// P_c(k) `[B, C, S]` (f64) of states `x` `[B, C, N, N]`.
     pub fn power(&self, x: &Tensor) -> Tensor {
-        let (b, c) = (x.size()[0], x.size()[1]);
-        let xh = x.to_kind(Kind::Double).fft_rfft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward");
-        let density = xh.abs().square().reshape([b, c, -1]) * &self.weight / ((self.n * self.n) as f64).powi(2);
-        let index = self.shell.view([1, 1, -1]).expand([b, c, -1], false);
-        Tensor::zeros([b, c, self.shells], (Kind::Double, x.device())).scatter_add(2, &index, &density)
+        self.shells.power(&Shells::transform(x))
     }
 
     /// Each state's score (max over channels and shells of power over bound) `[B]`.
     pub fn scores(&self, x: &Tensor) -> Vec<f64> {
-        let ratio = self.power(x) / &self.bound;
-        Vec::<f64>::try_from(ratio.amax([1i64, 2].as_slice(), false)).expect("f64 scores")
+        scores_of(&(self.power(x) / &self.bound))
     }
 
     /// `x` `[B, C, N, N]` with every shell above its bound rescaled onto it.
     pub fn apply(&self, x: &Tensor) -> (Tensor, Guarded) {
-        let ratio = self.power(x) / &self.bound; // [B, C, S]
-        let scores = Vec::<f64>::try_from(ratio.amax([1i64, 2].as_slice(), false)).expect("f64 scores");
+        let xh = Shells::transform(x);
+        let ratio = self.shells.power(&xh) / &self.bound; // [B, C, S]
+        let scores = scores_of(&ratio);
         let corrected: Vec<bool> = scores.iter().map(|&s| s > 1.0).collect();
         if !corrected.contains(&true) {
             return (x.shallow_clone(), Guarded { scores, corrected });
         }
-        let (b, c, n) = (x.size()[0], x.size()[1], self.n);
+        let (b, c, n) = (x.size()[0], x.size()[1], self.shells.n);
         let factor = ratio.clamp_min(1.0).rsqrt(); // 1 where within the bound
-        let per_mode = factor.index_select(2, &self.shell).view([b, c, n, n / 2 + 1]);
-        let xh = x.to_kind(Kind::Double).fft_rfft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward") * per_mode;
-        let back = xh.fft_irfft2([n, n].as_slice(), [-2i64, -1].as_slice(), "backward").to_kind(x.kind());
-        (back, Guarded { scores, corrected })
+        let per_mode = factor.index_select(2, &self.shells.index).view([b, c, n, n / 2 + 1]);
+        let back = (xh * per_mode).fft_irfft2([n, n].as_slice(), [-2i64, -1].as_slice(), "backward");
+        (back.to_kind(x.kind()), Guarded { scores, corrected })
     }
 }
 

@@ -56,32 +56,27 @@ pub fn log_sums(spectra: &[f64], kbins: usize) -> Vec<f64> {
 /// energetic shell holds round-off of the stored (float32) field, not flow, and is not compared:
 /// two-layer QG's exponential filter leaves shells near N/2 at ~1e-12 of the peak, where any
 /// emulator error would dominate a log distance. Resolved shells lie far above it (QG's last,
-/// in the filter's edge, at ~1e-5; Kolmogorov flow's at ~1e-4).
+/// in the filter's edge, at ~1e-5; Kolmogorov flow's at ~6e-4).
 pub const RESOLVED_FRACTION: f64 = 1e-8;
 
-/// The mean log-spectrum from [`log_sums`] for 1 ≤ k ≤ `kmax` (NaN elsewhere and where no
-/// value was seen), on the resolved shells only ([`resolved`]): the distance is taken over
-/// these shells.
+/// The mean log-spectrum from [`log_sums`] on the compared shells ([`compared`]; NaN
+/// elsewhere and where no value was seen): the distance is taken over these shells.
 pub fn log_mean(sums: &[f64], kmax: usize) -> Vec<f64> {
     let kbins = sums.len() / 2;
-    resolved(
-        (0..kbins)
-            .map(
-                |k| {
-                    if (1..=kmax).contains(&k) && sums[kbins + k] > 0.0 {
-                        sums[k] / sums[kbins + k]
-                    } else {
-                        f64::NAN
-                    }
-                },
-            )
-            .collect(),
+    compared(
+        (0..kbins).map(|k| if sums[kbins + k] > 0.0 { sums[k] / sums[kbins + k] } else { f64::NAN }).collect(),
+        kmax,
     )
 }
 
-/// `log_spectrum` (ln E(k), NaN where not compared) with the shells below
-/// [`RESOLVED_FRACTION`] of its largest finite value set to NaN.
-pub fn resolved(mut log_spectrum: Vec<f64>) -> Vec<f64> {
+/// `log_spectrum` (ln E(k) per shell) on the shells a spectral distance compares, NaN
+/// elsewhere: 1 ≤ k ≤ `kmax`, and at least [`RESOLVED_FRACTION`] of the largest of those.
+pub fn compared(mut log_spectrum: Vec<f64>, kmax: usize) -> Vec<f64> {
+    for (k, v) in log_spectrum.iter_mut().enumerate() {
+        if !(1..=kmax).contains(&k) {
+            *v = f64::NAN;
+        }
+    }
     let floor = log_spectrum.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max)
         + RESOLVED_FRACTION.ln();
     log_spectrum.iter_mut().filter(|v| v.is_nan() || **v < floor).for_each(|v| *v = f64::NAN);
@@ -180,6 +175,6 @@ mod tests {
         assert!(mu[1].is_finite() && mu[2].is_finite() && mu[3].is_nan(), "{mu:?}");
         let noisy = [0.0, 1.0, 0.1, 1e-6];
         assert!(log_distance(&noisy, &mu) < 0.1);
-        assert_eq!(resolved(vec![f64::NAN, 0.0, -10.0, -30.0]).iter().filter(|v| v.is_finite()).count(), 2);
+        assert_eq!(compared(vec![f64::NAN, 0.0, -10.0, -30.0], 3).iter().filter(|v| v.is_finite()).count(), 2);
     }
 }

@@ -156,17 +156,14 @@ fn for_local_batches(
     thermalizer: &models::LoadedThermalizer,
     mut visit: impl FnMut(usize, &Tensor),
 ) -> Result<(), StageError> {
-    let (ch, n) = (data.channels as i64, data.grid as i64);
-    let device = thermalizer.device();
     let scale: Vec<f32> = thermalizer.scale.iter().map(|&s| s as f32).collect();
-    let scale = Tensor::from_slice(&scale).view([1, ch, 1, 1]).to_device(device);
+    let scale = Tensor::from_slice(&scale).view([1, -1, 1, 1]).to_device(thermalizer.device());
     let local = world.members(states.len());
     let mut position = local.start;
     for block in states[local].chunk_by(|a, b| a.member == b.member) {
         for batch in block.chunks(BATCH) {
-            let values = data.read(batch[0], (batch.len() - 1) * stride + 1)?;
-            let x = Tensor::from_slice(&values).view([-1, ch, n, n]).slice(0, 0, None, stride as i64);
-            visit(position, &(x.to_device(device) / &scale));
+            let x = data.read_normalised(batch[0], (batch.len() - 1) * stride + 1, &scale)?;
+            visit(position, &x.slice(0, 0, None, stride as i64));
             position += batch.len();
         }
     }

@@ -175,16 +175,6 @@ pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs, thermal
     }
 }
 
-/// The config key and path of the shipped file the rollout reads `model` from, if any.
-fn shipped_file(config: &Config, model: Model) -> Option<(&'static str, &std::path::Path)> {
-    let r = config.rollout.as_ref()?;
-    match (&r.models, &r.thermalizer_file, model) {
-        (Some(dir), _, _) => Some(("models", dir)),
-        (None, Some(file), Model::Thermalizer) => Some(("thermalizer_file", file)),
-        _ => None,
-    }
-}
-
 /// `thermalizer pipeline`: generate (native CPU solver) → train emulator → train thermalizer →
 /// rollout → report on all ranks, each stage skipping what is already done for this config and
 /// resuming what was interrupted; stops at the first stage that does not finish (its exit status
@@ -203,10 +193,8 @@ pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
         if code != 0 {
             break;
         }
-        match shipped_file(config, model) {
-            Some((key, path)) => {
-                banner(&format!("train {}: skipped (rollout.{key} = {})", model.name(), path.display()))
-            }
+        match config.rollout.as_ref().and_then(|r| models::shipped(r, model.name())) {
+            Some(s) => banner(&format!("train {}: skipped ({} = {})", model.name(), s.key, s.value.display())),
             None => {
                 banner(&format!("train {}", model.name()));
                 code = train(config, world, &stop, model, opts);

@@ -51,14 +51,33 @@ fn checkpoint_path(c: &Config, model: &str, weights: Weights) -> PathBuf {
     }
 }
 
-/// The file a rollout reads `model` from: `rollout.thermalizer_file` for the thermalizer when
-/// set, `rollout.models/<model>.safetensors` when set, else the training checkpoint.
-fn model_path(c: &Config, r: &RolloutConfig, model: &str) -> PathBuf {
-    match (&r.models, &r.thermalizer_file) {
-        (_, Some(file)) if model == "thermalizer" => file.clone(),
-        (Some(dir), _) => dir.join(format!("{model}.safetensors")),
-        _ => checkpoint_path(c, model, r.weights),
+/// A shipped file that replaces `model`'s training checkpoint: the config key that names it
+/// (`rollout.thermalizer_file` or `rollout.models`), that key's value, and the file.
+pub struct Shipped<'a> {
+    pub key: &'static str,
+    pub value: &'a Path,
+    pub file: PathBuf,
+}
+
+/// Where a rollout reads `model` from when it is shipped rather than trained here: the
+/// thermalizer from `rollout.thermalizer_file` when set, either model from
+/// `rollout.models/<model>.safetensors` when set; `None`: the training checkpoint.
+pub fn shipped<'a>(r: &'a RolloutConfig, model: &str) -> Option<Shipped<'a>> {
+    match (&r.thermalizer_file, &r.models) {
+        (Some(file), _) if model == "thermalizer" => {
+            Some(Shipped { key: "rollout.thermalizer_file", value: file, file: file.clone() })
+        }
+        (_, Some(dir)) => {
+            Some(Shipped { key: "rollout.models", value: dir, file: dir.join(format!("{model}.safetensors")) })
+        }
+        _ => None,
     }
+}
+
+/// The file a rollout reads `model` from: the shipped file ([`shipped`]), else the training
+/// checkpoint.
+fn model_path(c: &Config, r: &RolloutConfig, model: &str) -> PathBuf {
+    shipped(r, model).map_or_else(|| checkpoint_path(c, model, r.weights), |s| s.file)
 }
 
 /// Reads the model file at `path`, checks that it holds `model` trained on this config's system,
@@ -124,11 +143,9 @@ fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>, S
 /// Where to train the missing `model`, or which shipped file (`rollout.models`,
 /// `rollout.thermalizer_file`) does not exist.
 fn missing(r: &RolloutConfig, model: &str, path: &Path) -> String {
-    let exported = |key: &str| format!("{key}: no {model} at {} (written by `thermalizer export`)", path.display());
-    match (&r.models, &r.thermalizer_file) {
-        (_, Some(_)) if model == "thermalizer" => exported("rollout.thermalizer_file"),
-        (Some(_), _) => exported("rollout.models"),
-        _ => format!("no trained {model} at {} (run `thermalizer train {model}` first)", path.display()),
+    match shipped(r, model) {
+        Some(s) => format!("{}: no {model} at {} (written by `thermalizer export`)", s.key, path.display()),
+        None => format!("no trained {model} at {} (run `thermalizer train {model}` first)", path.display()),
     }
 }
 

@@ -44,14 +44,10 @@ pub enum Outcome {
 /// reduction is needed for a quantile), and the share of clean validation states it would
 /// correct, logged as its false-alarm rate.
 fn build_guard(data: &Trajectories, r: &RolloutConfig, scale: &Tensor, world: &World) -> Result<Guard, StageError> {
-    let (ch, n) = (data.channels as i64, data.grid as i64);
     let read_split = |split: i8| -> Result<Vec<Tensor>, StageError> {
         data.members(split)
             .into_iter()
-            .map(|member| {
-                let v = data.read(Window { member, start: 0 }, data.samples)?;
-                Ok(Tensor::from_slice(&v).view([-1, ch, n, n]).to_device(scale.device()) / scale)
-            })
+            .map(|member| data.read_normalised(Window { member, start: 0 }, data.samples, scale))
             .collect()
     };
     let train = read_split(0)?;
@@ -502,10 +498,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let scale_t = Tensor::from_slice(&models.scale.iter().map(|&s| s as f32).collect::<Vec<_>>())
         .view([1, ch as i64, 1, 1])
         .to_device(device);
-    let read_norm = |w: Window| -> Result<Tensor, StageError> {
-        let v = data.read(w, 1)?;
-        Ok(Tensor::from_slice(&v).view([1, ch as i64, n as i64, n as i64]).to_device(device) / &scale_t)
-    };
+    let read_norm = |w: Window| data.read_normalised(w, 1, &scale_t);
     let modes = r.modes.len();
     let mut states: Vec<Tensor>;
     let mut diverged: Vec<Vec<i64>> = vec![vec![-1; local.len()]; modes];
@@ -573,10 +566,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let sigma = r.sigma.unwrap_or(c.emulator().sigma);
     let defect = r.small_scale_growth.as_ref().map(|g| SpectralGain::growth(g, n as i64, device));
     let filter = r.modes.contains(&Mode::Filtered).then(|| SpectralGain::filter(&r.filter, n as i64, device));
-    let guard = match r.modes.iter().any(|m| m.guarded()) {
-        true => Some(build_guard(&data, &r, &scale_t, world)?),
-        false => None,
-    };
+    let guard = r.modes.iter().any(|m| m.guarded()).then(|| build_guard(&data, &r, &scale_t, world)).transpose()?;
     let energy = energy_of(c);
     let mut passes_since = vec![vec![0usize; local.len()]; modes];
     let mut corrections_since = vec![vec![0usize; local.len()]; modes];

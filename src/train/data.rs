@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
+use tch::Tensor;
 
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
@@ -138,6 +139,13 @@ impl Trajectories {
             (vec![w.member, w.start, 0, 0, 0], vec![1, len, self.channels, g, g])
         };
         ds.read::<f32>(Some(&Hyperslab { start: &start, count: &count })).map_err(|e| StageError::Io(e.to_string()))
+    }
+
+    /// `len` consecutive stored states from `w` as a tensor `[len, C, N, N]` on `scale`'s device,
+    /// divided by `scale` (`[1, C, 1, 1]`, physical units per normalised unit).
+    pub fn read_normalised(&self, w: Window, len: usize, scale: &Tensor) -> Result<Tensor, StageError> {
+        let (c, g) = (self.channels as i64, self.grid as i64);
+        Ok(Tensor::from_slice(&self.read(w, len)?).view([-1, c, g, g]).to_device(scale.device()) / scale)
     }
 
     /// Per-channel standard deviation over every stored state of the training members (the
