@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what thermalizer needs on Debian/Ubuntu, skipping what is already there (idempotent):
 #   1. apt: OpenMPI 4.1, Debian's parallel HDF5 built against it (libhdf5-openmpi-dev, h5dump),
-#      libclang (bindgen for mpi-sys), a C/C++ toolchain;
+#      libclang (bindgen for mpi-sys), a C/C++ toolchain, Debian's CPU PyTorch (python3-torch),
+#      netCDF-C's ncdump (netcdf-bin) and UDUNITS-2's udunits2 (udunits-bin) for the tests that check
+#      the outputs are netCDF-4/CF;
 #   2. a Python venv with libtorch from the PyPI torch==2.11.0 wheel (tch 0.24 needs exactly this
 #      version; --no-deps plus the two small CUDA runtime wheels libtorch_cpu.so links against)
-#      and h5py, xarray, h5netcdf, safetensors, matplotlib, pytest for the tests that read our files the way users do;
-#   3. an env file that points cargo at libtorch and the MPI flavour of HDF5.
+#      and h5py, xarray, h5netcdf, netCDF4, safetensors, matplotlib, pytest for the tests that read our files the way users do;
+#   3. the Python package python/ (import thermalizer), editable, in that venv (its readers) and
+#      in venv-torch/, a venv of the system Python with Debian's CPU PyTorch (python3-torch):
+#      the torch wheel above is a CUDA build whose `import torch` needs the CUDA libraries;
+#   4. an env file that points cargo at libtorch and the MPI flavour of HDF5.
 # Usage: scripts/setup.sh            then: source "$THERMALIZER_HOME/env.sh"
 # Knobs: THERMALIZER_HOME (default ~/.local/share/thermalizer) holds venv/ and env.sh.
 set -euo pipefail
@@ -17,7 +22,8 @@ log() { echo "[setup] $*"; }
 
 # 1) system packages
 APT_PKGS=(build-essential pkg-config libclang-dev libopenmpi-dev openmpi-bin
-          libhdf5-openmpi-dev hdf5-tools python3-venv git procps)
+          libhdf5-openmpi-dev hdf5-tools python3-venv git procps python3-torch
+          netcdf-bin udunits-bin)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,15 +49,32 @@ if ! grep -qs "__version__ = '$TORCH_VERSION" "$VENV"/lib/python3*/site-packages
   "$VENV/bin/pip" install -q --no-deps "torch==$TORCH_VERSION" \
       "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85"
 fi
-"$VENV/bin/python" -c 'import h5py, xarray, h5netcdf, safetensors, matplotlib, pytest, numpy' 2>/dev/null || {
-  log "installing numpy h5py xarray h5netcdf safetensors matplotlib pytest into $VENV"
-  "$VENV/bin/pip" install -q numpy h5py xarray h5netcdf safetensors matplotlib pytest
+"$VENV/bin/python" -c 'import h5py, xarray, h5netcdf, netCDF4, safetensors, matplotlib, pytest, numpy' 2>/dev/null || {
+  log "installing numpy h5py xarray h5netcdf netCDF4 safetensors matplotlib pytest into $VENV"
+  "$VENV/bin/pip" install -q numpy h5py xarray h5netcdf netCDF4 safetensors matplotlib pytest
 }
 TORCH_DIR=$(echo "$VENV"/lib/python3*/site-packages/torch)
 grep -q "__version__ = '$TORCH_VERSION" "$TORCH_DIR/version.py" \
   || { echo "[setup] error: $TORCH_DIR/version.py is not torch $TORCH_VERSION" >&2; exit 1; }
 
-# 3) environment for cargo and for running under mpirun as root on small machines
+# 3) the Python package: PyTorch modules of the models and xarray readers (python/README.md)
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+TORCH_VENV=$THERMALIZER_HOME/venv-torch
+[ -x "$TORCH_VENV/bin/python" ] || { log "creating venv $TORCH_VENV"; /usr/bin/python3 -m venv --system-site-packages "$TORCH_VENV"; }
+"$TORCH_VENV/bin/python" -c 'import torch, numpy, h5py, xarray, h5netcdf, safetensors, pytest; assert numpy.__version__ < "2"' 2>/dev/null || {
+  # numpy < 2: Debian's torch is built against numpy 1.
+  log "installing numpy<2 h5py xarray h5netcdf safetensors pytest into $TORCH_VENV"
+  "$TORCH_VENV/bin/pip" install -q "numpy<2" h5py xarray h5netcdf safetensors pytest
+}
+for v in "$VENV" "$TORCH_VENV"; do
+  "$v/bin/python" -I -c 'import sys, thermalizer; sys.exit(thermalizer.__file__ != sys.argv[1])' \
+      "$REPO/python/thermalizer/__init__.py" 2>/dev/null || {
+    log "installing python/ (editable) into $v"
+    "$v/bin/pip" install -q --no-deps -e "$REPO/python"
+  }
+done
+
+# 4) environment for cargo and for running under mpirun as root on small machines
 cat > "$ENV_FILE.tmp" <<ENVEOF
 # Written by thermalizer/scripts/setup.sh. Source it before cargo build / mpirun.
 export LIBTORCH=$TORCH_DIR
@@ -59,6 +82,7 @@ export LIBTORCH_CXX11_ABI=1
 unset LIBTORCH_USE_PYTORCH
 export HDF5_DIR=/usr/lib/x86_64-linux-gnu/hdf5/openmpi
 export THERMALIZER_PYTHON=$VENV/bin/python
+export THERMALIZER_TORCH_PYTHON=$TORCH_VENV/bin/python
 [ -f "\$HOME/.cargo/env" ] && . "\$HOME/.cargo/env"
 if [ "\$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -6,38 +6,46 @@ import xarray as xr
 
 from thermalizer import open_rollout, open_trajectories
 
+# tests/configs/tiny-train.yaml's rollout.modes.
+MODES = ["emulator", "thermalized"]
+
+
 
 def test_rollout_modes_are_labelled_and_members_integer(tiny):
     ds = open_rollout(tiny / "rollout.h5")
-    assert ds["mode"].values.tolist() == ["emulator", "thermalized"]
+    assert ds["mode"].values.tolist() == MODES
     assert ds["member"].dtype == np.int64 and ds["member"].values.tolist() == [0, 1, 2, 3]
     # Labels select as names, and the data are the file's.
     raw = xr.open_dataset(tiny / "rollout.h5", engine="h5netcdf")
     np.testing.assert_array_equal(ds["mse"].sel(mode="thermalized").values, raw["mse"].values[1])
 
 
-def test_rollout_with_string_modes_reads_the_same(tiny, tmp_path):
-    # The coming layout: `mode` stored as strings, `member` as integers.
+def recoded(tiny, tmp_path, name, mode, member):
+    """The real rollout.h5's mse and noise_level with `mode` and `member` stored as given."""
     raw = xr.open_dataset(tiny / "rollout.h5", engine="h5netcdf")[["mse", "noise_level"]]
-    labels = raw["mode"].attrs["flag_meanings"].split()
-    coded = raw.assign_coords(
-        mode=("mode", np.array(labels, dtype=object), {"long_name": "rollout mode"}),
-        member=("member", raw["member"].values.astype(np.int64)),
-    )
-    path = tmp_path / "rollout-strings.h5"
-    coded.to_netcdf(path, engine="h5netcdf")
-    assert xr.open_dataset(path, engine="h5netcdf")["mode"].dtype.kind in "OSU"
-    ds = open_rollout(path)
-    assert ds["mode"].values.tolist() == labels
-    assert ds["member"].values.tolist() == [0, 1, 2, 3]
-    np.testing.assert_array_equal(ds["mse"].values, open_rollout(tiny / "rollout.h5")["mse"].values)
+    path = tmp_path / f"{name}.h5"
+    raw.assign_coords(mode=mode, member=member).to_netcdf(path, engine="h5netcdf")
+    return path, raw
+
+
+def test_both_mode_layouts_read_the_same(tiny, tmp_path):
+    # The layout of the first releases: `mode` an index named by flag_meanings, `member` float;
+    # and the newer one: `mode` stored as strings, `member` as integers.
+    index = ("mode", np.arange(2.0), {"flag_meanings": " ".join(MODES), "units": "1"})
+    layouts = [
+        ("indexed", index, ("member", np.arange(4.0))),
+        ("strings", ("mode", np.array(MODES, dtype=object)), ("member", np.arange(4))),
+    ]
+    for name, mode, member in layouts:
+        path, raw = recoded(tiny, tmp_path, name, mode, member)
+        ds = open_rollout(path)
+        assert ds["mode"].values.tolist() == MODES, name
+        assert ds["member"].dtype == np.int64 and ds["member"].values.tolist() == [0, 1, 2, 3], name
+        np.testing.assert_array_equal(ds["mse"].sel(mode="thermalized").values, raw["mse"].values[1])
 
 
 def test_a_numeric_mode_without_meanings_is_refused(tiny, tmp_path):
-    raw = xr.open_dataset(tiny / "rollout.h5", engine="h5netcdf")[["mse"]]
-    raw["mode"].attrs.pop("flag_meanings")
-    path = tmp_path / "rollout-bare.h5"
-    raw.to_netcdf(path, engine="h5netcdf")
+    path, _ = recoded(tiny, tmp_path, "bare", ("mode", np.arange(2.0)), ("member", np.arange(4)))
     with pytest.raises(ValueError, match="flag_meanings") as e:
         open_rollout(path)
     assert str(path) in str(e.value)
