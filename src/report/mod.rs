@@ -336,13 +336,14 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     let f = File::open(&path, Access::Serial, false)
         .map_err(|e| StageError::Input(format!("{}: not readable ({e})", path.display())))?;
     let io = |e: String| StageError::Io(format!("{}: {e}", path.display()));
-    let modes: Vec<String> = f
-        .dataset("mode")
-        .and_then(|d| d.attrs().get_str("flag_meanings"))
-        .map_err(|e| io(e.to_string()))?
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    // `mode` holds the names; files written before it was a string coordinate held indices
+    // with the names in `flag_meanings`.
+    let mode = f.dataset("mode").map_err(|e| io(e.to_string()))?;
+    let modes: Vec<String> = mode
+        .read_strings()
+        .or_else(|_| mode.attrs().get_str("flag_meanings").map(|s| s.split_whitespace().map(String::from).collect()))
+        .map_err(|e| io(e.to_string()))?;
+    drop(mode);
     // An interim report ends at the checkpoint's step: later records are not there yet.
     let upto = |mut v: Vec<f64>| {
         v.retain(|&s| interim.is_none_or(|last| s <= last));

@@ -28,8 +28,10 @@ use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
+use crate::store::cf;
 use crate::store::checkpoint::{self as ck_store, CheckpointData};
-use crate::store::h5::{Access, File};
+use crate::store::h5::{Access, File, H5Error, H5Scalar, Result as H5Result};
+use crate::store::trajectories::{variable, Variable};
 use crate::train::data::{Trajectories, Window};
 use crate::train::task::normals;
 
@@ -95,8 +97,11 @@ fn record_counts(r: &RolloutConfig) -> (usize, usize, usize) {
     (r.steps / r.record_every + 1, r.steps / r.spectrum_every + 1, snaps)
 }
 
-fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) -> Records {
+/// The series of `r` for `local` members with `c` channels on an `n`² grid; `var` gives the
+/// physical units of the spectra (energy) and snapshots (the stored field).
+fn declare(r: &RolloutConfig, local: usize, (c, n, kbins): (usize, usize, usize), var: &Variable) -> Records {
     let (nr, ns, np) = record_counts(r);
+    let (energy, field) = (var.energy_units, var.units);
     let hb = r.histogram_bins;
     let mut series = Vec::new();
     let step = ["step"];
@@ -174,7 +179,7 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
             ns,
             &[kbins],
             &spec,
-            "energy",
+            energy,
             "isotropic kinetic-energy spectrum (physical units; bins sum to the mean KE)",
         ));
         series.push(Series::new(
@@ -188,9 +193,9 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
             "probability density of the normalised field",
         ));
         if np > 0 {
-            series.push(Series::new("snapshot", m, local, np, &[c, n, n], &snap, "field", "state in physical units"));
+            series.push(Series::new("snapshot", m, local, np, &[c, n, n], &snap, field, "state in physical units"));
         }
-        window_series(&mut series, m, local, kbins, hb, "");
+        window_series(&mut series, m, local, (kbins, hb), energy, "");
         series.push(Series::new(
             "spectral_horizon",
             m,
@@ -198,8 +203,8 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
             1,
             &[],
             &[],
-            "emulator steps",
-            "first recorded step at which the spectrum leaves the truth's spread (see spectral_threshold), -1 if never",
+            "1",
+            "first recorded emulator step at which the spectrum leaves the truth's spread (see spectral_threshold), -1 if never",
         ));
     }
     series.push(Series::new(
@@ -219,7 +224,7 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
         ns,
         &[kbins],
         &spec,
-        "energy",
+        energy,
         "isotropic kinetic-energy spectrum of the stored truth",
     ));
     series.push(Series::new(
@@ -232,7 +237,7 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
         "1",
         "probability density of the normalised stored truth",
     ));
-    window_series(&mut series, None, local, kbins, hb, "truth_");
+    window_series(&mut series, None, local, (kbins, hb), energy, "truth_");
     if np > 0 {
         series.push(Series::new(
             "truth_snapshot",
@@ -241,15 +246,23 @@ fn declare(r: &RolloutConfig, local: usize, c: usize, n: usize, kbins: usize) ->
             np,
             &[c, n, n],
             &snap,
-            "field",
+            field,
             "stored truth in physical units",
         ));
     }
     Records { series }
 }
 
-/// The time means over the stationary window of spectra and PDFs (`prefix` "" or "truth_").
-fn window_series(series: &mut Vec<Series>, mode: Option<usize>, local: usize, kbins: usize, hb: usize, prefix: &str) {
+/// The time means over the stationary window of spectra and PDFs (`prefix` "" or "truth_");
+/// `energy`: the spectra's units.
+fn window_series(
+    series: &mut Vec<Series>,
+    mode: Option<usize>,
+    local: usize,
+    (kbins, hb): (usize, usize),
+    energy: &'static str,
+    prefix: &str,
+) {
     let what = if prefix.is_empty() { "" } else { " of the stored truth" };
     series.push(Series::new(
         &format!("{prefix}spectrum_mean"),
@@ -258,7 +271,7 @@ fn window_series(series: &mut Vec<Series>, mode: Option<usize>, local: usize, kb
         1,
         &[kbins],
         &["k"],
-        "energy",
+        energy,
         &format!("kinetic-energy spectrum{what} averaged over the records from rollout.average_from on (the truth: all its records)"),
     ));
     series.push(Series::new(
@@ -337,8 +350,45 @@ fn to_vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.reshape([-1])).expect("f64 tensor")
 }
 
-/// Creates the partial output with every dataset, scale and attribute (collective); `s_init`
-/// is the level used and `s_init_source` where it came from (the config or the calibration).
+/// A 1-D coordinate `name(dim)` of rank 0's `values`: the dimension scale `dim` itself when
+/// `name == dim`, else an auxiliary coordinate along it (collective).
+fn coordinate<T: H5Scalar>(
+    f: &File,
+    root: bool,
+    (name, dim): (&str, &str),
+    values: &[T],
+    units: &str,
+    long_name: &str,
+) -> H5Result<()> {
+    let d = f.create_dataset::<T>(name, &[values.len()])?;
+    d.write_from_root(values, root)?;
+    d.attrs().set_str("units", units)?;
+    d.attrs().set_str("long_name", long_name)?;
+    if name == dim {
+        d.make_scale(dim)
+    } else {
+        d.attach_scale(&f.dataset(dim)?, 0)
+    }
+}
+
+/// The physical-time companion of a step dimension (CF auxiliary coordinate).
+fn time_of(dim: &str) -> Option<&'static str> {
+    match dim {
+        "step" => Some("time"),
+        "spectrum_step" => Some("spectrum_time"),
+        "snapshot_step" => Some("snapshot_time"),
+        _ => None,
+    }
+}
+
+/// Creates the partial output with every dataset, scale and attribute (collective), then has
+/// rank 0 write the mode names (HDF5 writes no variable-length strings through MPI-IO);
+/// `s_init` is the level used and `s_init_source` where it came from (the config or the
+/// calibration). The file is netCDF-4/CF (docs/file-format.md): `mode` is a string coordinate,
+/// each step dimension has a physical-time coordinate (step × the stored states' spacing
+/// `system.dt · generate.steps_per_sample`, which is one emulator step), every float series
+/// declares NaN as its `_FillValue`, and the −1 "never" of `diverged_at` and
+/// `spectral_horizon` is a CF flag.
 fn create_output(
     path: &Path,
     world: &World,
@@ -348,45 +398,64 @@ fn create_output(
     ics: &[Window],
     kbins: usize,
     (s_init, s_init_source): (usize, &str),
-) -> crate::store::h5::Result<()> {
+) -> H5Result<()> {
     let f = File::create(path, Access::Parallel(world.comm()))?;
     let m = r.members;
     let (nr, ns, np) = record_counts(r);
     let root = world.is_root();
-    let scale = |name: &str, values: Vec<f64>, units: &str| -> crate::store::h5::Result<()> {
-        let d = f.create_dataset::<f64>(name, &[values.len()])?;
-        d.write_from_root(&values, root)?;
-        d.attrs().set_str("units", units)?;
-        d.make_scale(name)
-    };
-    scale("member", (0..m).map(|j| j as f64).collect(), "1")?;
-    scale("mode", (0..r.modes.len()).map(|i| i as f64).collect(), "1")?;
-    f.dataset("mode")?
-        .attrs()
-        .set_str("flag_meanings", &r.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "))?;
-    scale("step", (0..nr).map(|i| (i * r.record_every) as f64).collect(), "emulator steps")?;
-    scale("spectrum_step", (0..ns).map(|i| (i * r.spectrum_every) as f64).collect(), "emulator steps")?;
+    let var = variable(c);
+    let dt = c.system.dt * c.generate.steps_per_sample as f64;
+    let ints = |count: usize, every: usize| (0..count).map(|i| (i * every) as i64).collect::<Vec<_>>();
+    coordinate(&f, root, ("member", "member"), &ints(m, 1), "1", "ensemble member index")?;
+    let mode = f.create_strings("mode", r.modes.len())?;
+    mode.make_scale("mode")?;
+    mode.attrs().set_str("long_name", "rollout mode (rollout.modes)")?;
+    drop(mode);
+    let mut steps = vec![
+        ("step", ints(nr, r.record_every), "scalar records"),
+        ("spectrum_step", ints(ns, r.spectrum_every), "spectra and histograms"),
+    ];
     if np > 0 {
-        scale("snapshot_step", (0..np).map(|i| (i * r.snapshot_every) as f64).collect(), "emulator steps")?;
-        let n = c.output_grid();
-        let dx = c.domain_length() / n as f64;
-        scale("layer", (0..c.layers()).map(|i| i as f64).collect(), "1")?;
-        scale("y", (0..n).map(|i| i as f64 * dx).collect(), if c.system.kind == SystemKind::Qg { "m" } else { "1" })?;
-        scale("x", (0..n).map(|i| i as f64 * dx).collect(), if c.system.kind == SystemKind::Qg { "m" } else { "1" })?;
+        steps.push(("snapshot_step", ints(np, r.snapshot_every), "snapshots"));
     }
-    scale("k", (0..kbins).map(|k| k as f64).collect(), "integer wavenumber (2π/L)")?;
+    for (dim, values, what) in &steps {
+        coordinate(&f, root, (dim, dim), values, "1", &format!("emulator step of the {what}"))?;
+        let t: Vec<f64> = values.iter().map(|&s| s as f64 * dt).collect();
+        let long_name = format!("time since the initial state of the {what} (emulator step x {dt})");
+        coordinate(&f, root, (time_of(dim).expect("a step dimension"), dim), &t, var.time_units, &long_name)?;
+    }
+    if np > 0 {
+        let n = c.output_grid();
+        let grid: Vec<f64> = (0..n).map(|i| i as f64 * c.domain_length() / n as f64).collect();
+        coordinate(&f, root, ("layer", "layer"), &ints(c.layers(), 1), "1", "layer index (0: upper)")?;
+        for (axis, name) in [("Y", "y"), ("X", "x")] {
+            coordinate(&f, root, (name, name), &grid, var.length_units, &format!("{name} coordinate"))?;
+            f.dataset(name)?.attrs().set_str("axis", axis)?;
+        }
+    }
+    coordinate(&f, root, ("k", "k"), &ints(kbins, 1), "1", "isotropic wavenumber shell n (wavenumber 2 pi n / L)")?;
     let w = 2.0 * r.histogram_range / r.histogram_bins as f64;
-    scale("bin", (0..r.histogram_bins).map(|i| -r.histogram_range + (i as f64 + 0.5) * w).collect(), "1")?;
-    for (name, values) in [
-        ("initial_member", ics.iter().map(|w| w.member as i64).collect::<Vec<_>>()),
-        ("initial_state", ics.iter().map(|w| w.start as i64).collect()),
+    let centres: Vec<f64> = (0..r.histogram_bins).map(|i| -r.histogram_range + (i as f64 + 0.5) * w).collect();
+    coordinate(&f, root, ("bin", "bin"), &centres, "1", "histogram bin centre (normalised field value)")?;
+    for (name, values, long_name) in [
+        (
+            "initial_member",
+            ics.iter().map(|w| w.member as i64).collect::<Vec<_>>(),
+            "member of trajectories.h5 the rollout starts from",
+        ),
+        (
+            "initial_state",
+            ics.iter().map(|w| w.start as i64).collect(),
+            "stored state (time index) of trajectories.h5 the rollout starts from",
+        ),
     ] {
-        let d = f.create_dataset::<i64>(name, &[m])?;
-        d.write_from_root(&values, root)?;
-        d.attach_scale(&f.dataset("member")?, 0)?;
+        coordinate(&f, root, (name, "member"), &values, "1", long_name)?;
     }
     let dv = f.create_dataset::<i64>("diverged_at", &[r.modes.len(), m])?;
     dv.attrs().set_str("long_name", "emulator step at which the member was stopped (non-finite, beyond rollout.blowup, or over rollout.noise_limit), -1 if never")?;
+    dv.attrs().set_str("units", "1")?;
+    dv.attrs().set::<i64>("flag_values", &[-1])?;
+    dv.attrs().set_str("flag_meanings", "never_stopped")?;
     dv.attach_scale(&f.dataset("mode")?, 0)?;
     dv.attach_scale(&f.dataset("member")?, 1)?;
     drop(dv);
@@ -394,7 +463,7 @@ fn create_output(
         if f.has(&s.name) {
             continue;
         }
-        let d = f.create_dataset::<f64>(&s.name, &s.shape(r.modes.len(), m))?;
+        let d = f.create_filled::<f64>(&s.name, &s.shape(r.modes.len(), m), f64::NAN)?;
         d.attrs().set_str("units", s.units)?;
         d.attrs().set_str("long_name", &s.long_name)?;
         let mut dims = if s.mode.is_some() { vec!["mode"] } else { vec![] };
@@ -403,8 +472,19 @@ fn create_output(
         for (i, dim) in dims.iter().enumerate() {
             d.attach_scale(&f.dataset(dim)?, i)?;
         }
+        if let Some(t) = dims.iter().find_map(|d| time_of(d)) {
+            d.attrs().set_str("coordinates", t)?;
+        }
     }
+    let sh = f.dataset("spectral_horizon")?;
+    sh.attrs().set::<f64>("flag_values", &[-1.0])?;
+    sh.attrs().set_str("flag_meanings", "never_left")?;
+    drop(sh);
     let a = f.attrs();
+    a.set_str(
+        "title",
+        "thermalizer rollouts of the trained emulator, alone and thermalized, against the stored truth",
+    )?;
     a.set_str("config", &c.to_yaml())?;
     for (key, value) in [("s_init", s_init), ("s_stop", r.s_stop), ("noise_limit", r.noise_limit)] {
         a.set::<f64>(key, &[value as f64])?;
@@ -413,12 +493,21 @@ fn create_output(
     a.set_str("identity", &c.identity(Stage::Rollout))?;
     a.set_str("version", crate::store::trajectories::VERSION)?;
     a.set_str("git_revision", crate::store::trajectories::GIT_REVISION)?;
+    cf::write_global(&a, c.system.kind, cf::creation_time(world))?;
     f.flush()?;
-    f.close()
+    f.close()?;
+    let names: Vec<&str> = r.modes.iter().map(|m| m.name()).collect();
+    let written = world.root_decides(|| {
+        let f = File::open(path, Access::Serial, true).map_err(|e| e.to_string())?;
+        f.dataset("mode").and_then(|d| d.write_strings(&names)).map_err(|e| e.to_string())?;
+        f.close().map_err(|e| e.to_string())?;
+        Ok(0)
+    });
+    written.map(|_| ()).map_err(H5Error)
 }
 
 /// The s_init of a partial output and where it came from.
-fn stored_threshold(partial: &Path) -> crate::store::h5::Result<(usize, String)> {
+fn stored_threshold(partial: &Path) -> H5Result<(usize, String)> {
     let f = File::open(partial, Access::Serial, false)?;
     let a = f.attrs();
     Ok((a.get::<f64>("s_init")?[0] as usize, a.get_str("s_init_source")?))
@@ -494,7 +583,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let local = world.members(r.members);
     let (ch, n) = (c.layers(), c.output_grid());
     let kbins = stats::bins(n as i64) as usize;
-    let mut recs = declare(&r, local.len(), ch, n, kbins);
+    let mut recs = declare(&r, local.len(), (ch, n, kbins), &variable(c));
     let scale_t = Tensor::from_slice(&models.scale.iter().map(|&s| s as f32).collect::<Vec<_>>())
         .view([1, ch as i64, 1, 1])
         .to_device(device);

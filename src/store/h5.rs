@@ -1,7 +1,8 @@
 //! A thin, safe layer over the HDF5 C API (through `hdf5-metno-sys`), for what the stores need:
 //! files opened serially or through MPI-IO, contiguous datasets, hyperslab reads and
-//! (collective) writes, scalar/array/string attributes and dimension scales (`H5DS`, from
-//! `libhdf5_hl`).
+//! (collective) writes, scalar/array/string attributes, variable-length string datasets,
+//! declared fill values and dimension scales (`H5DS`, from `libhdf5_hl`): what netCDF-4 readers
+//! (netCDF-C, h5netcdf) need to see a file as netCDF.
 //!
 //! Every handle closes itself when dropped. Errors name the file and object they concern.
 //! In a parallel file every metadata call (create, attribute write, dimension scale) is
@@ -14,7 +15,8 @@ use std::ptr;
 use hdf5_sys::h5::{herr_t, hsize_t};
 use hdf5_sys::h5a::{H5Aclose, H5Acreate2, H5Aexists, H5Aget_space, H5Aget_type, H5Aopen, H5Aread, H5Awrite};
 use hdf5_sys::h5d::{
-    H5D_alloc_time_t, H5D_fill_time_t, H5D_layout_t, H5Dclose, H5Dcreate2, H5Dget_space, H5Dopen2, H5Dread, H5Dwrite,
+    H5D_alloc_time_t, H5D_fill_time_t, H5D_layout_t, H5Dclose, H5Dcreate2, H5Dget_space, H5Dget_type, H5Dopen2,
+    H5Dread, H5Dwrite,
 };
 use hdf5_sys::h5e::{H5Eset_auto2, H5E_DEFAULT};
 use hdf5_sys::h5f::{H5F_scope_t, H5Fclose, H5Fcreate, H5Fflush, H5Fopen, H5F_ACC_RDONLY, H5F_ACC_RDWR, H5F_ACC_TRUNC};
@@ -22,7 +24,7 @@ use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5l::H5Lexists;
 use hdf5_sys::h5p::{
     H5FD_mpio_xfer_t, H5Pclose, H5Pcreate, H5Pset_alloc_time, H5Pset_dxpl_mpio, H5Pset_fapl_mpio, H5Pset_fill_time,
-    H5Pset_layout, H5P_CLS_DATASET_CREATE, H5P_CLS_DATASET_XFER, H5P_CLS_FILE_ACCESS, H5P_DEFAULT,
+    H5Pset_fill_value, H5Pset_layout, H5P_CLS_DATASET_CREATE, H5P_CLS_DATASET_XFER, H5P_CLS_FILE_ACCESS, H5P_DEFAULT,
 };
 use hdf5_sys::h5s::{
     H5S_class_t, H5S_seloper_t, H5Sclose, H5Screate, H5Screate_simple, H5Sget_simple_extent_dims,
@@ -184,6 +186,20 @@ impl File {
     /// creation and never pre-filled, so later writes of raw data touch no metadata (a crash
     /// mid-run leaves the file's structure intact).
     pub fn create_dataset<T: H5Scalar>(&self, name: &str, shape: &[usize]) -> Result<Dataset<'_>> {
+        self.create_contiguous::<T>(name, shape, None)
+    }
+
+    /// [`File::create_dataset`] with `fill` declared as the netCDF `_FillValue`: both the
+    /// dataset's HDF5 fill value (what netCDF-C reports) and a `_FillValue` attribute of the
+    /// dataset's own type (what h5netcdf reports; netCDF refuses a mismatched type). Storage is
+    /// still never pre-filled: the writer writes every element, `fill` where there is no value.
+    pub fn create_filled<T: H5Scalar>(&self, name: &str, shape: &[usize], fill: T) -> Result<Dataset<'_>> {
+        let d = self.create_contiguous(name, shape, Some(fill))?;
+        d.attrs().set::<T>("_FillValue", &[fill])?;
+        Ok(d)
+    }
+
+    fn create_contiguous<T: H5Scalar>(&self, name: &str, shape: &[usize], fill: Option<T>) -> Result<Dataset<'_>> {
         let dims: Vec<hsize_t> = shape.iter().map(|&d| d as hsize_t).collect();
         let space =
             check_id(unsafe { H5Screate_simple(dims.len() as i32, dims.as_ptr(), ptr::null()) }, H5Sclose, || {
@@ -195,10 +211,32 @@ impl File {
             H5Pset_alloc_time(dcpl.id, H5D_alloc_time_t::H5D_ALLOC_TIME_EARLY);
             H5Pset_fill_time(dcpl.id, H5D_fill_time_t::H5D_FILL_TIME_NEVER);
         }
+        if let Some(v) = fill {
+            check(unsafe { H5Pset_fill_value(dcpl.id, T::type_id(), (&v as *const T).cast()) }, || {
+                format!("{}: fill value of {name}", self.path)
+            })?;
+        }
         let id = unsafe {
             H5Dcreate2(self.hid.id, cstr(name).as_ptr(), T::type_id(), space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT)
         };
         let hid = check_id(id, H5Dclose, || format!("{}: cannot create dataset {name}", self.path))?;
+        Ok(Dataset { hid, file: self, name: name.to_string() })
+    }
+
+    /// Creates a 1-D dataset of `len` variable-length UTF-8 strings (netCDF-4 `string`, `str`
+    /// in xarray), e.g. a string coordinate. In a parallel file only the creation is
+    /// collective: HDF5 1.10 cannot write variable-length data through MPI-IO, so the values
+    /// are written afterwards through a serial open ([`Dataset::write_strings`]).
+    pub fn create_strings(&self, name: &str, len: usize) -> Result<Dataset<'_>> {
+        let dims = [len as hsize_t];
+        let space = check_id(unsafe { H5Screate_simple(1, dims.as_ptr(), ptr::null()) }, H5Sclose, || {
+            format!("{}: dataspace for {name}", self.path)
+        })?;
+        let t = string_type()?;
+        let id = unsafe {
+            H5Dcreate2(self.hid.id, cstr(name).as_ptr(), t.id, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+        };
+        let hid = check_id(id, H5Dclose, || format!("{}: cannot create string dataset {name}", self.path))?;
         Ok(Dataset { hid, file: self, name: name.to_string() })
     }
 
@@ -344,6 +382,41 @@ impl<'f> Dataset<'f> {
         Ok(out)
     }
 
+    /// Writes every element of a dataset made by [`File::create_strings`]; the file must be
+    /// open serially (see there).
+    pub fn write_strings(&self, values: &[&str]) -> Result<()> {
+        if self.file.parallel {
+            return Err(H5Error(format!(
+                "{}: variable-length strings need a serial open (HDF5 cannot write them through MPI-IO)",
+                self.what()
+            )));
+        }
+        let n: usize = self.shape()?.iter().product();
+        assert_eq!(values.len(), n, "{}: buffer/dataset size mismatch", self.what());
+        let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect();
+        let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        let t = string_type()?;
+        check(unsafe { H5Dwrite(self.hid.id, t.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.as_ptr().cast()) }, || {
+            format!("{}: write failed", self.what())
+        })
+    }
+
+    /// Reads every element of a variable-length string dataset.
+    pub fn read_strings(&self) -> Result<Vec<String>> {
+        let stored = check_id(unsafe { H5Dget_type(self.hid.id) }, H5Tclose, || self.what())?;
+        if unsafe { H5Tis_variable_str(stored.id) } <= 0 {
+            return Err(H5Error(format!("{} is not a variable-length string dataset", self.what())));
+        }
+        let n: usize = self.shape()?.iter().product();
+        let mut ptrs: Vec<*mut c_char> = vec![ptr::null_mut(); n.max(1)];
+        let t = string_type()?;
+        check(unsafe { H5Dread(self.hid.id, t.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.as_mut_ptr().cast()) }, || {
+            format!("{}: read failed", self.what())
+        })?;
+        ptrs.truncate(n);
+        Ok(ptrs.into_iter().map(|p| unsafe { take_c_string(p) }).collect())
+    }
+
     /// Makes this 1-D dataset a dimension scale named `dim` (netCDF/xarray dimension name).
     pub fn make_scale(&self, dim: &str) -> Result<()> {
         check(unsafe { H5DSset_scale(self.hid.id, cstr(dim).as_ptr()) }, || format!("{}: H5DSset_scale", self.what()))
@@ -435,13 +508,19 @@ impl Attrs {
         check(unsafe { H5Aread(a.id, t.id, (&mut p as *mut *mut c_char).cast()) }, || {
             format!("{}: read attribute {name}", self.owner)
         })?;
-        if p.is_null() {
-            return Ok(String::new());
-        }
-        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-        unsafe { H5free_memory(p.cast()) };
-        Ok(s)
+        Ok(unsafe { take_c_string(p) })
     }
+}
+
+/// The string at `p`, allocated by the library for a variable-length read, which it frees
+/// (null: the empty string).
+unsafe fn take_c_string(p: *mut c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    unsafe { H5free_memory(p.cast()) };
+    s
 }
 
 fn string_type() -> Result<Hid> {

@@ -1,6 +1,7 @@
 //! HDF5 files: their schema (names, dimensions, attributes), collective writers, readers, and
 //! the `.partial` → final rename that keeps half-written files from looking done.
 
+pub mod cf;
 pub mod checkpoint;
 pub mod h5;
 pub mod trajectories;

@@ -8,10 +8,13 @@
 //! /layer        int64   [layer]                dimension scale (QG), 1 upper, 2 lower
 //! /y, /x        float64 [N]                    dimension scales, i·L/N (L = 2π, or system.length)
 //! /split        int8    [member]               0 train, 1 valid, 2 test (CF flag_values)
-//! /diverged_at  int64   [member]               solver step of blow-up, −1 if never
+//! /diverged_at  int64   [member]               solver step of blow-up, −1 if never (CF flag_values)
 //! root attributes: system, every physical parameter, the resolved config (YAML), code version,
-//!                  git revision, number of MPI ranks
+//!                  git revision, number of MPI ranks, and CF's (see [`super::cf`])
 //! ```
+//!
+//! The file is netCDF-4 as well: every dimension is a dimension scale, the stored field
+//! declares its NaN `_FillValue`, and units are UDUNITS strings.
 //!
 //! Datasets are contiguous and allocated when the file is created, and all metadata is written
 //! then and flushed; afterwards the run writes raw data only (each rank its own members, one
@@ -62,6 +65,8 @@ pub struct Variable {
     /// Units of `x`, `y` and of `time`.
     pub length_units: &'static str,
     pub time_units: &'static str,
+    /// Units of kinetic energy per unit mass (length² time⁻²), e.g. of the rollout's spectra.
+    pub energy_units: &'static str,
 }
 
 /// The variable stored for `config`'s system.
@@ -75,6 +80,7 @@ pub fn variable(config: &Config) -> Variable {
             description: "z-vorticity dv/dx - du/dy, spectrally truncated to the stored grid; NaN after the member diverged",
             length_units: "1",
             time_units: "1",
+            energy_units: "1",
         },
         SystemKind::Qg => Variable {
             name: "q",
@@ -84,6 +90,7 @@ pub fn variable(config: &Config) -> Variable {
             description: "PV anomaly of the upper (layer 1) and lower (layer 2) layer, coarse-grained to the stored grid (spectral truncation times the coarse model's filter); NaN after the member diverged",
             length_units: "m",
             time_units: "s",
+            energy_units: "m2 s-2",
         },
     }
 }
@@ -95,7 +102,7 @@ impl TrajectoryWriter {
         let var = variable(config);
         let (m, t, n, nl) = (layout.members, layout.samples, layout.grid, var.layers);
         let shape: Vec<usize> = if nl > 1 { vec![m, t, nl, n, n] } else { vec![m, t, n, n] };
-        let field = f.create_dataset::<f32>(var.name, &shape)?;
+        let field = f.create_filled::<f32>(var.name, &shape, f32::NAN)?;
         let member = f.create_dataset::<i64>("member", &[m])?;
         let time = f.create_dataset::<f64>("time", &[t])?;
         let layer = if nl > 1 { Some(f.create_dataset::<i64>("layer", &[nl])?) } else { None };
@@ -127,6 +134,8 @@ impl TrajectoryWriter {
             ds.attrs().set_str("units", units)?;
             ds.attrs().set_str("long_name", long_name)?;
         }
+        x.attrs().set_str("axis", "X")?;
+        y.attrs().set_str("axis", "Y")?;
         if let Some(l) = &layer {
             l.attrs().set_str("long_name", "layer (1: upper, 2: lower)")?;
         }
@@ -135,11 +144,16 @@ impl TrajectoryWriter {
         sa.set_str("long_name", "data split of the member")?;
         sa.set::<i8>("flag_values", &[0, 1, 2])?;
         sa.set_str("flag_meanings", "train valid test")?;
-        diverged.attrs().set_str(
+        let da = diverged.attrs();
+        da.set_str(
             "long_name",
             "solver step (counted from the initial condition) at which the member blew up; -1: never",
         )?;
+        da.set_str("units", "1")?;
+        da.set::<i64>("flag_values", &[-1])?;
+        da.set_str("flag_meanings", "never_diverged")?;
         write_root_attributes(&f, config, n, world.size())?;
+        super::cf::write_global(&f.attrs(), config.system.kind, super::cf::creation_time(world))?;
 
         // Coordinates: rank 0 writes, the others join the collective call with nothing.
         let root = world.is_root();
