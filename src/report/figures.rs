@@ -57,6 +57,8 @@ fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     } else if hi > lo {
         let pad = 0.05 * (hi - lo);
         (lo - pad, hi + pad)
+    } else if lo != 0.0 {
+        (lo - 0.1 * lo.abs(), hi + 0.1 * hi.abs())
     } else {
         (lo - 0.5, hi + 0.5)
     }
@@ -83,6 +85,10 @@ macro_rules! draw_lines {
             let style = if line.thin { line.color.mix(0.35).stroke_width(1) } else { line.color.stroke_width(3) };
             let mut first = true;
             for seg in segments(&line.points, $a.log_x, $a.log_y) {
+                // A lone point (e.g. a single validation) is drawn as a dot, which a line cannot show.
+                if let [p] = seg[..] {
+                    $chart.draw_series(std::iter::once(Circle::new(p, 4, line.color.filled()))).map_err(err)?;
+                }
                 let s = $chart.draw_series(LineSeries::new(seg, style)).map_err(err)?;
                 if first && !line.label.is_empty() {
                     let c = line.color;
@@ -92,14 +98,16 @@ macro_rules! draw_lines {
                 }
             }
         }
-        $chart
-            .configure_series_labels()
+        if $lines.iter().any(|l| !l.label.is_empty()) {
+            $chart
+                .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 16))
             .position(SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(err)?;
+        }
     }};
 }
 
@@ -108,9 +116,30 @@ pub fn line_plot(path: &Path, a: &Axes, lines: &[Line]) -> DrawResult {
     init_font();
     let root = BitMapBackend::new(path, (1000, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    chart(&root, a, lines)?;
+    root.present().map_err(err)
+}
+
+/// Line plots stacked top to bottom in one PNG (1000 wide, 360 per panel) under one title.
+pub fn stacked_line_plots(path: &Path, title: &str, panels: &[(Axes, Vec<Line>)]) -> DrawResult {
+    init_font();
+    let root = BitMapBackend::new(path, (1000, 40 + 360 * panels.len() as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let body = root.titled(title, ("sans-serif", 26)).map_err(err)?;
+    for (area, (a, lines)) in body.split_evenly((panels.len(), 1)).iter().zip(panels) {
+        chart(area, a, lines)?;
+    }
+    root.present().map_err(err)
+}
+
+/// One line chart with its axes, mesh and legend on `area`.
+fn chart<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, a: &Axes, lines: &[Line]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     let (x0, x1) = range(lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)), a.log_x);
     let (y0, y1) = range(lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)), a.log_y);
-    let mut builder = ChartBuilder::on(&root);
+    let mut builder = ChartBuilder::on(area);
     builder.caption(a.title, ("sans-serif", 24)).margin(15).x_label_area_size(50).y_label_area_size(90);
     macro_rules! finish {
         ($chart:expr) => {{
@@ -134,7 +163,7 @@ pub fn line_plot(path: &Path, a: &Axes, lines: &[Line]) -> DrawResult {
         (true, false) => finish!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(err)?),
         (true, true) => finish!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()).map_err(err)?),
     }
-    root.present().map_err(err)
+    Ok(())
 }
 
 /// A tick label: plain for moderate magnitudes (trailing zeros trimmed), else `1e-5` style.
@@ -143,7 +172,10 @@ fn tick(v: f64) -> String {
         return "0".into();
     }
     if !(1e-3..1e5).contains(&v.abs()) {
-        return format!("{v:.0e}");
+        // Two significant digits, trailing zeros trimmed: 3e-4, 2.5e-4.
+        let s = format!("{v:.1e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        return format!("{}e{exponent}", mantissa.trim_end_matches('0').trim_end_matches('.'));
     }
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()

@@ -20,6 +20,8 @@
 
 pub mod figures;
 pub mod paired;
+pub mod summary;
+pub mod training;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use crate::store::checkpoint as ck_store;
 use crate::store::h5::{Access, File};
 use figures::{field_panels, heat_map, line_plot, Axes, Line};
 use paired::Pairs;
+use summary::{ModeRow, PairRow, SkillRow, Summary};
 
 const TRUTH: RGBColor = RGBColor(0, 0, 0);
 /// Line colours of the modes, in their order in the file (e.g. emulator, thermalized, filtered,
@@ -245,8 +248,9 @@ fn calibration(levels: &Array, members: usize, s_init: f64, source: Option<&str>
 }
 
 /// Median MSE against the truth over members at a few early steps (those recorded and within the
-/// truth's horizon), per mode: thermalization must not spoil short-term skill.
-fn short_horizon_skill(modes: &[String], mse: &Array, steps: &[f64]) -> String {
+/// truth's horizon), per mode: thermalization must not spoil short-term skill. The table, and
+/// its numbers.
+fn short_horizon_skill(modes: &[String], mse: &Array, steps: &[f64]) -> (String, Vec<SkillRow>) {
     let members = mse.shape[1];
     let picks: Vec<(usize, f64)> = [1.0, 10.0, 50.0, 100.0, 200.0]
         .iter()
@@ -254,7 +258,7 @@ fn short_horizon_skill(modes: &[String], mse: &Array, steps: &[f64]) -> String {
         .filter(|&(r, _)| (0..members).any(|m| mse.at(&[0, m, r]).is_finite()))
         .collect();
     if picks.is_empty() {
-        return "No short-horizon MSE: no recorded step within the truth's horizon.".into();
+        return ("No short-horizon MSE: no recorded step within the truth's horizon.".into(), Vec::new());
     }
     let mut md = String::from("Short-horizon skill: median over members of the MSE against the truth (normalised units; the field's variance is about 1)\n\n| mode |");
     for (_, t) in &picks {
@@ -262,14 +266,17 @@ fn short_horizon_skill(modes: &[String], mse: &Array, steps: &[f64]) -> String {
     }
     md += "\n|---|";
     md += &"---:|".repeat(picks.len());
+    let mut rows = Vec::new();
     for (i, name) in modes.iter().enumerate() {
         let _ = write!(md, "\n| {name} |");
-        for &(r, _) in &picks {
+        for &(r, step) in &picks {
             let v: Vec<f64> = (0..members).map(|m| mse.at(&[i, m, r])).filter(|v| v.is_finite()).collect();
-            let _ = write!(md, " {:.2e} |", median(v));
+            let median_mse = median(v);
+            let _ = write!(md, " {median_mse:.2e} |");
+            rows.push(SkillRow { mode: name.clone(), step, median_mse });
         }
     }
-    md
+    (md, rows)
 }
 
 /// Ensemble mean of the rows `a[(mode,) member, ..]` that are finite throughout, and how many.
@@ -643,6 +650,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     let emulator_index = modes.iter().position(|m| m == "emulator");
     let emulator_rate = emulator_index.map_or(f64::NAN, |e| attr("emulator_wall_seconds") / member_steps(e));
     let mut head = Vec::new();
+    let mut rows = Vec::new();
     let mut horizons = Vec::new();
     for (i, name) in modes.iter().enumerate() {
         let h: Vec<f64> = (0..members)
@@ -675,13 +683,28 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         let cost_ratio = wall / member_steps(i) / emulator_rate;
         costs.push(cost_ratio);
         let cost = if cost_ratio.is_finite() { format!("{cost_ratio:.2}") } else { "n/a".into() };
+        let row = ModeRow {
+            mode: name.clone(),
+            median_stable_horizon: med,
+            median_is_lower_bound: surv >= 0.5,
+            min_stable_horizon: lo,
+            max_stable_horizon: hi,
+            median_spectral_horizon: spectral_median,
+            time_mean_spectrum_error: spectrum_error,
+            surviving_fraction: surv,
+            thermalized_fraction: attr(&format!("{name}_thermalized_fraction")),
+            denoising_passes_per_step: attr(&format!("{name}_passes_per_step")),
+            wall_seconds: wall,
+            cost_vs_emulator: cost_ratio,
+        };
         let _ = writeln!(
             table,
             "| {name} | {ge}{med:.0} | {lo:.0} | {hi:.0} | {spectral_cell} | {spectrum_error:.3} | {:.0} % | {:.3} | {:.2} | {wall:.1} | {cost} |",
             surv * 100.0,
-            attr(&format!("{name}_thermalized_fraction")),
-            attr(&format!("{name}_passes_per_step")),
+            row.thermalized_fraction,
+            row.denoising_passes_per_step,
         );
+        rows.push(row);
         head.push(ModeHeadline {
             name: name.clone(),
             median_horizon: med,
@@ -693,9 +716,18 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         });
     }
     let index = |n: &str| modes.iter().position(|m| m == n);
-    let paired = |a: &str, b: &str, a_says: &str, b_says: &str| -> Option<String> {
+    let mut pair_rows = Vec::new();
+    let mut paired = |a: &str, b: &str, a_says: &str, b_says: &str| -> Option<String> {
         let (ia, ib) = (index(a)?, index(b)?);
         let p = Pairs::count(&horizons[ia], &horizons[ib]);
+        pair_rows.push(PairRow {
+            a: a.into(),
+            b: b.into(),
+            a_longer: p.a_longer,
+            b_longer: p.b_longer,
+            ties: p.ties,
+            p: p.sign_test(),
+        });
         Some(format!(
             "Paired by member (each starts from the same state in every mode): {a_says} outlived {b_says} in {} of \
              {members} members, the reverse in {}, ties {} (the same step, or both ran to the end); two-sided sign \
@@ -744,7 +776,8 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
             let _ = writeln!(md, "{line}\n");
         }
     }
-    let _ = writeln!(md, "{}", short_horizon_skill(&modes, &mse, &steps));
+    let (skill, skill_rows) = short_horizon_skill(&modes, &mse, &steps);
+    let _ = writeln!(md, "{skill}");
     let calibrated = run_dir.join("thermalizer").join("calibration.json");
     if let Some(noised) = Calibration::read(&calibrated).ok().map(|k| k.describe_noised()).filter(|d| !d.is_empty()) {
         let _ = writeln!(md, "\nHow well the classifier tells levels apart (`{}`): {noised}.", calibrated.display());
@@ -760,9 +793,28 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
          ensemble mean of the members' time-mean spectra (members stopped before the window are left out). Cost ÷ \
          emulator: wall time per member-step (a stopped member runs no more steps) over the emulator-alone run's.\n\n\
          Figures: `mean_square.png`, `mse.png`, `spectra.png`, `pdf.png`, `spectra_times.png`, `survival.png`, \
-         `ticker_tape.png`, `snapshots.png` (and `guard_tape_<mode>.png` with the runaway guard).",
+         `ticker_tape.png`, `snapshots.png` (and `guard_tape_<mode>.png` with the runaway guard), \
+         `training_<model>.png` (loss curves of the models trained in the run directory). Every number of the \
+         tables is also in `summary.json`.",
         window::RESOLVED_FRACTION
     );
-    std::fs::write(dir.join("summary.md"), md).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
+    training::draw(run_dir, &dir).map_err(StageError::Io)?;
+    let summary = Summary {
+        source: path.display().to_string(),
+        interim: interim.is_some(),
+        members,
+        steps: last,
+        s_init: attr("s_init"),
+        s_init_source: f.attrs().get_str("s_init_source").ok(),
+        modes: rows,
+        paired: pair_rows,
+        short_horizon_mse: skill_rows,
+    };
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| StageError::Io(e.to_string()))?;
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| StageError::Io(format!("{}: {e}", dir.join(name).display())))
+    };
+    write("summary.json", json + "\n")?;
+    write("summary.md", md)?;
     Ok(Headline { dir, members, modes: head })
 }

@@ -70,6 +70,8 @@ struct Progress {
     best: Option<f64>,
     last_valid: Option<f64>,
     finished: bool,
+    /// Wall seconds spent training, summed over every session of a resumed run.
+    wall_seconds: f64,
 }
 
 const FRESH: u8 = 0;
@@ -155,6 +157,8 @@ fn restore(st: &mut State, path: &Path, device: Device) -> Result<(), String> {
         best: opt_f64(&ck, "best_valid_loss", path)?,
         last_valid: opt_f64(&ck, "last_valid_loss", path)?,
         finished: ck.meta("finished", path)? == "true",
+        // Checkpoints written before the column existed count their past sessions as zero.
+        wall_seconds: if ck.meta.contains_key("wall_seconds") { parse(&ck, "wall_seconds", path)? } else { 0.0 },
     };
     Ok(())
 }
@@ -187,6 +191,7 @@ fn save(task: &dyn Task, st: &State, s: &Session, name: &str) -> Result<(), Stri
         ("best_valid_loss", show(p.best)),
         ("last_valid_loss", show(p.last_valid)),
         ("finished", p.finished.to_string()),
+        ("wall_seconds", format!("{:e}", p.wall_seconds)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -233,8 +238,8 @@ impl Csv {
 }
 
 /// Mean validation loss, then the task's mean diagnostics, over the fixed validation subset
-/// (NaN without validation samples).
-fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<Vec<f64>, StageError> {
+/// (NaN without validation samples); and the size of that subset.
+fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<(Vec<f64>, usize), StageError> {
     let n = task.setup().len(Split::Valid);
     let picks = evenly_spaced(n, task.setup().training.valid_samples);
     let mine = split_range(picks.len(), s.world.size(), s.world.rank());
@@ -249,7 +254,7 @@ fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<Vec<f64>, Stag
         }
     }
     s.world.sum_f64(&mut sums);
-    Ok(sums.iter().map(|v| if picks.is_empty() { f64::NAN } else { v / picks.len() as f64 }).collect())
+    Ok((sums.iter().map(|v| if picks.is_empty() { f64::NAN } else { v / picks.len() as f64 }).collect(), picks.len()))
 }
 
 fn eta(seconds: f64) -> String {
@@ -301,8 +306,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let total = lc.max_updates.unwrap_or(u64::MAX).min(per_epoch * lc.epochs as u64);
     let root = world.is_root();
     let keep = (decision == RESUME).then_some(st.progress.applied);
-    let mut history = Csv::open(&s.dir.join("history.csv"), "update,epoch,batch,lr,loss,grad_norm,applied", keep, root)
-        .map_err(StageError::Io)?;
+    let mut history = Csv::open(&s.dir.join("history.csv"), HISTORY_HEADER, keep, root).map_err(StageError::Io)?;
     let mut valid_csv =
         Csv::open(&s.dir.join("validation.csv"), &validation_header(task), keep, root).map_err(StageError::Io)?;
     if root {
@@ -326,6 +330,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
         );
     }
     let (start, mut last_ck, mut last_log) = (Instant::now(), Instant::now(), Instant::now());
+    let clock = WallClock { before: st.progress.wall_seconds, start };
     let (start_applied, mut log_samples) = (st.progress.applied, 0usize);
     let ranks = world.size();
     let mut validated_at = None;
@@ -337,6 +342,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
             let mine = split_range(lc.batch_size, ranks, world.rank());
             let draws: Vec<Draw> =
                 mine.map(|j| Draw { sample: order[base + j], stream: (p.epoch << 32) | (base + j) as u64 }).collect();
+            let update_start = Instant::now();
             st.params.zero_grad();
             let loss = task.loss(Split::Train, &draws, lc.batch_size as f64, p.applied)?;
             loss.backward();
@@ -386,7 +392,10 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                 format!("{global_loss:e}"),
                 format!("{norm:e}"),
                 (finite as u8).to_string(),
+                format!("{:.3}", clock.now()),
+                format!("{:.2}", lc.batch_size as f64 / update_start.elapsed().as_secs_f64()),
             ]);
+            p.wall_seconds = clock.now();
             p.batch += 1;
             log_samples += lc.batch_size;
             if root && finite && p.applied % lc.log_every == 0 {
@@ -430,7 +439,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
         if st.progress.batch < per_epoch {
             break; // max_updates reached within the epoch
         }
-        end_of_validation(task, s, &mut st, &mut valid_csv)?;
+        end_of_validation(task, s, &mut st, &mut valid_csv, &clock)?;
         validated_at = Some(st.progress.applied);
         st.progress.epoch += 1;
         st.progress.batch = 0;
@@ -440,7 +449,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
         }
     }
     if validated_at != Some(st.progress.applied) {
-        end_of_validation(task, s, &mut st, &mut valid_csv)?;
+        end_of_validation(task, s, &mut st, &mut valid_csv, &clock)?;
     }
     st.progress.finished = true;
     history.flush();
@@ -451,23 +460,50 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     Ok(Outcome::Finished { updates: st.progress.applied, already: false, best: st.progress.best })
 }
 
-/// The columns of `validation.csv`: update, epoch, valid_loss, then the task's diagnostics.
+/// The columns of `history.csv`: `wall_seconds` is training time since the run began (summed
+/// over resumed sessions), `samples_per_second` the update's global batch over its wall time.
+const HISTORY_HEADER: &str = "update,epoch,batch,lr,loss,grad_norm,applied,wall_seconds,samples_per_second";
+
+/// The columns of `validation.csv`: update, epoch, valid_loss, the task's diagnostics, then
+/// `wall_seconds` (the clock of `history.csv`) and the validation pass's `samples_per_second`.
 fn validation_header(task: &dyn Task) -> String {
     let mut h = "update,epoch,valid_loss".to_string();
     for name in task.diagnostic_names() {
         h += &format!(",{name}");
     }
-    h
+    h + ",wall_seconds,samples_per_second"
+}
+
+/// Training wall time: what earlier sessions of a resumed run spent plus this session's.
+struct WallClock {
+    before: f64,
+    start: Instant,
+}
+
+impl WallClock {
+    fn now(&self) -> f64 {
+        self.before + self.start.elapsed().as_secs_f64()
+    }
 }
 
 /// Validation, its CSV row and log line, and the `best` checkpoint when it improved.
-fn end_of_validation(task: &dyn Task, s: &Session, st: &mut State, csv: &mut Csv) -> Result<(), StageError> {
-    let values = validate(task, s, st.progress.applied)?;
+fn end_of_validation(
+    task: &dyn Task,
+    s: &Session,
+    st: &mut State,
+    csv: &mut Csv,
+    clock: &WallClock,
+) -> Result<(), StageError> {
+    let began = Instant::now();
+    let (values, samples) = validate(task, s, st.progress.applied)?;
     let (v, diagnostics) = (values[0], &values[1..]);
     let p = &mut st.progress;
     p.last_valid = Some(v).filter(|v| v.is_finite());
+    p.wall_seconds = clock.now();
     let mut row = vec![p.applied.to_string(), p.epoch.to_string(), format!("{v:e}")];
     row.extend(diagnostics.iter().map(|d| format!("{d:e}")));
+    row.push(format!("{:.3}", p.wall_seconds));
+    row.push(format!("{:.2}", samples as f64 / began.elapsed().as_secs_f64()));
     csv.row(&row);
     csv.flush();
     let extra: String =

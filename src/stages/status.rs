@@ -1,0 +1,228 @@
+//! `thermalizer status`: what a run directory holds, stage by stage, without changing it.
+//!
+//! Each stage is **done** (its final output exists), **partial** (a checkpoint of a run in
+//! progress or interrupted: the same command resumes it), **absent**, or **stale**. Stale means
+//! made from other inputs: with a config given, from another config than it (what `pipeline`
+//! would refuse or redo); without one, from inputs other than the stage before it holds now
+//! (e.g. models trained on a `trajectories.h5` since regenerated, a report older than its
+//! rollout). Every output stores the config it was made with, which is what is compared
+//! ([`same_identity`]).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::config::{same_identity, Config, Stage};
+use crate::store::checkpoint as ck_store;
+use crate::store::trajectories;
+
+/// Where a stage stands.
+#[derive(Debug, PartialEq)]
+pub enum State {
+    Done,
+    /// In progress or interrupted; `at` says how far its last checkpoint got.
+    Partial {
+        at: String,
+    },
+    Absent,
+    /// Made from other inputs; `why` says which.
+    Stale {
+        why: String,
+    },
+}
+
+/// One line of the status table.
+pub struct StageStatus {
+    pub stage: &'static str,
+    pub state: State,
+    /// The file the state was read from, and what it holds.
+    pub detail: String,
+}
+
+/// The stored config of a stage's output, and the file it came from.
+struct Made {
+    config: String,
+    file: PathBuf,
+}
+
+/// "4 min ago" from a file's modification time.
+fn age(path: &Path) -> String {
+    let secs = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map_or(0, |d| d.as_secs());
+    match secs {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{:.1} h ago", s as f64 / 3600.0),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// Metadata of a training checkpoint (safetensors header only).
+fn checkpoint_meta(path: &Path) -> Result<std::collections::HashMap<String, String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format!("{}: not safetensors ({e})", path.display()))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+/// Whether `made` (a stage's output) was made from `upstream` (the output of the stage before
+/// it, `stage`): the config stored downstream names the same `stage` inputs as the upstream one.
+fn made_from(made: &Made, upstream: &Made, stage: Stage) -> bool {
+    serde_saphyr::from_str::<Config>(&made.config)
+        .is_ok_and(|c| same_identity(stage, &upstream.config, &c.identity(stage)))
+}
+
+/// The status of every stage of `run_dir`, checked against `config` when one is given.
+pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
+    let mut out = Vec::new();
+    let stale_or = |stage: &'static str, made: &Made, ident: Stage, upstream: &[(&Option<Made>, Stage)]| {
+        let why = match config {
+            Some(c) if !same_identity(ident, &made.config, &c.identity(ident)) => {
+                Some(format!("{} was made from another config than the one given", made.file.display()))
+            }
+            Some(_) => None,
+            None => upstream.iter().find_map(|(up, s)| {
+                up.as_ref().filter(|u| !made_from(made, u, *s)).map(|u| {
+                    format!("{} was made from other inputs than {} holds now", made.file.display(), u.file.display())
+                })
+            }),
+        };
+        why.map(|why| StageStatus { stage, state: State::Stale { why }, detail: String::new() })
+    };
+
+    // generate
+    let traj = run_dir.join("trajectories.h5");
+    let traj_ck = run_dir.join("trajectories.checkpoint.h5");
+    let generated = trajectories::stored_config(&traj).ok().map(|config| Made { config, file: traj.clone() });
+    out.push(match &generated {
+        Some(m) => stale_or("generate", m, Stage::Generate, &[]).unwrap_or(StageStatus {
+            stage: "generate",
+            state: State::Done,
+            detail: traj.display().to_string(),
+        }),
+        None if traj_ck.exists() => StageStatus {
+            stage: "generate",
+            state: State::Partial {
+                at: ck_store::stored_step(&traj_ck).map_or("checkpoint unreadable".into(), |s| {
+                    format!("solver step {s}, checkpointed {}", age(&traj_ck))
+                }),
+            },
+            detail: run_dir.join("trajectories.h5.partial").display().to_string(),
+        },
+        None => StageStatus { stage: "generate", state: State::Absent, detail: traj.display().to_string() },
+    });
+
+    // train emulator, train thermalizer, calibrate
+    let mut trained = Vec::new();
+    for (stage, model, ident) in [
+        ("train emulator", "emulator", Stage::TrainEmulator),
+        ("train thermalizer", "thermalizer", Stage::TrainThermalizer),
+    ] {
+        let latest = run_dir.join(model).join("latest.safetensors");
+        let meta = checkpoint_meta(&latest).ok();
+        let made =
+            meta.as_ref().and_then(|m| m.get("config")).map(|c| Made { config: c.clone(), file: latest.clone() });
+        let get = |k: &str| meta.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default();
+        out.push(match &made {
+            None => StageStatus { stage, state: State::Absent, detail: latest.display().to_string() },
+            Some(m) => {
+                stale_or(stage, m, ident, &[(&generated, Stage::Generate)]).unwrap_or(if get("finished") == "true" {
+                    StageStatus {
+                        stage,
+                        state: State::Done,
+                        detail: format!("{} ({} updates)", latest.display(), get("update")),
+                    }
+                } else {
+                    StageStatus {
+                        stage,
+                        state: State::Partial {
+                            at: format!("update {}, checkpointed {}", get("update"), age(&latest)),
+                        },
+                        detail: latest.display().to_string(),
+                    }
+                })
+            }
+        });
+        trained.push((made, ident));
+    }
+    let calibration = run_dir.join("thermalizer").join("calibration.json");
+    out.push(StageStatus {
+        stage: "calibrate",
+        state: if calibration.exists() { State::Done } else { State::Absent },
+        detail: calibration.display().to_string(),
+    });
+
+    // rollout: its models come from the run directory unless the config names other files.
+    let (done, partial, ck) =
+        (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
+    let stored = |p: &Path| {
+        crate::store::h5::File::open(p, crate::store::h5::Access::Serial, false)
+            .and_then(|f| f.attrs().get_str("config"))
+            .ok()
+    };
+    let rolled = stored(&done).map(|config| Made { config, file: done.clone() });
+    let resumable = ck_store::stored_config(&ck).ok().map(|config| Made { config, file: ck.clone() });
+    let upstream = |m: &Made| -> Vec<(&Option<Made>, Stage)> {
+        let r = serde_saphyr::from_str::<Config>(&m.config).ok().and_then(|c| c.rollout);
+        let shipped = r.as_ref().is_some_and(|r| r.models.is_some());
+        let mut up = vec![(&generated, Stage::Generate)];
+        for (made, ident) in &trained {
+            let from_file =
+                *ident == Stage::TrainThermalizer && r.as_ref().is_some_and(|r| r.thermalizer_file.is_some());
+            if !(shipped || from_file) {
+                up.push((made, *ident));
+            }
+        }
+        up
+    };
+    out.push(match (&rolled, &resumable) {
+        (Some(m), _) => stale_or("rollout", m, Stage::Rollout, &upstream(m)).unwrap_or(StageStatus {
+            stage: "rollout",
+            state: State::Done,
+            detail: done.display().to_string(),
+        }),
+        (None, Some(m)) if partial.exists() => {
+            stale_or("rollout", m, Stage::Rollout, &upstream(m)).unwrap_or(StageStatus {
+                stage: "rollout",
+                state: State::Partial {
+                    at: ck_store::stored_step(&ck).map_or("checkpoint unreadable".into(), |s| {
+                        format!("emulator step {s}, checkpointed {}", age(&ck))
+                    }),
+                },
+                detail: partial.display().to_string(),
+            })
+        }
+        _ => StageStatus { stage: "rollout", state: State::Absent, detail: done.display().to_string() },
+    });
+
+    // report: stale when older than the rollout it reports.
+    let summary = run_dir.join("report").join("summary.md");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    out.push(StageStatus {
+        stage: "report",
+        state: match (modified(&summary), modified(&done)) {
+            (None, _) => State::Absent,
+            (Some(r), Some(d)) if r < d => State::Stale { why: format!("older than {}", done.display()) },
+            _ => State::Done,
+        },
+        detail: summary.display().to_string(),
+    });
+    out
+}
+
+/// The status as a table, one stage per line.
+pub fn table(run_dir: &Path, rows: &[StageStatus]) -> String {
+    let mut s = format!("run directory {}\n", run_dir.display());
+    for r in rows {
+        let (state, what) = match &r.state {
+            State::Done => ("done", r.detail.clone()),
+            State::Partial { at } => ("partial", format!("{} ({at})", r.detail)),
+            State::Absent => ("absent", r.detail.clone()),
+            State::Stale { why } => ("stale", why.clone()),
+        };
+        s += &format!("{:<18} {state:<8} {what}\n", r.stage);
+    }
+    s
+}
