@@ -10,7 +10,6 @@ from thermalizer import open_rollout, open_trajectories
 MODES = ["emulator", "thermalized"]
 
 
-
 def test_rollout_modes_are_labelled_and_members_integer(tiny):
     ds = open_rollout(tiny / "rollout.h5")
     assert ds["mode"].values.tolist() == MODES

@@ -1,5 +1,7 @@
 """The loaders: every form of model file, the weights they choose, strict state dicts, errors."""
 
+import re
+
 import pytest
 import torch
 from safetensors import safe_open
@@ -34,7 +36,10 @@ def test_shipped_models_load_with_their_own_names(shipped):
         assert th.levels == 200 and th.image == 32 and th.schedule.levels == 200
     qg = load_thermalizer(shipped / "quickstart" / "thermalizer.safetensors")
     # The QG scale is stored in float32 (it lies below float16's normal range): kept exactly.
-    assert qg.scale.tolist() == file_tensors(shipped / "quickstart" / "thermalizer.safetensors")["normalisation/scale"].tolist()
+    assert (
+        qg.scale.tolist()
+        == file_tensors(shipped / "quickstart" / "thermalizer.safetensors")["normalisation/scale"].tolist()
+    )
     assert qg.shape.in_channels == 2 and 1e-7 < qg.scale[1] < qg.scale[0] < 1e-4
     # A physical QG state (PV ~ scale) classifies and denoises; a single state keeps its shape.
     x = torch.randn(3, 2, 32, 32, generator=torch.Generator().manual_seed(0)) * qg.scale.view(1, 2, 1, 1)
@@ -78,7 +83,10 @@ def test_checkpoints_and_exports_give_the_same_models(tiny):
     for k, v in load_emulator(tiny / "models" / "emulator.safetensors").state_dict().items():
         assert torch.equal(v, emu.state_dict()[k]), k
     # --half: each weight rounded to float16 (11 significant bits), the scale kept in float32.
-    for a, b in [(emu, load_emulator(tiny / "half" / "emulator.safetensors")), (exported, load_thermalizer(tiny / "half" / "thermalizer.safetensors"))]:
+    for a, b in [
+        (emu, load_emulator(tiny / "half" / "emulator.safetensors")),
+        (exported, load_thermalizer(tiny / "half" / "thermalizer.safetensors")),
+    ]:
         assert torch.equal(a.scale, b.scale)
         for k, v in a.state_dict().items():
             assert torch.allclose(v, b.state_dict()[k], rtol=2**-11, atol=6e-8), k
@@ -86,10 +94,22 @@ def test_checkpoints_and_exports_give_the_same_models(tiny):
 
 def test_what_a_file_does_not_hold_is_refused_naming_it(tiny, tmp_path):
     cases = [
-        (lambda: load_thermalizer(tiny / "raw" / "thermalizer.safetensors", ema=True), "raw/thermalizer.safetensors", "ema=True"),
-        (lambda: load_thermalizer(tiny / "models" / "thermalizer.safetensors", ema=False), "models/thermalizer.safetensors", "ema=False"),
+        (
+            lambda: load_thermalizer(tiny / "raw" / "thermalizer.safetensors", ema=True),
+            "raw/thermalizer.safetensors",
+            "ema=True",
+        ),
+        (
+            lambda: load_thermalizer(tiny / "models" / "thermalizer.safetensors", ema=False),
+            "models/thermalizer.safetensors",
+            "ema=False",
+        ),
         (lambda: load_emulator(tiny / "emulator" / "latest.safetensors", ema=True), "latest.safetensors", "ema=True"),
-        (lambda: load_thermalizer(tiny / "models" / "emulator.safetensors"), "models/emulator.safetensors", "'model' is 'emulator'"),
+        (
+            lambda: load_thermalizer(tiny / "models" / "emulator.safetensors"),
+            "models/emulator.safetensors",
+            "'model' is 'emulator'",
+        ),
         (lambda: load_emulator(tiny / "missing.safetensors"), "missing.safetensors", "no such file"),
         (lambda: load_emulator(tiny / "emulator" / "history.csv"), "history.csv", "not a safetensors file"),
     ]
@@ -112,3 +132,22 @@ def test_what_a_file_does_not_hold_is_refused_naming_it(tiny, tmp_path):
             load()
         message = str(e.value)
         assert name in message and what in message and "\n" not in message, message
+
+
+def test_states_of_another_shape_are_refused(shipped):
+    emu = load_emulator(shipped / "kolmogorov-small" / "emulator.safetensors")
+    qg = load_thermalizer(shipped / "quickstart" / "thermalizer.safetensors")
+    for call, x, want in [
+        (emu.step, torch.zeros(1, 2, 32, 32), "[batch, 1, N, N]"),
+        (emu.step, torch.zeros(32, 32), "[batch, 1, N, N]"),
+        (qg.classify, torch.zeros(2, 64, 64), "[batch, 2, 32, 32]"),
+        (qg.thermalize, torch.zeros(1, 1, 32, 32), "[batch, 2, 32, 32]"),
+    ]:
+        kwargs = {"s_init": 2, "s_stop": 1, "noise_limit": 40} if call == qg.thermalize else {}
+        with pytest.raises(ValueError, match=re.escape(want)) as e:
+            call(x, **kwargs)
+        assert str(tuple(x.shape)) in str(e.value)
+    # The emulator is fully convolutional: any grid its levels can halve.
+    assert emu.step(torch.zeros(1, 64, 64)).shape == (1, 64, 64)
+    with pytest.raises(ValueError, match="a 30x30 grid cannot pass 3 levels"):
+        emu.step(torch.zeros(1, 30, 30))

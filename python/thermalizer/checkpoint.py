@@ -82,7 +82,9 @@ class ModelFile:
         """
         use_ema = self.has_ema if ema is None else ema
         if use_ema and not self.has_ema:
-            raise self.error(f"ema=True but the file holds no '{EMA}*' weights (metadata ema = {self.metadata.get('ema')!r})")
+            raise self.error(
+                f"ema=True but the file holds no '{EMA}*' weights (metadata ema = {self.metadata.get('ema')!r})"
+            )
         if not use_ema and not self.has_raw:
             raise self.error(
                 f"ema=False but the file holds only '{EMA}*' weights (metadata ema = {self.metadata.get('ema')!r}; "

@@ -53,7 +53,9 @@ def _labels(ds: xr.Dataset, name: str, path: str) -> np.ndarray:
     out = []
     for v in coord.values.tolist():
         if v not in lookup:
-            raise ValueError(f"{path}: coordinate '{name}' has value {v}, which flag_meanings {meanings!r} does not name")
+            raise ValueError(
+                f"{path}: coordinate '{name}' has value {v}, which flag_meanings {meanings!r} does not name"
+            )
         out.append(lookup[v])
     return np.array(out)
 

@@ -56,7 +56,9 @@ def infer_shape(weights: Dict[str, Tensor], mf: ModelFile) -> UnetShape:
         w = get(f"down.{i * (blocks + 1)}.res.conv1.weight")
         c_out, c_in = w.shape[:2]
         if c_out % c_in:
-            raise mf.error(f"tensor 'down.{i * (blocks + 1)}.res.conv1.weight' has shape {tuple(w.shape)}: not a UNet level")
+            raise mf.error(
+                f"tensor 'down.{i * (blocks + 1)}.res.conv1.weight' has shape {tuple(w.shape)}: not a UNet level"
+            )
         mults.append(c_out // c_in)
     return UnetShape(int(in_channels), int(out_channels), int(hidden), tuple(mults), blocks)
 
@@ -85,14 +87,15 @@ class _Physical:
         """Normalised -> physical units."""
         return x * self._scale_like(x)
 
-
-def _batched(x: Tensor) -> Tuple[Tensor, bool]:
-    """``x`` as ``[B, C, N, N]``, and whether it was a single ``[C, N, N]`` state."""
-    if x.dim() == 3:
-        return x.unsqueeze(0), True
-    if x.dim() != 4:
-        raise ValueError(f"states must be [batch, channel, y, x] or [channel, y, x], got shape {tuple(x.shape)}")
-    return x, False
+    def _batched(self, x: Tensor, grid: Optional[int] = None) -> Tuple[Tensor, bool]:
+        """``x`` as ``[B, C, N, N]``, and whether it was a single ``[C, N, N]`` state; checks
+        the channel count (and the grid, for a model that needs one)."""
+        channels = self.scale.numel()
+        n = x.shape[-1] if x.dim() else 0
+        if x.dim() not in (3, 4) or x.shape[-3] != channels or x.shape[-2] != n or (grid and n != grid):
+            want = f"{channels}, {grid or 'N'}, {grid or 'N'}"
+            raise ValueError(f"states of shape {tuple(x.shape)}: this model takes [batch, {want}] or [{want}]")
+        return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
 
 
 class Emulator(_Physical, Unet):
@@ -111,7 +114,8 @@ class Emulator(_Physical, Unet):
         ``sigma > 0`` adds ``sigma * z`` in normalised units after the step, as the Rust
         rollout does with ``rollout.sigma`` (there by default the emulator's training sigma).
         """
-        xb, single = _batched(x)
+        xb, single = self._batched(x)
+        self.check_grid(xb.shape[-1])
         xn = self.normalise(xb)
         xn = xn + self(xn)
         if sigma > 0:
@@ -141,35 +145,13 @@ class Thermalizer(_Physical, ThermalizerNet):
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:
         """Predicted noise level (0..T-1, int64) of physical states: ``[B]``, or a scalar."""
-        xb, single = _batched(x)
+        xb, single = self._batched(x, self.image)
         levels = self.noise_level(self.normalise(xb))
         return levels[0] if single else levels
 
-    def thermalize(
-        self,
-        x: Tensor,
-        *,
-        s_init: int,
-        s_stop: int,
-        noise_limit: int,
-        forward_noise: bool = True,
-        generator: Optional[torch.Generator] = None,
-    ) -> Tuple[Tensor, Applied]:
-        """Thermalizes physical states (thermalization.py; the rollout's ``rollout.s_init``,
-        ``s_stop``, ``noise_limit``, ``forward_noise``); returns the new states and what was done."""
-        xb, single = _batched(x)
-        xn, applied = thermalize_normalised(
-            self,
-            self.normalise(xb),
-            self.schedule,
-            s_init=s_init,
-            s_stop=s_stop,
-            noise_limit=noise_limit,
-            forward_noise=forward_noise,
-            generator=generator,
-        )
-        out = self.denormalise(xn)
-        return (out[0] if single else out), applied
+    def thermalize(self, x: Tensor, **thresholds) -> Tuple[Tensor, Applied]:
+        """``thermalize(self, x, **thresholds)``: see there."""
+        return thermalize(self, x, **thresholds)
 
 
 def load_emulator(path: "os.PathLike[str] | str", ema: Optional[bool] = None) -> Emulator:
@@ -204,7 +186,10 @@ def load_thermalizer(path: "os.PathLike[str] | str", ema: Optional[bool] = None)
     flat = head["linear1"].shape[1]
     bottleneck = round((flat / filters) ** 0.5)
     if bottleneck * bottleneck * filters != flat:
-        raise mf.error(f"tensor 'regressor_block.linear1.weight' has shape {tuple(head['linear1'].shape)}: not {filters} filters of a square map")
+        raise mf.error(
+            f"tensor 'regressor_block.linear1.weight' has shape {tuple(head['linear1'].shape)}: "
+            f"not {filters} filters of a square map"
+        )
     image = bottleneck << (len(shape.dim_mults) - 1)
     net = Thermalizer(shape, image, head["linear2"].shape[0], mf.scale(shape.in_channels), mf.metadata, mf.path)
     _load_strict(net, weights, mf)
@@ -221,7 +206,19 @@ def thermalize(
     forward_noise: bool = True,
     generator: Optional[torch.Generator] = None,
 ) -> Tuple[Tensor, Applied]:
-    """Thermalizes physical states ``x`` with ``model``: ``model.thermalize(x, ...)``."""
-    return model.thermalize(
-        x, s_init=s_init, s_stop=s_stop, noise_limit=noise_limit, forward_noise=forward_noise, generator=generator
+    """Thermalizes physical states ``x`` with ``model`` (thermalization.py) with the rollout's
+    ``rollout.s_init``, ``s_stop``, ``noise_limit`` and ``forward_noise``; returns the new
+    states and what was done to each."""
+    xb, single = model._batched(x, model.image)
+    xn, applied = thermalize_normalised(
+        model,
+        model.normalise(xb),
+        model.schedule,
+        s_init=s_init,
+        s_stop=s_stop,
+        noise_limit=noise_limit,
+        forward_noise=forward_noise,
+        generator=generator,
     )
+    out = model.denormalise(xn)
+    return (out[0] if single else out), applied
