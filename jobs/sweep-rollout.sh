@@ -2,7 +2,8 @@
 # sweep-rollout.sh - roll out the trained models of a run over a grid of thermalizer settings:
 # one Slurm job-array task per (s_init, s_stop) point, each running rollout + report in its own
 # directory <run.dir>/sweep/sinit-A_sstop-X (the models and trajectories.h5 of <run.dir> are
-# symlinked into it, so nothing is copied or retrained).
+# symlinked into it, so nothing is copied or retrained). When the tasks are done,
+# `scripts/collect-summaries.py <run.dir>/sweep/*/` puts every point's summary.json in one table.
 #
 # Usage: jobs/sweep-rollout.sh CONFIG --s-init A,B,... --s-stop X,Y,... [--cpu|--gpu]
 #            [--ntasks N] [--time T] [--max-parallel K] [--after JOBID[:JOBID...]]

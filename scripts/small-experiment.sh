@@ -10,7 +10,8 @@
 # 4. an s_init × s_stop sweep of thermalized rollouts (M members × S steps each, default
 #    16 × 1000; s_init 2,5,13 × s_stop 0,1, points with s_stop < s_init) in
 #    <run.dir>/sweep/sinit-A_sstop-X/ (models and data symlinked), then one table
-#    <run.dir>/sweep/summary.md of every point's thermalized row;
+#    <run.dir>/sweep/summary.md of every point (scripts/collect-summaries.py on their
+#    report/summary.json);
 # 5. with --long STEPS: the main run's members and settings over STEPS steps, both modes, in
 #    <run.dir>/long/ (issue 7 asks for 1e5; about 7 h of both cores here), recording per-member
 #    scalars every 10 steps, spectra every 100, snapshots every 10000; its report in
@@ -64,13 +65,6 @@ IFS=, read -r -a init_list <<<"$inits"
 IFS=, read -r -a stop_list <<<"$stops"
 table=$dir/sweep/summary.md
 mkdir -p "$dir/sweep"
-{
-    echo "# s_init × s_stop sweep, thermalized, $sweep_members members × $sweep_steps steps"
-    echo
-    # the first table of summary.md is the one with a row per mode
-    echo "| s_init | s_stop | $(grep -m1 '^| mode |' "$dir/report/summary.md" | sed 's/^| mode | //')"
-    echo "|---:|---:|$(grep -m1 -A1 '^| mode |' "$dir/report/summary.md" | tail -n 1 | sed 's/^|---|//')"
-} >"$table"
 link_inputs() { # DIR: a run directory of its own that reads the main run's data and models
     local f
     mkdir -p "$1"
@@ -83,21 +77,23 @@ sweep_point() { # NAME MODE S_INIT S_STOP: one rollout + report of the sweep's m
         --set "rollout.members=$sweep_members" --set "rollout.steps=$sweep_steps"
         --set "rollout.modes=[$mode]" --set "rollout.snapshot_every=0")
     timed "sweep-$1" mpirun -np "$ranks" "$bin" rollout --config "$config" "${sets[@]}"
-    timed "sweep-$1" "$bin" report --config "$config" "${sets[@]}"
-    grep -m1 "^| $mode |" "$point/report/summary.md" | sed "s/^| $mode | //"
+    timed "sweep-$1" "$bin" report "$point"
+    points+=("$point")
 }
-# The reference: the emulator alone on the same members and steps. (A row is assigned before it
-# is written so that a failed point stops the script: set -e ignores a failure inside echo's
-# arguments.)
-row=$(sweep_point emulator emulator "${init_list[0]}" 0)
-echo "| emulator alone | | $row" >>"$table"
+# The reference: the emulator alone on the same members and steps.
+points=()
+sweep_point emulator emulator "${init_list[0]}" 0
 for a in "${init_list[@]}"; do
     for b in "${stop_list[@]}"; do
         [ "$b" -lt "$a" ] || continue # denoising stops below the level that starts it
-        row=$(sweep_point "sinit-${a}_sstop-${b}" thermalized "$a" "$b")
-        echo "| $a | $b | $row" >>"$table"
+        sweep_point "sinit-${a}_sstop-${b}" thermalized "$a" "$b"
     done
 done
+{
+    echo "# s_init × s_stop sweep (run sinit-A_sstop-X), $sweep_members members × $sweep_steps steps"
+    echo
+    "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/venv/bin/python" scripts/collect-summaries.py "${points[@]}"
+} >"$table"
 log "report: $dir/report/summary.md; sweep: $table"
 cat "$dir/report/summary.md" "$table"
 if [ "$long" -gt 0 ]; then

@@ -36,13 +36,13 @@ linked() {
     mkdir -p "$1"
     ln -sf "$PWD/runs/kolmogorov-small/trajectories.h5" "$1/trajectories.h5"
 }
-report() { # RUN CONFIG SETS...: the report and the state at death of a finished rollout
-    local dir=$1 config=$2
-    shift 2
-    thermalizer report --config "$config" --set run.dir="$dir" "$@" >/dev/null
-    "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/venv/bin/python" scripts/state_at_death.py "$dir/rollout.h5" \
-        >"$dir/report/state_at_death.md"
-    log "$dir: $(grep -m1 'median stable horizon' "$dir/report/summary.md" || true)"
+python="${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/venv/bin/python"
+report() { # RUN: the report, its table on stderr, and the state at death of a finished rollout
+    local dir=$1
+    thermalizer report "$dir" >/dev/null
+    "$python" scripts/state_at_death.py "$dir/rollout.h5" >"$dir/report/state_at_death.md"
+    log "$dir:"
+    "$python" scripts/collect-summaries.py "$dir" >&2
 }
 
 log "data: the small experiment's ensemble"
@@ -64,7 +64,7 @@ for stage in "${stages[@]}"; do
         sets=(--set "$shipped" --set rollout.s_init=auto --set rollout.steps=4000 --set rollout.record_every=10
             --set rollout.spectrum_every=100 --set rollout.snapshot_every=1000 --set "$growth")
         mpirun -np "$ranks" "$bin" rollout --config "$small" --set run.dir=runs/control "${sets[@]}" >/dev/null
-        report runs/control "$small" "${sets[@]}"
+        report runs/control
         ;;
     real)
         dir=runs/real-test
@@ -80,7 +80,7 @@ for stage in "${stages[@]}"; do
             --set "rollout.modes=[emulator, thermalized, filtered]" --set rollout.steps=5000
             --set rollout.record_every=10 --set rollout.spectrum_every=100 --set rollout.snapshot_every=1000)
         mpirun -np "$ranks" "$bin" rollout --config "$small" --set run.dir=$dir "${sets[@]}" >/dev/null
-        report $dir "$small" "${sets[@]}"
+        report "$dir"
         ;;
     qg)
         qg=configs/quickstart.yaml
@@ -93,7 +93,7 @@ for stage in "${stages[@]}"; do
         sets+=(--set rollout.members=32 --set rollout.start_stride=20 --set rollout.steps=2000
             --set rollout.record_every=10 --set rollout.spectrum_every=100 --set rollout.snapshot_every=1000)
         mpirun -np "$ranks" "$bin" rollout --config $qg "${sets[@]}" >/dev/null
-        report runs/qg-small $qg "${sets[@]}"
+        report runs/qg-small
         ;;
     *)
         echo "thermalization-experiments.sh: unknown stage $stage (control, real, qg)" >&2
