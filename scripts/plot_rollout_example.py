@@ -4,7 +4,9 @@
     python scripts/plot_rollout_example.py runs/quickstart/rollout.h5 mse.png
 
 The file opens in xarray as is (named dimensions, coordinates): `mse` is
-(mode, member, step); `mode` values are indices whose names are in its `flag_meanings`.
+(mode, member, step); `mode` is a string coordinate ("emulator", "thermalized", ...), so
+`ds.mse.sel(mode="thermalized")` picks a mode (files written before it was one held indices
+named by `flag_meanings`).
 """
 import sys
 
@@ -16,7 +18,8 @@ import xarray as xr  # noqa: E402
 
 path, out = sys.argv[1], sys.argv[2]
 ds = xr.open_dataset(path, engine="h5netcdf")
-names = ds["mode"].attrs["flag_meanings"].split()
+modes = ds["mode"]
+names = modes.attrs["flag_meanings"].split() if "flag_meanings" in modes.attrs else [str(m) for m in modes.values]
 fig, ax = plt.subplots(figsize=(8, 5))
 for i, name in enumerate(names):
     mse = ds.mse.isel(mode=i)                       # (member, step)

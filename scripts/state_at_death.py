@@ -32,7 +32,9 @@ def main():
     p.add_argument("--before", type=int, default=50, help="emulator steps before the stop")
     a = p.parse_args()
     f = h5py.File(a.rollout, "r")
-    modes = f["mode"].attrs["flag_meanings"].split()
+    # `mode` holds the names (older files: indices named by `flag_meanings`).
+    mode = f["mode"]
+    modes = mode.attrs["flag_meanings"].split() if "flag_meanings" in mode.attrs else list(mode.asstr()[:])
     steps, steps_spec = f["step"][:], f["spectrum_step"][:]
     k = f["k"][:]
     small, large = k >= a.split, (k >= 1) & (k < a.split)

@@ -5,7 +5,8 @@ the Rust test harness sets it after generating a small ensemble. Without it the 
 module is skipped. The same checks cover both systems, chosen by the root attribute
 ``system``: ``kolmogorov`` (``/vorticity[member, time, y, x]``) and ``qg``
 (``/q[member, time, layer, y, x]``). The expected layout is described in
-``docs/file-format.md``.
+``docs/file-format.md``. The file is also checked as netCDF-4/CF through netCDF-C
+(``ncdump``, xarray's ``netcdf4`` engine) beside h5netcdf (``netcdf_checks.py``).
 
 Run by hand with::
 
@@ -31,6 +32,8 @@ if not PATH:
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+
+import netcdf_checks  # noqa: E402  (tests/python, on sys.path under pytest)
 
 F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -555,3 +558,28 @@ def test_xarray_reads_same_values(xds, f, var):
     # select a split the way users do
     train = xds[var].isel(member=(xds["split"] == 0).values)
     assert train.sizes["member"] == int((f["split"][...] == 0).sum())
+
+
+# --------------------------------------------------------------------------- netCDF-4 / CF
+
+
+def test_netcdf_c_and_h5netcdf_read_the_same_file(dims):
+    nc = netcdf_checks.assert_netcdf_readers_agree(PATH)
+    for name in dims:
+        assert name in nc.coords, f"netCDF-C does not see {name} as a coordinate"
+    # netCDF-C reads the data too, not only the header.
+    out = netcdf_checks.ncdump("-v", ",".join(dims), PATH)
+    for name in dims:
+        assert re.search(rf"^ {name} = ", out, flags=re.M), f"ncdump -v printed no {name} values"
+
+
+def test_cf_units_fill_values_and_flags(xds, var):
+    netcdf_checks.assert_units_valid(xds)
+    netcdf_checks.assert_nan_fill_declared(xds, [var])
+    netcdf_checks.assert_never_flag(xds, "diverged_at")
+    assert xds["member"].dtype == np.int64
+
+
+def test_cf_global_attributes(xds, system):
+    netcdf_checks.assert_cf_global_attributes(xds, system)
+    assert "config" in xds.attrs and "thermalizer_version" in xds.attrs
