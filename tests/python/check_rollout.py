@@ -17,7 +17,9 @@ import pytest
 
 PATH = os.environ.get("THERMALIZER_ROLLOUT")
 if not PATH:
-    pytest.skip("THERMALIZER_ROLLOUT is not set (the Rust test harness sets it)", allow_module_level=True)
+    pytest.skip(
+        "THERMALIZER_ROLLOUT is not set (the Rust test harness sets it)", allow_module_level=True
+    )
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
@@ -67,7 +69,8 @@ def test_integer_coordinates(ds):
 
 
 def test_physical_time_coordinates(ds, trajectories):
-    dt = float(np.asarray(trajectories.attrs["dt"]).item()) * int(np.asarray(trajectories.attrs["steps_per_sample"]).item())
+    attrs = trajectories.attrs
+    dt = float(np.asarray(attrs["dt"]).item()) * int(np.asarray(attrs["steps_per_sample"]).item())
     units = trajectories["time"].attrs["units"]
     units = units.decode() if isinstance(units, bytes) else units
     assert "snapshot" not in ds or "snapshot_time" in ds.coords
@@ -77,7 +80,7 @@ def test_physical_time_coordinates(ds, trajectories):
         t = ds[time]
         assert t.dims == (step,) and t.dtype == np.float64
         np.testing.assert_allclose(t.values, ds[step].values * dt, rtol=1e-12, atol=0)
-        assert t.attrs["units"] == units, f"{time} in {t.attrs['units']!r}, the trajectories' time in {units!r}"
+        assert t.attrs["units"] == units, f"{time} in {t.attrs['units']!r}, trajectories in {units!r}"
         assert netcdf_checks.unit_is_udunits(t.attrs["units"])
     # A series carries its time coordinate, so it can be put on the time axis.
     assert ds.mse.coords["time"].dims == ("step",)

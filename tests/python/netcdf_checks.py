@@ -58,7 +58,8 @@ def assert_netcdf_readers_agree(path):
 
 
 def unit_is_udunits(unit):
-    run = subprocess.run([tool("udunits2"), "-H", unit, "-W", ""], capture_output=True, stdin=subprocess.DEVNULL)
+    args = [tool("udunits2"), "-H", unit, "-W", ""]
+    run = subprocess.run(args, capture_output=True, stdin=subprocess.DEVNULL)
     return run.returncode == 0
 
 
@@ -75,7 +76,8 @@ def assert_cf_global_attributes(ds, system):
     assert not missing, f"missing global attributes {missing}"
     assert ds.attrs["Conventions"] == "CF-1.8"
     created = datetime.datetime.strptime(ds.attrs["date_created"], "%Y-%m-%dT%H:%M:%SZ")
-    assert datetime.datetime(2020, 1, 1) < created <= datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(minutes=1)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert datetime.datetime(2020, 1, 1) < created <= now + datetime.timedelta(minutes=1)
     history = ds.attrs["history"]
     assert history.startswith(ds.attrs["date_created"] + ": "), history
     assert "thermalizer" in history, f"history does not name the command: {history}"
@@ -90,7 +92,8 @@ def assert_nan_fill_declared(ds, names):
     for name in names:
         fill = ds[name].encoding.get("_FillValue")
         assert fill is not None and np.isnan(fill), f"{name}: _FillValue {fill!r}, expected NaN"
-        assert np.asarray(fill).dtype == ds[name].dtype, f"{name}: _FillValue type {np.asarray(fill).dtype}"
+        kind = np.asarray(fill).dtype
+        assert kind == ds[name].dtype, f"{name}: _FillValue of type {kind}, not {ds[name].dtype}"
 
 
 def assert_never_flag(ds, name):
