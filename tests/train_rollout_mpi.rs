@@ -137,6 +137,10 @@ fn killed_and_stopped_training_resumes_to_the_uninterrupted_result() {
     // Run to the end and compare with the uninterrupted run.
     assert_ok(&run(0, &argv));
     assert_close(&losses(&base, "emulator"), &losses(&dir, "emulator"), 1e-6, "loss curve after resume");
+    // The wall clock of history.csv runs on across the sessions of the resumed run.
+    let text = std::fs::read_to_string(dir.join("emulator/history.csv")).unwrap();
+    let wall: Vec<f64> = text.lines().skip(1).map(|l| l.split(',').nth(7).unwrap().parse().unwrap()).collect();
+    assert!(wall.windows(2).all(|w| w[0] <= w[1]) && wall[0] > 0.0, "wall_seconds {wall:?}");
     let d = max_rel_diff(&base.join("emulator/latest.safetensors"), &latest);
     assert!(d < 1e-5, "resumed weights differ by {d:e}");
 }
@@ -236,11 +240,13 @@ print("ok")
     python(&["-c", script, dir.join("thermalizer/latest.safetensors").to_str().unwrap()]);
 }
 
-/// Runs the test venv's python (THERMALIZER_PYTHON, set by scripts/test.sh) with `args` and
-/// fails with its output unless it exits 0.
-fn python(args: &[&str]) {
+/// Runs the test venv's python (THERMALIZER_PYTHON, set by scripts/test.sh) with `args`, fails
+/// with its output unless it exits 0, and returns its stdout.
+fn python(args: &[&str]) -> String {
     let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
-    assert_ok(&std::process::Command::new(python).args(args).output().unwrap());
+    let out = std::process::Command::new(python).args(args).output().unwrap();
+    assert_ok(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The rollout datasets that must not depend on the rank count or on a resume.
@@ -304,9 +310,25 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     }
     // The thermalizer's validation rows carry its classifier diagnostics (20 levels here).
     let csv = std::fs::read_to_string(base.join("thermalizer/validation.csv")).unwrap();
-    assert_eq!(csv.lines().next(), Some("update,epoch,valid_loss,clean_level,low_within_2"));
+    assert_eq!(
+        csv.lines().next(),
+        Some("update,epoch,valid_loss,clean_level,low_within_2,wall_seconds,samples_per_second")
+    );
     let last: Vec<f64> = csv.lines().last().unwrap().split(',').map(|v| v.parse().unwrap()).collect();
     assert!((0.0..20.0).contains(&last[3]) && (0.0..=1.0).contains(&last[4]), "diagnostics {last:?}");
+    assert!(last[5] > 0.0 && last[6] > 0.0, "wall seconds and validation samples/s: {last:?}");
+    // Every stage of the finished pipeline reads as done.
+    let status = run(0, &["status", base.to_str().unwrap()]);
+    assert_ok(&status);
+    let table = String::from_utf8_lossy(&status.stdout);
+    for stage in ["generate", "train emulator", "train thermalizer", "rollout", "report"] {
+        let line = table.lines().find(|l| l.starts_with(stage)).unwrap_or_else(|| panic!("{stage}:\n{table}"));
+        assert_eq!(line.split_whitespace().nth(stage.split(' ').count()), Some("done"), "{table}");
+    }
+    // Against another config the data and the models made from it are stale.
+    let status = stage(0, &["status"], &base, &["run.seed=99"]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.lines().any(|l| l.starts_with("generate") && l.contains("stale")), "{table}");
     // Run again: every stage is found finished for this config and skipped.
     let again = stage(2, &["pipeline"], &base, &[]);
     assert_ok(&again);
@@ -367,10 +389,18 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(resumed.join("rollout.h5.partial").exists() && !resumed.join("rollout.h5").exists());
+    let step = thermalizer::store::checkpoint::stored_step(&resumed.join("rollout.checkpoint.h5")).unwrap();
+    let status = run(0, &["status", resumed.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.lines().any(|l| l.starts_with("rollout")
+            && l.contains("partial")
+            && l.contains(&format!("emulator step {step},"))),
+        "{table}"
+    );
     // The interrupted rollout: `report` points to `--partial`, which reports it up to the checkpoint.
     refused(&stage(0, &["report"], &resumed, &longer), &["rollout.h5 does not exist", "report --partial"]);
     assert_ok(&stage(0, &["report", "--partial"], &resumed, &longer));
-    let step = thermalizer::store::checkpoint::stored_step(&resumed.join("rollout.checkpoint.h5")).unwrap();
     let interim = std::fs::read_to_string(resumed.join("report-interim/summary.md")).unwrap();
     assert!(interim.contains(&format!("up to its last checkpoint (step {step})")), "{interim}");
     assert!(png_size(&resumed.join("report-interim/survival.png")).0 >= 500);
@@ -456,7 +486,23 @@ fn check_report(dir: &Path) {
     assert_ok(&out);
     let report = dir.join("report");
     assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("summary.md"));
-    for name in ["mean_square", "mse", "spectra", "pdf", "spectra_times", "survival", "ticker_tape", "snapshots"] {
+    // The run directory alone suffices; RUST_LOG=warn silences the info lines.
+    let out = command(0, &["report", dir.to_str().unwrap()]).env("RUST_LOG", "warn").output().unwrap();
+    assert_ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO"), "{}", String::from_utf8_lossy(&out.stderr));
+    let names = [
+        "mean_square",
+        "mse",
+        "spectra",
+        "pdf",
+        "spectra_times",
+        "survival",
+        "ticker_tape",
+        "snapshots",
+        "training_emulator",
+        "training_thermalizer",
+    ];
+    for name in names {
         let (w, h) = png_size(&report.join(format!("{name}.png")));
         assert!(w >= 500 && h >= 400, "{name}.png is {w}×{h}");
     }
@@ -482,6 +528,7 @@ fn check_report(dir: &Path) {
         count(&|a, b| a == b)
     );
     assert!(summary.contains(&paired), "{paired}:\n{summary}");
+    let mut pair_text = String::new();
     for (i, mode) in ["emulator", "thermalized"].iter().enumerate() {
         let mut h = horizon(i);
         h.sort();
@@ -519,7 +566,27 @@ fn check_report(dir: &Path) {
             .find(|l| l.starts_with(&format!("| {mode} |")));
         let mse: f64 = skill.expect("a skill row per mode").split('|').nth(2).unwrap().trim().parse().unwrap();
         assert!(mse >= 0.0 && mse < 1.0, "one-step MSE of {mode}: {mse}");
+        // summary.json holds the same numbers.
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap()).unwrap();
+        let m = &json["modes"][i];
+        assert_eq!(m["mode"], *mode);
+        assert_eq!(m["min_stable_horizon"].as_f64(), Some(h[0] as f64), "{json}");
+        assert_eq!(m["max_stable_horizon"].as_f64(), Some(h[3] as f64), "{json}");
+        let skill = json["short_horizon_mse"].as_array().unwrap().iter().find(|r| r["mode"] == *mode).unwrap();
+        assert!((skill["median_mse"].as_f64().unwrap() - mse).abs() <= 0.01 * mse.max(1e-12), "{json}");
+        if i == 1 {
+            let pair = &json["paired"][0];
+            pair_text = format!("{}:{} (ties {})", pair["a_longer"], pair["b_longer"], pair["ties"]);
+            assert_eq!((pair["a"].as_str(), pair["b"].as_str()), (Some("thermalized"), Some("emulator")));
+            assert_eq!(pair["a_longer"].as_u64(), Some(count(&|a, b| b > a) as u64), "{json}");
+        }
     }
+    // The sweep scripts' table, from summary.json.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/collect-summaries.py");
+    let table = python(&[script, dir.to_str().unwrap(), "--csv"]);
+    let thermalized = table.lines().find(|l| l.contains(",thermalized,")).unwrap_or_else(|| panic!("{table}"));
+    assert!(thermalized.contains(&pair_text), "{pair_text}: {table}");
     let png = report.join("example.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/plot_rollout_example.py");
     python(&[script, dir.join("rollout.h5").to_str().unwrap(), png.to_str().unwrap()]);

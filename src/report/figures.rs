@@ -101,12 +101,12 @@ macro_rules! draw_lines {
         if $lines.iter().any(|l| !l.label.is_empty()) {
             $chart
                 .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 16))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 16))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(err)?;
         }
     }};
 }
