@@ -10,6 +10,7 @@
 #   3. the Python package python/ (import thermalizer), editable, in that venv (its readers) and
 #      in venv-torch/, a venv of the system Python with Debian's CPU PyTorch (python3-torch):
 #      the torch wheel above is a CUDA build whose `import torch` needs the CUDA libraries;
+#      venv-torch also gets The Well's loader (the-well, --no-deps) for the export-well test;
 #   4. an env file that points cargo at libtorch and the MPI flavour of HDF5.
 # Usage: scripts/setup.sh            then: source "$THERMALIZER_HOME/env.sh"
 # Knobs: THERMALIZER_HOME (default ~/.local/share/thermalizer) holds venv/ and env.sh.
@@ -65,6 +66,13 @@ TORCH_VENV=$THERMALIZER_HOME/venv-torch
   # numpy < 2: Debian's torch is built against numpy 1.
   log "installing numpy<2 h5py xarray h5netcdf safetensors pytest into $TORCH_VENV"
   "$TORCH_VENV/bin/pip" install -q "numpy<2" h5py xarray h5netcdf safetensors pytest
+}
+# The Well's loader, run by tests/python/test_well_export.py on `thermalizer export-well`'s
+# output: --no-deps, as its requirements would pull another torch; einops and fsspec (the version
+# it pins) are what `the_well.data` imports beyond the packages above.
+"$TORCH_VENV/bin/python" -c 'import the_well.data' 2>/dev/null || {
+  log "installing the-well==1.2.0 (--no-deps) einops fsspec==2024.10.0 into $TORCH_VENV"
+  "$TORCH_VENV/bin/pip" install -q --no-deps "the-well==1.2.0" einops "fsspec==2024.10.0"
 }
 for v in "$VENV" "$TORCH_VENV"; do
   "$v/bin/python" -I -c 'import sys, thermalizer; sys.exit(thermalizer.__file__ != sys.argv[1])' \

@@ -112,6 +112,16 @@ enum Command {
         #[arg(long)]
         thermalizer_only: bool,
     },
+    /// Write <run.dir>/trajectories.h5 in The Well's layout, which `the_well.data.WellDataset`
+    /// loads: DIR/data/{train,valid,test}/thermalizer_<system>.hdf5 and DIR/stats.yaml (physical
+    /// units; members that diverged are dropped and listed). Rank 0 writes.
+    ExportWell {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Output directory [default: <run.dir>/well].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// The whole method in one command: generate, train emulator, train thermalizer, rollout,
     /// report, on all ranks. Stages whose outputs are finished for this config are skipped, an
     /// interrupted one resumes; stops at the first stage that does not finish (with its status).
@@ -311,6 +321,13 @@ fn dispatch(command: Command, world: &World) -> i32 {
                 let out = out.unwrap_or_else(|| config.run.dir.join("models"));
                 let how = if half { StoredAs::Float16 } else { StoredAs::Float32 };
                 command::export(&config, world, &out, how, thermalizer_only)
+            }
+        },
+        Command::ExportWell { args, out } => match load(&args) {
+            Err(code) => code,
+            Ok(config) => {
+                let out = out.unwrap_or_else(|| config.run.dir.join("well"));
+                command::export_well(&config, world, &out)
             }
         },
         Command::Pipeline { args, train } => match load(&args) {

@@ -10,7 +10,7 @@ use super::generate::{self, Outcome as GenerateOutcome};
 use super::rollout::{self, Outcome as RolloutOutcome};
 use super::train::{self, Model, TrainOptions};
 use super::StageError;
-use super::{calibrate, models};
+use super::{calibrate, models, well};
 use crate::config::Config;
 use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
@@ -167,6 +167,20 @@ pub fn export(config: &Config, world: &World, out: &Path, how: StoredAs, thermal
             for f in files.unwrap_or_default() {
                 let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
                 log::info!("{}: {:.2} MB", f.display(), bytes as f64 / 1e6);
+                println!("{}", f.display());
+            }
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// `thermalizer export-well`: the trajectories in The Well's layout into `out` (rank 0 writes;
+/// the others wait for its verdict). Prints each file written.
+pub fn export_well(config: &Config, world: &World, out: &Path) -> i32 {
+    match on_root(world, || well::export(config, out)) {
+        Ok(files) => {
+            for f in files.unwrap_or_default() {
                 println!("{}", f.display());
             }
             0

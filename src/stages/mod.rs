@@ -7,6 +7,7 @@ pub mod generate;
 pub mod models;
 pub mod rollout;
 pub mod train;
+pub mod well;
 
 /// Why a stage failed.
 #[derive(Debug)]

@@ -2,7 +2,8 @@
 //! files opened serially or through MPI-IO, contiguous datasets, hyperslab reads and
 //! (collective) writes, scalar/array/string attributes, variable-length string datasets,
 //! declared fill values and dimension scales (`H5DS`, from `libhdf5_hl`): what netCDF-4 readers
-//! (netCDF-C, h5netcdf) need to see a file as netCDF.
+//! (netCDF-C, h5netcdf) need to see a file as netCDF; and groups, string-list attributes and
+//! HDF5 booleans for The Well's layout.
 //!
 //! Every handle closes itself when dropped. Errors name the file and object they concern.
 //! In a parallel file every metadata call (create, attribute write, dimension scale) is
@@ -20,6 +21,7 @@ use hdf5_sys::h5d::{
 };
 use hdf5_sys::h5e::{H5Eset_auto2, H5E_DEFAULT};
 use hdf5_sys::h5f::{H5F_scope_t, H5Fclose, H5Fcreate, H5Fflush, H5Fopen, H5F_ACC_RDONLY, H5F_ACC_RDWR, H5F_ACC_TRUNC};
+use hdf5_sys::h5g::{H5Gclose, H5Gcreate2};
 use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5l::H5Lexists;
 use hdf5_sys::h5p::{
@@ -31,8 +33,8 @@ use hdf5_sys::h5s::{
     H5Sget_simple_extent_ndims, H5Sselect_hyperslab, H5Sselect_none, H5S_ALL,
 };
 use hdf5_sys::h5t::{
-    H5T_cset_t, H5Tclose, H5Tcopy, H5Tis_variable_str, H5Tset_cset, H5Tset_size, H5T_C_S1, H5T_NATIVE_DOUBLE,
-    H5T_NATIVE_FLOAT, H5T_NATIVE_INT64, H5T_NATIVE_INT8, H5T_VARIABLE,
+    H5T_cset_t, H5Tclose, H5Tcopy, H5Tenum_create, H5Tenum_insert, H5Tis_variable_str, H5Tset_cset, H5Tset_size,
+    H5T_C_S1, H5T_NATIVE_DOUBLE, H5T_NATIVE_FLOAT, H5T_NATIVE_INT64, H5T_NATIVE_INT8, H5T_VARIABLE,
 };
 use mpi::traits::AsRaw;
 
@@ -124,6 +126,53 @@ impl H5Scalar for i64 {
 impl H5Scalar for i8 {
     fn type_id() -> hid_t {
         *H5T_NATIVE_INT8
+    }
+}
+
+/// HDF5's usual boolean, an 8-bit enum {FALSE = 0, TRUE = 1}, which h5py reads as numpy
+/// `bool`. A newtype over `i8` rather than `bool`: HDF5 turns an enum value it cannot map into
+/// all one bits, which a `bool` must never hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct H5Bool(i8);
+
+impl From<bool> for H5Bool {
+    fn from(b: bool) -> H5Bool {
+        H5Bool(b as i8)
+    }
+}
+
+impl H5Bool {
+    /// Whether the stored value is TRUE.
+    pub fn get(self) -> bool {
+        self.0 == 1
+    }
+}
+
+impl H5Scalar for H5Bool {
+    fn type_id() -> hid_t {
+        // Created once and kept for the process, like the library's predefined types.
+        static ENUM: std::sync::OnceLock<hid_t> = std::sync::OnceLock::new();
+        *ENUM.get_or_init(|| unsafe {
+            let t = H5Tenum_create(*H5T_NATIVE_INT8);
+            for (name, value) in [(c"FALSE", 0i8), (c"TRUE", 1i8)] {
+                H5Tenum_insert(t, name.as_ptr(), (&value as *const i8).cast());
+            }
+            t
+        })
+    }
+}
+
+/// An open group.
+pub struct Group {
+    hid: Hid,
+    what: String,
+}
+
+impl Group {
+    /// Attributes of this group.
+    pub fn attrs(&self) -> Attrs {
+        Attrs { loc: self.hid.id, owner: self.what.clone() }
     }
 }
 
@@ -238,6 +287,14 @@ impl File {
         };
         let hid = check_id(id, H5Dclose, || format!("{}: cannot create string dataset {name}", self.path))?;
         Ok(Dataset { hid, file: self, name: name.to_string() })
+    }
+
+    /// Creates group `name` (a path from the root whose parent exists). Datasets go inside it
+    /// by path: `create_dataset("group/name", ..)`.
+    pub fn create_group(&self, name: &str) -> Result<Group> {
+        let id = unsafe { H5Gcreate2(self.hid.id, cstr(name).as_ptr(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) };
+        let hid = check_id(id, H5Gclose, || format!("{}: cannot create group {name}", self.path))?;
+        Ok(Group { hid, what: format!("{}:/{name}", self.path) })
     }
 
     /// Opens dataset `name`.
@@ -453,7 +510,15 @@ impl Attrs {
 
     /// Writes a numeric attribute: a scalar for one value, a 1-D array otherwise.
     pub fn set<T: H5Scalar>(&self, name: &str, values: &[T]) -> Result<()> {
-        let shape = if values.len() == 1 { None } else { Some(values.len()) };
+        self.write(name, values, if values.len() == 1 { None } else { Some(values.len()) })
+    }
+
+    /// Writes a numeric attribute as a 1-D array of any length, also 0 or 1 (a list to readers).
+    pub fn set_list<T: H5Scalar>(&self, name: &str, values: &[T]) -> Result<()> {
+        self.write(name, values, Some(values.len()))
+    }
+
+    fn write<T: H5Scalar>(&self, name: &str, values: &[T], shape: Option<usize>) -> Result<()> {
         let a = self.create(name, T::type_id(), shape)?;
         check(unsafe { H5Awrite(a.id, T::type_id(), values.as_ptr().cast()) }, || {
             format!("{}: write attribute {name}", self.owner)
@@ -467,6 +532,19 @@ impl Attrs {
         let c = cstr(value);
         let p: *const c_char = c.as_ptr();
         check(unsafe { H5Awrite(a.id, t.id, (&p as *const *const c_char).cast()) }, || {
+            format!("{}: write attribute {name}", self.owner)
+        })
+    }
+
+    /// Writes a 1-D array of variable-length UTF-8 strings of any length (h5py reads a numpy
+    /// array of `str`).
+    pub fn set_strs(&self, name: &str, values: &[&str]) -> Result<()> {
+        let t = string_type()?;
+        let a = self.create(name, t.id, Some(values.len()))?;
+        let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect();
+        let pointers: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        // An empty Vec's pointer is dangling but not null, and nothing is read through it.
+        check(unsafe { H5Awrite(a.id, t.id, pointers.as_ptr().cast()) }, || {
             format!("{}: write attribute {name}", self.owner)
         })
     }

@@ -5,6 +5,7 @@ pub mod cf;
 pub mod checkpoint;
 pub mod h5;
 pub mod trajectories;
+pub mod well;
 
 use std::path::{Path, PathBuf};
 

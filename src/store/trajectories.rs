@@ -27,7 +27,7 @@ use std::path::Path;
 use super::h5::{Access, File, Hyperslab, Result};
 use crate::config::{Config, Precision, SystemKind};
 use crate::parallel::World;
-use crate::solver::qg::SmallScales;
+use crate::solver::qg::{QgParams, SmallScales};
 
 /// Everything about the file that is fixed when it is created.
 pub struct TrajectoryLayout {
@@ -211,6 +211,25 @@ impl TrajectoryWriter {
     }
 }
 
+/// The QG parameters stored as root attributes, by name, in SI units (pyqg's names; `W` = `L`,
+/// `F1` and `F2` derived from the others).
+pub fn qg_parameters(p: &QgParams) -> [(&'static str, f64); 11] {
+    let (f1, f2) = p.f();
+    [
+        ("L", p.length),
+        ("W", p.length),
+        ("beta", p.beta),
+        ("rd", p.rd),
+        ("delta", p.delta),
+        ("U1", p.u1),
+        ("U2", p.u2),
+        ("rek", p.rek),
+        ("F1", f1),
+        ("F2", f2),
+        ("smagorinsky", p.smagorinsky),
+    ]
+}
+
 /// Root attributes: the system, every physical parameter, provenance.
 fn write_root_attributes(f: &File, config: &Config, stored: usize, ranks: usize) -> Result<()> {
     let s = &config.system;
@@ -232,7 +251,6 @@ fn write_root_attributes(f: &File, config: &Config, stored: usize, ranks: usize)
         }
         SystemKind::Qg => {
             let p = config.qg();
-            let (f1, f2) = p.f();
             a.set_str("title", "thermalizer ensemble of two-layer quasi-geostrophic turbulence")?;
             a.set_str("system", "qg")?;
             a.set_str(
@@ -240,19 +258,7 @@ fn write_root_attributes(f: &File, config: &Config, stored: usize, ranks: usize)
                 "dq_i/dt + J(psi_i, q_i) + beta_i dpsi_i/dx + U_i dq_i/dx = -delta_i2 rek lap(psi_2); \
                  q1 = lap(psi1) + F1 (psi2 - psi1), q2 = lap(psi2) + F2 (psi1 - psi2); u = -dpsi/dy, v = dpsi/dx",
             )?;
-            for (name, v) in [
-                ("L", p.length),
-                ("W", p.length),
-                ("beta", p.beta),
-                ("rd", p.rd),
-                ("delta", p.delta),
-                ("U1", p.u1),
-                ("U2", p.u2),
-                ("rek", p.rek),
-                ("F1", f1),
-                ("F2", f2),
-                ("smagorinsky", p.smagorinsky),
-            ] {
+            for (name, v) in qg_parameters(&p) {
                 a.set::<f64>(name, &[v])?;
             }
             a.set_str("dealias", if p.small_scales == SmallScales::TwoThirds { "two_thirds" } else { "exponential" })?;

@@ -22,6 +22,7 @@ use crate::store::h5::{self, Access, Hyperslab};
 /// Split codes of the `split` dataset.
 pub const TRAIN: i8 = 0;
 pub const VALID: i8 = 1;
+pub const TEST: i8 = 2;
 
 /// An open trajectories file.
 pub struct Trajectories {
@@ -110,8 +111,13 @@ impl Trajectories {
     }
 
     /// Members of `split` left out because they diverged during generation.
-    pub fn diverged_members(&self, split: i8) -> usize {
-        (0..self.split.len()).filter(|&m| self.split[m] == split && self.diverged[m] >= 0).count()
+    pub fn diverged_members(&self, split: i8) -> Vec<usize> {
+        (0..self.split.len()).filter(|&m| self.split[m] == split && self.diverged[m] >= 0).collect()
+    }
+
+    /// The 1-D coordinate `name` (`time`, `y` or `x`) in the file's units.
+    pub fn coordinate(&self, name: &str) -> Result<Vec<f64>, StageError> {
+        self.file.dataset(name).and_then(|d| d.read::<f64>(None)).map_err(|e| StageError::Io(e.to_string()))
     }
 
     /// All windows of `len` states starting at or after `first` in the members of `split`,
