@@ -21,6 +21,7 @@ use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
 use crate::rollout::calibration::{level_at_percentile, share_above, Calibration, NoisedLevel};
 use crate::rollout::thermalize::Denoiser;
+use crate::store::lock;
 use crate::store::trajectories::GIT_REVISION;
 use crate::train::data::{Trajectories, Window, VALID};
 use crate::train::task::normals;
@@ -97,6 +98,8 @@ fn run_with(
     world: &World,
     thermalizer: &models::LoadedThermalizer,
 ) -> Result<Calibration, StageError> {
+    // One calibration per run directory at a time, held (on rank 0) until it is written.
+    let (_, _lock) = lock::preflight_locked(world, &c.run.dir, "calibrate", || Ok(0))?;
     let data = Trajectories::open(&c.run.dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
     let levels = c.thermalizer().levels;
     let counts = rate_split(&data, VALID, world, thermalizer, levels)?;

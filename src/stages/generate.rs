@@ -39,7 +39,7 @@ use crate::solver::resize::Downsampler;
 use crate::solver::{Dynamics, KolmogorovSolver, QgSolver};
 use crate::store::h5::{Access, File, Hyperslab};
 use crate::store::trajectories::{variable, TrajectoryLayout, TrajectoryWriter};
-use crate::store::{checkpoint, partial_path};
+use crate::store::{checkpoint, lock, partial_path};
 
 /// How a generate run ended.
 pub enum Outcome {
@@ -256,7 +256,8 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     down: &Downsampler<T>,
 ) -> Result<Outcome, StageError> {
     let paths = Paths::new(&c.run.dir);
-    let decision = world.root_decides(|| preflight(c, &paths)).map_err(StageError::Input)?;
+    // Held (on rank 0) until the stage returns, whichever way.
+    let (decision, _lock) = lock::preflight_locked(world, &c.run.dir, "generate", || preflight(c, &paths))?;
     if decision == DONE {
         return Ok(Outcome::Complete { path: paths.output, already: true });
     }

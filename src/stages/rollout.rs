@@ -28,10 +28,10 @@ use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
-use crate::store::cf;
 use crate::store::checkpoint::{self as ck_store, CheckpointData};
 use crate::store::h5::{Access, File, H5Error, H5Scalar, Result as H5Result};
 use crate::store::trajectories::{variable, Variable};
+use crate::store::{cf, lock};
 use crate::train::data::{Trajectories, Window};
 use crate::train::task::normals;
 
@@ -520,31 +520,27 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let (out, partial, ckpath) =
         (dir.join("rollout.h5"), dir.join("rollout.h5.partial"), dir.join("rollout.checkpoint.h5"));
     let ident = c.identity(Stage::Rollout);
-    let decision = world
-        .root_decides(|| {
-            if out.exists() {
-                let f = File::open(&out, Access::Serial, false).map_err(|e| e.to_string())?;
-                let stored = f.attrs().get_str("identity").map_err(|e| e.to_string())?;
-                return if same_identity(Stage::Rollout, &stored, &ident) {
-                    Ok(2)
-                } else {
-                    Err(format!(
-                        "{} exists from a different config; move it away or use another run.dir",
-                        out.display()
-                    ))
-                };
-            }
-            if ckpath.exists() && partial.exists() {
-                let stored = ck_store::stored_config(&ckpath).map_err(|e| e.to_string())?;
-                return if same_identity(Stage::Rollout, &stored, &ident) {
-                    Ok(1)
-                } else {
-                    Err(format!("{} is from a different config; delete it to start over", ckpath.display()))
-                };
-            }
-            Ok(0)
-        })
-        .map_err(StageError::Input)?;
+    // Held (on rank 0) until the stage returns, whichever way.
+    let (decision, _lock) = lock::preflight_locked(world, dir, "rollout", || {
+        if out.exists() {
+            let f = File::open(&out, Access::Serial, false).map_err(|e| e.to_string())?;
+            let stored = f.attrs().get_str("identity").map_err(|e| e.to_string())?;
+            return if same_identity(Stage::Rollout, &stored, &ident) {
+                Ok(2)
+            } else {
+                Err(format!("{} exists from a different config; move it away or use another run.dir", out.display()))
+            };
+        }
+        if ckpath.exists() && partial.exists() {
+            let stored = ck_store::stored_config(&ckpath).map_err(|e| e.to_string())?;
+            return if same_identity(Stage::Rollout, &stored, &ident) {
+                Ok(1)
+            } else {
+                Err(format!("{} is from a different config; delete it to start over", ckpath.display()))
+            };
+        }
+        Ok(0)
+    })?;
     if decision == 2 {
         return Ok(Outcome::Complete { path: out, already: true });
     }

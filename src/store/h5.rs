@@ -183,6 +183,52 @@ pub struct File {
     parallel: bool,
 }
 
+/// Set when a write, flush or close of a parallel file failed on this rank: the ranks no
+/// longer make the same collective calls, so no parallel file may be closed any more (a close
+/// is collective and would wait forever for the other ranks). Such files are abandoned as
+/// they drop; the caller's error aborts the job.
+static PARALLEL_WRITE_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for File {
+    fn drop(&mut self) {
+        if self.parallel && PARALLEL_WRITE_FAILED.load(std::sync::atomic::Ordering::Relaxed) {
+            self.hid.id = -1;
+        }
+    }
+}
+
+/// Free bytes below which a failed write is put down to a full file system.
+const NEARLY_FULL: u64 = 1 << 20;
+
+/// Bytes available to this user on the file system holding `path` (its directory's), if known.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let c = CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs buffer of the right type.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// The error of a failed write into the file `path`; `what` says what failed. Called right
+/// after the failure (it reads `errno`): a full file system (ENOSPC, or under
+/// [`NEARLY_FULL`] bytes free) or an exhausted quota (EDQUOT) is said first, in those words.
+fn write_error(path: &str, what: String) -> H5Error {
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    let free = free_bytes(Path::new(path));
+    if errno == Some(libc::EDQUOT) {
+        return H5Error(format!("disk quota exceeded writing {path} ({what})"));
+    }
+    match free {
+        Some(f) if errno == Some(libc::ENOSPC) || f < NEARLY_FULL => {
+            H5Error(format!("no space left on device writing {path} ({f} bytes free; {what})"))
+        }
+        _ => H5Error(what),
+    }
+}
+
 /// How a file is accessed.
 pub enum Access<'a> {
     /// This process alone (read-only opens may be shared by many processes).
@@ -207,7 +253,7 @@ impl File {
         let fapl = fapl(&access)?;
         let name = path.display().to_string();
         let id = unsafe { H5Fcreate(cstr(&name).as_ptr(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id) };
-        let hid = check_id(id, H5Fclose, || format!("cannot create {name}"))?;
+        let hid = check_id(id, H5Fclose, || format!("cannot create {name}")).map_err(|e| write_error(&name, e.0))?;
         Ok(File { hid, path: name, parallel: matches!(access, Access::Parallel(_)) })
     }
 
@@ -314,16 +360,28 @@ impl File {
 
     /// Flushes buffers to storage (collective in a parallel file).
     pub fn flush(&self) -> Result<()> {
-        check(unsafe { H5Fflush(self.hid.id, H5F_scope_t::H5F_SCOPE_GLOBAL) }, || {
-            format!("{}: flush failed", self.path)
-        })
+        let status = unsafe { H5Fflush(self.hid.id, H5F_scope_t::H5F_SCOPE_GLOBAL) };
+        self.written(status, || format!("{}: flush failed", self.path))
     }
 
     /// Closes the file, reporting failure (dropping also closes, silently).
-    pub fn close(self) -> Result<()> {
-        let mut hid = self.hid;
-        let id = std::mem::replace(&mut hid.id, -1);
-        check(unsafe { H5Fclose(id) }, || format!("{}: close failed", self.path))
+    pub fn close(mut self) -> Result<()> {
+        let id = std::mem::replace(&mut self.hid.id, -1);
+        let status = unsafe { H5Fclose(id) };
+        self.written(status, || format!("{}: close failed", self.path))
+    }
+
+    /// The outcome of a call that writes to the file: a failure is worded by [`write_error`]
+    /// and, in a parallel file, leaves every parallel file to be abandoned rather than closed.
+    fn written(&self, status: herr_t, what: impl FnOnce() -> String) -> Result<()> {
+        if status >= 0 {
+            return Ok(());
+        }
+        let e = write_error(&self.path, what());
+        if self.parallel {
+            PARALLEL_WRITE_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(e)
     }
 }
 
@@ -415,9 +473,8 @@ impl<'f> Dataset<'f> {
         assert_eq!(data.len(), n, "{}: buffer/selection size mismatch", self.what());
         let dxpl = self.xfer(collective)?;
         let buf = if data.is_empty() { [T::default()].as_ptr() } else { data.as_ptr() };
-        check(unsafe { H5Dwrite(self.hid.id, T::type_id(), ms.id, fs.id, dxpl.id, buf.cast()) }, || {
-            format!("{}: write failed", self.what())
-        })
+        let status = unsafe { H5Dwrite(self.hid.id, T::type_id(), ms.id, fs.id, dxpl.id, buf.cast()) };
+        self.file.written(status, || format!("{}: write failed", self.what()))
     }
 
     /// Collective write of a whole 1-D dataset by rank 0 alone (`root`); other ranks take part
@@ -453,9 +510,8 @@ impl<'f> Dataset<'f> {
         let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect();
         let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         let t = string_type()?;
-        check(unsafe { H5Dwrite(self.hid.id, t.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.as_ptr().cast()) }, || {
-            format!("{}: write failed", self.what())
-        })
+        let status = unsafe { H5Dwrite(self.hid.id, t.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.as_ptr().cast()) };
+        self.file.written(status, || format!("{}: write failed", self.what()))
     }
 
     /// Reads every element of a variable-length string dataset.

@@ -4,6 +4,7 @@
 pub mod cf;
 pub mod checkpoint;
 pub mod h5;
+pub mod lock;
 pub mod trajectories;
 pub mod well;
 

@@ -156,13 +156,30 @@ impl Trajectories {
 
     /// Per-channel standard deviation over every stored state of the training members (the
     /// normalisation scale; the mean is not subtracted from the fields). The members are read
-    /// in shares by the ranks and the sums reduced in f64.
+    /// in shares by the ranks and the sums reduced in f64. The validation members are read too,
+    /// to refuse (as bad input, before training) any member with NaN or ±inf that the file does
+    /// not mark diverged: one such value would turn the scale or the losses into NaN.
     pub fn channel_std(&self, world: &World) -> Result<Vec<f64>, StageError> {
         let members = self.members(TRAIN);
         let c = self.channels;
         let mut sums = vec![0.0f64; 2 * c + 1];
-        for &m in &members[world.members(members.len())] {
+        let checked: Vec<usize> = {
+            let mut all = self.members(VALID);
+            all.extend(&members);
+            all.sort_unstable();
+            all
+        };
+        // The first non-finite value, as `member · samples + time`, over this rank's share.
+        let mut first_bad = None;
+        for &m in &checked[world.members(checked.len())] {
             let data = self.read(Window { member: m, start: 0 }, self.samples)?;
+            if let Some(t) = data.chunks(self.state_len()).position(|s| s.iter().any(|v| !v.is_finite())) {
+                first_bad = Some(m * self.samples + t);
+                break;
+            }
+            if self.split[m] != TRAIN {
+                continue;
+            }
             for state in data.chunks(self.state_len()) {
                 for (ch, field) in state.chunks(self.grid * self.grid).enumerate() {
                     sums[ch] += field.iter().map(|&v| v as f64).sum::<f64>();
@@ -170,6 +187,17 @@ impl Trajectories {
                 }
             }
             sums[2 * c] += (self.samples * self.grid * self.grid) as f64;
+        }
+        // The smallest over ranks (as the largest negated: every rank learns rank 0's verdict).
+        let bad = -world.max_f64(&[first_bad.map_or(f64::NEG_INFINITY, |i| -(i as f64))])[0];
+        if bad.is_finite() {
+            let (m, t) = (bad as usize / self.samples, bad as usize % self.samples);
+            return Err(StageError::Input(format!(
+                "{}: member {m} has non-finite values at time index {t} but is not marked diverged \
+                 (diverged_at = {})",
+                self.path.display(),
+                self.diverged[m]
+            )));
         }
         world.sum_f64(&mut sums);
         let n = sums[2 * c];

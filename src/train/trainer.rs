@@ -30,6 +30,7 @@ use crate::config::{same_identity, Stage};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{split_range, World};
 use crate::stages::StageError;
+use crate::store::lock;
 use crate::store::trajectories::{GIT_REVISION, VERSION};
 
 /// Run-level settings of a training.
@@ -265,7 +266,10 @@ fn eta(seconds: f64) -> String {
 /// Trains `task` to the end (or until stopped), resuming from `latest` if present.
 pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let world = s.world;
-    let decision = world.root_decides(|| preflight(task, s)).map_err(StageError::Input)?;
+    // One writer per model and run directory, held (on rank 0) until training returns.
+    let run_dir = s.dir.parent().unwrap_or(&s.dir);
+    let stage = format!("train {}", task.setup().name);
+    let (decision, _lock) = lock::preflight_locked(world, run_dir, &stage, || preflight(task, s))?;
     let lc = task.setup().training.clone();
     let n_train = task.setup().len(Split::Train);
     let per_epoch = (n_train / lc.batch_size) as u64;
