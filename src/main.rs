@@ -27,7 +27,9 @@ use thermalizer::train::reduce::Allreduce;
 ICML 2025).\n\nEvery command runs on all ranks of an MPI job: `mpirun -np 4 thermalizer generate --config run.yaml` \
 or `srun thermalizer ...` in a Slurm job; without a launcher it is a job of one rank. One YAML file configures all \
 stages; outputs go to its run.dir.\n\nExit status: 0 done, 2 bad input (nothing computed), 75 stopped on a signal \
-after a checkpoint (run the same command again to resume), 1 other failures.",
+after a checkpoint (run the same command again to resume), 1 other failures.\n\nLogging: rank 0 logs at info \
+level, other ranks warnings only; -v/-q change that, and THERMALIZER_LOG (else RUST_LOG) overrides both with \
+env_logger's syntax, e.g. THERMALIZER_LOG=debug or RUST_LOG=thermalizer::rollout=trace.",
     after_help = "Examples:\n  thermalizer validate --config configs/quickstart.yaml\n  \
 mpirun -np 2 thermalizer generate --config configs/quickstart.yaml --set generate.members=8\n  \
 mpirun -np 2 thermalizer train emulator --config configs/quickstart.yaml\n  \
@@ -86,14 +88,26 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Figures (PNG) and summary.md from <run.dir>/rollout.h5 into <run.dir>/report/.
+    /// Figures (PNG), summary.md and summary.json from RUN_DIR/rollout.h5 into RUN_DIR/report/,
+    /// with the training curves of the models trained in RUN_DIR.
     Report {
         #[command(flatten)]
-        args: ConfigArgs,
+        run: RunArgs,
         /// Report a rollout still running or interrupted, up to its last checkpoint
-        /// (rollout.h5.partial), into <run.dir>/report-interim/.
+        /// (rollout.h5.partial), into RUN_DIR/report-interim/.
         #[arg(long)]
         partial: bool,
+        /// Draw only the training curves (RUN_DIR/report/training_<model>.png), e.g. while
+        /// training runs.
+        #[arg(long, conflicts_with = "partial")]
+        training: bool,
+    },
+    /// Say which stages of a run directory are done, partial (at which step, checkpointed when),
+    /// absent or stale (made from other inputs than the stage before it, or from another config
+    /// than --config's). Writes nothing.
+    Status {
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Write the trained models the rollout uses (rollout.weights, rollout.ema) as weights-only
     /// files DIR/emulator.safetensors and DIR/thermalizer.safetensors, which a rollout reads with
@@ -151,6 +165,20 @@ struct ConfigArgs {
     config: PathBuf,
     /// Override a config key, e.g. --set system.grid=128 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// A run directory, named directly or as the `run.dir` of a config.
+#[derive(Args)]
+struct RunArgs {
+    /// The run directory (a config's run.dir).
+    #[arg(value_name = "RUN_DIR", required_unless_present = "config")]
+    run_dir: Option<PathBuf>,
+    /// Or the experiment YAML file whose run.dir to use.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "run_dir")]
+    config: Option<PathBuf>,
+    /// Override a config key, with --config (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "config")]
     set: Vec<String>,
 }
 
@@ -291,6 +319,11 @@ fn dispatch(command: Command, world: &World) -> i32 {
     let load = |args: &ConfigArgs| {
         Config::load(&args.config, &args.set).map_err(|e| exit_status(world, StageError::Input(e.0)))
     };
+    let resolve = |run: &RunArgs| match (&run.run_dir, &run.config) {
+        (Some(dir), _) => Ok((dir.clone(), None)),
+        (None, config) => load(&ConfigArgs { config: config.clone().unwrap_or_default(), set: run.set.clone() })
+            .map(|c| (c.run.dir.clone(), Some(c))),
+    };
     match command {
         Command::Generate { args, device } => match load(&args) {
             Err(code) => code,
@@ -311,9 +344,14 @@ fn dispatch(command: Command, world: &World) -> i32 {
             Err(code) => code,
             Ok(config) => command::rollout(&config, world, &StopFlag::install(), device.as_deref()),
         },
-        Command::Report { args, partial } => match load(&args) {
+        Command::Report { run, partial, training } => match resolve(&run) {
             Err(code) => code,
-            Ok(config) => command::report(&config, world, partial).0,
+            Ok((dir, _)) if training => command::training_curves(&dir, world),
+            Ok((dir, _)) => command::report(&dir, world, partial).0,
+        },
+        Command::Status { run } => match resolve(&run) {
+            Err(code) => code,
+            Ok((dir, config)) => command::status(&dir, config.as_ref(), world),
         },
         Command::Export { args, out, half, thermalizer_only } => match load(&args) {
             Err(code) => code,
@@ -401,9 +439,12 @@ fn init_logging(world: &World, verbose: u8, quiet: bool) {
         _ => log::LevelFilter::Trace,
     };
     let (rank, size) = (world.rank(), world.size());
+    // THERMALIZER_LOG first, then the Rust-wide RUST_LOG (env_logger's syntax: `debug`,
+    // `thermalizer::rollout=trace`); either overrides -q/-v.
+    let filters = std::env::var("THERMALIZER_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
     env_logger::Builder::new()
         .filter_level(level)
-        .parse_env("THERMALIZER_LOG")
+        .parse_filters(&filters)
         .format(move |buf, record| {
             writeln!(buf, "{} {:<5} [{rank}/{size}] {}", buf.timestamp_seconds(), record.level(), record.args())
         })

@@ -10,7 +10,7 @@ use super::generate::{self, Outcome as GenerateOutcome};
 use super::rollout::{self, Outcome as RolloutOutcome};
 use super::train::{self, Model, TrainOptions};
 use super::StageError;
-use super::{calibrate, models, well};
+use super::{calibrate, models, status, well};
 use crate::config::Config;
 use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
@@ -136,11 +136,11 @@ fn on_root<T>(world: &World, work: impl FnOnce() -> Result<T, StageError>) -> Re
     }
 }
 
-/// `thermalizer report [--partial]`: figures and summary.md (rank 0 draws; the others wait for
-/// its verdict); `partial`: of the rollout in progress, up to its last checkpoint. Returns the
-/// exit status and, on rank 0, what the report found.
-pub fn report(config: &Config, world: &World, partial: bool) -> (i32, Option<Headline>) {
-    match on_root(world, || report::write(&config.run.dir, partial)) {
+/// `thermalizer report [--partial]`: figures, summary.md and summary.json of `run_dir` (rank 0
+/// draws; the others wait for its verdict); `partial`: of the rollout in progress, up to its last
+/// checkpoint. Returns the exit status and, on rank 0, what the report found.
+pub fn report(run_dir: &Path, world: &World, partial: bool) -> (i32, Option<Headline>) {
+    match on_root(world, || report::write(run_dir, partial)) {
         Ok(Some(h)) => {
             for m in &h.modes {
                 log::info!(
@@ -157,6 +157,39 @@ pub fn report(config: &Config, world: &World, partial: bool) -> (i32, Option<Hea
         Ok(None) => (0, None),
         Err(code) => (code, None),
     }
+}
+
+/// `thermalizer report --training`: the training curves of `run_dir`'s models (rank 0 draws;
+/// the others wait). Prints each file written.
+pub fn training_curves(run_dir: &Path, world: &World) -> i32 {
+    match on_root(world, || report::training::draw(run_dir, &run_dir.join("report")).map_err(StageError::Io)) {
+        Ok(Some(files)) if files.is_empty() => exit_status(
+            world,
+            StageError::Input(format!(
+                "{}: no model has been trained here (no <model>/history.csv)",
+                run_dir.display()
+            )),
+        ),
+        Ok(files) => {
+            for f in files.unwrap_or_default() {
+                println!("{}", f.display());
+            }
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+/// `thermalizer status`: the state of every stage of `run_dir` (against `config` when given),
+/// printed by rank 0. Exits 0 whatever the stages' states.
+pub fn status(run_dir: &Path, config: Option<&Config>, world: &World) -> i32 {
+    if !run_dir.is_dir() {
+        return exit_status(world, StageError::Input(format!("run directory {} does not exist", run_dir.display())));
+    }
+    if world.is_root() {
+        print!("{}", status::table(run_dir, &status::of(run_dir, config)));
+    }
+    0
 }
 
 /// `thermalizer export`: the models the rollout would use, weights only, into `out` (rank 0
@@ -223,7 +256,7 @@ pub fn pipeline(config: &Config, world: &World, opts: &TrainOptions) -> i32 {
         return code;
     }
     banner("report");
-    let (code, headline) = report(config, world, false);
+    let (code, headline) = report(&config.run.dir, world, false);
     if let Some(h) = headline {
         println!("{}", h.one_line());
     }

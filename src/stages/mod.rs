@@ -6,6 +6,7 @@ pub mod command;
 pub mod generate;
 pub mod models;
 pub mod rollout;
+pub mod status;
 pub mod train;
 pub mod well;
 
