@@ -91,18 +91,8 @@ fn output_is_bitwise_identical_on_1_2_and_3_ranks() {
     assert_same_file(&dirs[0].join("trajectories.h5"), &dirs[1].join("trajectories.h5"));
     // The Python tests: readers (h5py, xarray) on the 3-rank file, and the jax-cfd reference
     // (which needs THERMALIZER_JAX_PYTHON, set by scripts/test.sh).
-    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
     std::env::var("THERMALIZER_JAX_PYTHON").expect("THERMALIZER_JAX_PYTHON (set by scripts/test.sh)");
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python")])
-        .env("THERMALIZER_TRAJECTORIES", dirs[2].join("trajectories.h5"))
-        .env("THERMALIZER_BIN", bin())
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}");
-    assert!(!report.contains("skipped"), "a Python test was skipped:\n{report}");
+    pytest("THERMALIZER_PYTHON", "tests/python", &[("THERMALIZER_TRAJECTORIES", &dirs[2].join("trajectories.h5"))]);
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -322,15 +312,8 @@ fn qg_ensemble_is_rank_invariant_and_resumes_bitwise() {
     let q = f.dataset("q").unwrap().read::<f32>(None).unwrap();
     assert!(q.iter().all(|v| v.is_finite()) && q.iter().any(|&v| v.abs() > 1e-8));
     // The readers, as a user would, on the 3-rank QG file.
-    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/test_trajectories.py"))
-        .env("THERMALIZER_TRAJECTORIES", dirs[2].join("trajectories.h5"))
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("skipped"), "{}", String::from_utf8_lossy(&out.stdout));
+    let trajectories = dirs[2].join("trajectories.h5");
+    pytest("THERMALIZER_PYTHON", "tests/python/test_trajectories.py", &[("THERMALIZER_TRAJECTORIES", &trajectories)]);
 
     // SIGKILL mid-run, then the same command: the Adams–Bashforth history comes back from the
     // checkpoint, so the result is the uninterrupted one bit for bit.

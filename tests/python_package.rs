@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -66,33 +65,16 @@ fn shipped_run(dir: &Path) {
     stage(&["rollout"], config, dir, &sets);
 }
 
-/// `python -m pytest <tests>` with the run directories in the environment; fails on a failure
-/// or a skip.
-fn pytest(python_var: &str, tests: &str, tiny: &Path, shipped: &Path) {
-    let python =
-        std::env::var(python_var).unwrap_or_else(|_| panic!("{python_var} (set by scripts/setup.sh's env.sh)"));
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", &format!("{ROOT}/{tests}")])
-        .env("THERMALIZER_TEST_TINY", tiny)
-        .env("THERMALIZER_TEST_SHIPPED", shipped)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}");
-    assert!(!report.contains("skipped"), "a Python test was skipped:\n{report}");
-}
-
 #[test]
 fn python_package_matches_the_rust_rollout_and_loads_every_model_file() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (tiny, shipped) = (scratch("python-tiny"), scratch("python-shipped"));
     tiny_run(&tiny);
     shipped_run(&shipped);
-    pytest("THERMALIZER_TORCH_PYTHON", "python/tests", &tiny, &shipped);
+    let runs = [("THERMALIZER_TEST_TINY", tiny.as_path()), ("THERMALIZER_TEST_SHIPPED", shipped.as_path())];
+    pytest("THERMALIZER_TORCH_PYTHON", "python/tests", &runs);
     // The readers need no torch: the project's venv (whose torch is libtorch only) runs them.
-    pytest("THERMALIZER_PYTHON", "python/tests/test_data.py", &tiny, &shipped);
+    pytest("THERMALIZER_PYTHON", "python/tests/test_data.py", &runs);
     for d in [tiny, shipped] {
         let _ = std::fs::remove_dir_all(d);
     }

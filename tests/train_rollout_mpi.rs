@@ -456,16 +456,7 @@ print("ok")
 "#;
     python(&["-c", script, base.join("rollout.h5").to_str().unwrap()]);
     // ... and as netCDF-4/CF: ncdump, xarray's netcdf4 and h5netcdf engines, CF attributes.
-    let python = std::env::var("THERMALIZER_PYTHON").expect("THERMALIZER_PYTHON (set by scripts/test.sh)");
-    let out = std::process::Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_rollout.py"))
-        .env("THERMALIZER_ROLLOUT", base.join("rollout.h5"))
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains(" passed") && !report.contains("skipped"), "{report}");
+    pytest("THERMALIZER_PYTHON", "tests/python/check_rollout.py", &[("THERMALIZER_ROLLOUT", &base.join("rollout.h5"))]);
     check_report(&base);
 }
 

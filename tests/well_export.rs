@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use thermalizer::store::h5::{Access, File, Hyperslab};
@@ -59,20 +59,11 @@ fn exported(out: &Output, dir: &Path, system: &str) {
 
 /// The Well's loader on `well`, checked against `trajectories` (fails on a failure or a skip).
 fn the_wells_loader(well: &Path, trajectories: &Path) {
-    let python =
-        std::env::var("THERMALIZER_TORCH_PYTHON").expect("THERMALIZER_TORCH_PYTHON (set by scripts/setup.sh's env.sh)");
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(format!("{ROOT}/tests/python/test_well_export.py"))
-        .env("THERMALIZER_WELL", well)
-        .env("THERMALIZER_TRAJECTORIES", trajectories)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}");
-    assert!(report.contains("passed") && !report.contains("skipped"), "{report}");
+    pytest(
+        "THERMALIZER_TORCH_PYTHON",
+        "tests/python/test_well_export.py",
+        &[("THERMALIZER_WELL", well), ("THERMALIZER_TRAJECTORIES", trajectories)],
+    );
 }
 
 #[test]

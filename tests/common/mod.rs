@@ -81,3 +81,24 @@ pub fn wait_for(path: &Path, child: &mut Child) {
     }
     std::thread::sleep(Duration::from_millis(300));
 }
+
+/// `python -m pytest <target>` (a path under the repository) with the interpreter named by the
+/// environment variable `python_var` (set by scripts/test.sh or env.sh) and `env` added; fails
+/// on a failed test, on a skipped one (a skip would hide a missing dependency), or when nothing
+/// ran. Returns pytest's report.
+pub fn pytest(python_var: &str, target: &str, env: &[(&str, &Path)]) -> String {
+    let python = std::env::var(python_var).unwrap_or_else(|_| panic!("{python_var} (set by scripts/test.sh)"));
+    let out = Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(target))
+        .envs(env.iter().map(|&(k, v)| (k, v)))
+        .env("THERMALIZER_BIN", bin())
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{report}");
+    assert!(report.contains(" passed") && !report.contains("skipped"), "{target}:\n{report}");
+    report
+}
