@@ -6,7 +6,8 @@
 A row per run and mode: median, min and max stable horizon (emulator steps; ">=" when most
 members were never stopped), surviving fraction, median spectral horizon, time-mean spectrum
 error, denoising passes per step, cost against the emulator alone, and the paired sign test of
-the mode against the emulator alone when the run has both. Markdown by default (``--csv``: CSV
+the mode against the emulator alone when the run has both. A run with only an interim report
+(``report --partial``) is read from ``report-interim/`` and marked so. Markdown by default (``--csv``: CSV
 with the raw numbers). Sweep scripts (scripts/small-experiment.sh) build their tables with it.
 Python's standard library only.
 """
@@ -35,6 +36,8 @@ COLUMNS = (
 
 def rows(run: Path, modes):
     path = run / "report" / "summary.json"
+    if not path.exists() and (run / "report-interim" / "summary.json").exists():
+        path = run / "report-interim" / "summary.json"  # `report --partial` of a rollout in progress
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -46,7 +49,7 @@ def rows(run: Path, modes):
         p = pairs.get((m["mode"], "emulator"))
         yield {
             **{k: m[k] for k in COLUMNS if k in m},
-            "run": str(run),
+            "run": f"{run} (interim, step {summary['steps']:.0f})" if summary["interim"] else str(run),
             "median_is_lower_bound": m["median_is_lower_bound"],
             "vs_emulator": None if p is None else f"{p['a_longer']}:{p['b_longer']} (ties {p['ties']}), p={p['p']:.2g}",
         }
