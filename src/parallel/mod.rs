@@ -2,14 +2,18 @@
 //!
 //! - [`World`]: rank and size, the contiguous split of ensemble members over ranks, and the
 //!   reductions that make every rank take the same decision (stop, checkpoint, errors).
+//! - [`node_local_rank`]: this rank's place among the ranks of its node, asked of MPI
+//!   (`MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`), so GPU binding works under any launcher
+//!   (Open MPI, MPICH, Cray, srun) without reading launcher-specific variables.
 //! - A panic on any rank aborts the whole job ([`install_panic_abort`]), so no rank waits
 //!   forever in a collective call for one that died.
-//! - [`check_slurm`]: refuses the silent-singletons failure (`SLURM_NTASKS` ≠ world size).
+//! - [`check_slurm`]: refuses the silent-singletons failure (fewer ranks than `SLURM_NTASKS`).
 //! - [`signals`]: SIGTERM/SIGINT/SIGUSR1 set a flag that the stages reduce at step boundaries.
 
 pub mod signals;
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -18,12 +22,40 @@ use mpi::traits::*;
 /// The ranks of this job.
 pub struct World {
     comm: SimpleCommunicator,
+    /// (local rank, ranks on this node): see [`node_local_rank`].
+    node: (usize, usize),
+}
+
+/// The node placement of the world of this process, set once by [`World::new`].
+static NODE: OnceLock<(usize, usize)> = OnceLock::new();
+
+/// This process's rank among the ranks sharing its node (ordered by world rank) and their count;
+/// `(0, 1)` before a [`World`] exists. Stages that have no `World` at hand (device choice) read it
+/// here.
+pub fn node_local_rank() -> (usize, usize) {
+    NODE.get().copied().unwrap_or((0, 1))
 }
 
 impl World {
-    /// Wraps `MPI_COMM_WORLD` of an initialised universe.
+    /// Wraps `MPI_COMM_WORLD` of an initialised universe and asks MPI which ranks share this
+    /// node (collective: every rank calls it once, at start-up).
     pub fn new(universe: &mpi::environment::Universe) -> World {
-        World { comm: universe.world() }
+        let comm = universe.world();
+        let shared = comm.split_shared(comm.rank());
+        let node = (shared.rank() as usize, shared.size() as usize);
+        NODE.get_or_init(|| node);
+        World { comm, node }
+    }
+
+    /// This rank's index among the ranks of its node (0-based, in world-rank order): the GPU it
+    /// takes is this modulo the node's GPUs.
+    pub fn local_rank(&self) -> usize {
+        self.node.0
+    }
+
+    /// Number of ranks on this node.
+    pub fn local_size(&self) -> usize {
+        self.node.1
     }
 
     /// This process's rank.
@@ -146,16 +178,35 @@ pub fn install_panic_abort(size: usize) {
     }));
 }
 
-/// Under Slurm, checks that `SLURM_NTASKS` (if set, for a job step launched by srun) matches
-/// the MPI world size: a mismatch means srun started independent singletons.
+/// Set to `1` to skip [`check_slurm`] (a launcher it misjudges; the user vouches for the world).
+pub const SKIP_SLURM_CHECK: &str = "THERMALIZER_SKIP_SLURM_CHECK";
+
+/// Under Slurm, refuses the silent-singletons failure: srun starting `SLURM_NTASKS` processes
+/// that each initialise an MPI world of their own (no PMIx between srun and the MPI library).
+///
+/// Only a world *smaller* than the job step's task count is refused. A larger one is a launcher
+/// that starts several ranks per Slurm task: Open MPI's `mpirun` inside an allocation starts
+/// one daemon per node through srun, so the ranks of those nodes see `SLURM_NTASKS` = number of
+/// daemons. A world of several ranks that Open MPI's runtime itself sized
+/// (`OMPI_COMM_WORLD_SIZE` = world size) is accepted as well (mpirun in an allocation with more
+/// nodes than ranks). Outside a job step (no `SLURM_STEP_ID`, e.g. mpirun under `salloc`)
+/// there is nothing to compare. [`SKIP_SLURM_CHECK`]`=1` skips the check.
 pub fn check_slurm(size: usize) -> Result<(), String> {
-    if std::env::var_os("SLURM_STEP_ID").is_none() {
-        return Ok(());
-    }
-    match std::env::var("SLURM_NTASKS").ok().and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) if n != size => Err(format!(
+    let env = |k: &str| std::env::var(k).ok();
+    let number = |k: &str| env(k).and_then(|v| v.parse().ok());
+    let launched_by_open_mpi = size > 1 && number("OMPI_COMM_WORLD_SIZE") == Some(size);
+    let in_step = env("SLURM_STEP_ID").is_some() && env(SKIP_SLURM_CHECK).as_deref() != Some("1");
+    slurm_world_check(in_step && !launched_by_open_mpi, number("SLURM_NTASKS"), size)
+}
+
+/// [`check_slurm`] on given values: `check` (inside a Slurm job step, not skipped, not a world
+/// sized by Open MPI's launcher), the step's `SLURM_NTASKS` and the MPI world size.
+fn slurm_world_check(check: bool, ntasks: Option<usize>, size: usize) -> Result<(), String> {
+    match ntasks {
+        Some(n) if check && size < n => Err(format!(
             "SLURM_NTASKS = {n} but the MPI world has {size} rank(s): srun started independent \
-             processes (check --mpi=pmix and that the binary uses the cluster's MPI)"
+             processes (check --mpi=pmix and that the binary uses the cluster's MPI; \
+             {SKIP_SLURM_CHECK}=1 skips this check)"
         )),
         _ => Ok(()),
     }
@@ -163,7 +214,19 @@ pub fn check_slurm(size: usize) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_range;
+    use super::{slurm_world_check, split_range};
+
+    #[test]
+    fn slurm_check_refuses_only_fewer_ranks_than_tasks() {
+        // srun -n 4 of singletons: each rank sees a world of one.
+        assert!(slurm_world_check(true, Some(4), 1).unwrap_err().contains("SLURM_NTASKS = 4"));
+        assert!(slurm_world_check(true, Some(4), 4).is_ok());
+        // mpirun in an allocation of 2 nodes: one srun-launched daemon per node, 64 ranks.
+        assert!(slurm_world_check(true, Some(2), 64).is_ok());
+        // Outside a step, or skipped, or without SLURM_NTASKS: nothing to compare.
+        assert!(slurm_world_check(false, Some(4), 1).is_ok());
+        assert!(slurm_world_check(true, None, 1).is_ok());
+    }
 
     #[test]
     fn split_covers_everything_once() {

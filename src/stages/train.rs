@@ -12,7 +12,7 @@ use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
 use crate::parallel::signals::StopFlag;
-use crate::parallel::World;
+use crate::parallel::{node_local_rank, World};
 use crate::train::data::Trajectories;
 use crate::train::emulator::EmulatorTask;
 use crate::train::reduce::{self, Allreduce};
@@ -45,24 +45,23 @@ pub struct TrainOptions {
     pub allreduce: Allreduce,
 }
 
-/// The device of this rank: `cuda` takes GPU (local rank mod GPUs) — one rank per GPU.
+/// The device of this rank: `cuda` takes GPU (node-local rank mod GPUs) — one rank per GPU. The
+/// node-local rank comes from MPI ([`node_local_rank`]), so the binding is the same under
+/// mpirun, srun, MPICH's or Cray's launchers.
 pub fn choose_device(requested: Option<&str>) -> Result<Device, StageError> {
     let cuda = tch::Cuda::is_available();
-    match requested {
-        Some("cpu") => Ok(Device::Cpu),
+    let (local, on_node) = node_local_rank();
+    let device = match requested {
+        Some("cpu") => Device::Cpu,
         Some("cuda") if !cuda => {
-            Err(StageError::Input("--device cuda: CUDA is not available to libtorch on this machine".into()))
+            return Err(StageError::Input("--device cuda: CUDA is not available to libtorch on this machine".into()))
         }
-        Some("cuda") | None if cuda => {
-            let local = ["OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok()?.parse::<usize>().ok())
-                .unwrap_or(0);
-            Ok(Device::Cuda(local % tch::Cuda::device_count().max(1) as usize))
-        }
-        None => Ok(Device::Cpu),
-        Some(other) => Err(StageError::Input(format!("--device {other}: use cpu or cuda"))),
-    }
+        Some("cuda") | None if cuda => Device::Cuda(local % tch::Cuda::device_count().max(1) as usize),
+        None => Device::Cpu,
+        Some(other) => return Err(StageError::Input(format!("--device {other}: use cpu or cuda"))),
+    };
+    log::debug!("node-local rank {local} of {on_node}: device {device:?}");
+    Ok(device)
 }
 
 /// Trains `model` with the config's settings; the checkpoints go to `<run.dir>/<model>/`.
