@@ -6,8 +6,10 @@
 # Outputs under DIR/kolmogorov and DIR/qg (default: runs/paper). Per-stage time limits are the
 # templates' (#SBATCH --time, requeued with a checkpoint when reached); override with --time.
 # The generation (1024 members at 512², 512 at 256²) wants far more CPU ranks than the GPU
-# stages: generate first with e.g. `sbatch -n 256 slurm/generate.sbatch configs/kolmogorov.yaml
-# --set run.dir=runs/paper/kolmogorov`; this script then finds it finished and skips it.
+# stages, on a CPU partition: e.g.
+#   jobs/paper-experiments.sh --stage-ntasks generate=256 --cpu-sbatch --partition=cpu \
+#       --gpu-sbatch --partition=gpu
+# (slurm/generate.sbatch does not pin one node: its ranks may span nodes).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 configs=$(cd "$here/../configs" && pwd)

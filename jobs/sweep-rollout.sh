@@ -7,7 +7,8 @@
 #
 # Usage: jobs/sweep-rollout.sh CONFIG --s-init A,B,... --s-stop X,Y,... [--cpu|--gpu]
 #            [--ntasks N] [--time T] [--max-parallel K] [--after JOBID[:JOBID...]]
-#            [--dry-run] [--log-dir DIR] [--sbatch OPTION]... [--set key=value]...
+#            [--dry-run] [--log-dir DIR] [--sbatch OPTION]... [--cpu-sbatch OPTION]...
+#            [--gpu-sbatch OPTION]... [--set key=value]...
 #   --s-init, --s-stop  comma-separated values of rollout.s_init and rollout.s_stop
 #   --gpu (default)     slurm/sweep-rollout.sbatch, one rank per GPU; --cpu: the -cpu variant
 #   --ntasks N          MPI ranks per grid point (default: the template's #SBATCH)
@@ -18,6 +19,7 @@
 #   --dry-run           validate the config and print the sbatch command; submit nothing
 #   --log-dir DIR       task logs (default <run.dir>/slurm-logs), %x-%A_%a.out
 #   --sbatch OPTION     extra sbatch option, e.g. --sbatch --partition=gpu
+#   --cpu-sbatch, --gpu-sbatch OPTION  extra sbatch option only with --cpu / --gpu
 #   --set key=value     config override for every point (repeatable); run.dir is the run
 #                       whose models are swept
 # Prints the array job id.
@@ -56,7 +58,7 @@ SETS=("${base_sets[@]}")
 n=$((${#inits[@]} * ${#stops[@]}))
 suffix=""
 [ "$MODE" = cpu ] && suffix=-cpu
-resource_opts mpi
+resource_opts "$MODE" "$NTASKS"
 opts=(--array="0-$((n - 1))${MAXPAR:+%$MAXPAR}" --output="$LOG_DIR/%x-%A_%a.out")
 [ -z "$AFTER" ] || opts+=(--dependency="afterok:$AFTER" --kill-on-invalid-dep=yes)
 PLACEHOLDER=JOBID_sweep

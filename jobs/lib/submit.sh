@@ -14,7 +14,7 @@ die() { echo "$(basename "$0"): error: $*" >&2; exit 2; }
 
 # Common options; the caller's parser hands each unknown option to common_opt, which returns
 # the number of arguments it consumed (0: not a common option).
-MODE=gpu NTASKS="" TIME="" DRY_RUN=0 LOG_DIR="" SETS=() SBATCH_EXTRA=()
+MODE=gpu NTASKS="" TIME="" DRY_RUN=0 LOG_DIR="" SETS=() SBATCH_EXTRA=() CPU_SBATCH=() GPU_SBATCH=()
 common_opt() { # "$@" of the remaining command line; sets CONSUMED
     CONSUMED=0
     case $1 in
@@ -27,6 +27,8 @@ common_opt() { # "$@" of the remaining command line; sets CONSUMED
         --set) SETS+=(--set "${2:?--set needs key=value}"); CONSUMED=2 ;;
         --set=*) SETS+=(--set "${1#--set=}"); CONSUMED=1 ;;
         --sbatch) SBATCH_EXTRA+=("${2:?--sbatch needs an sbatch option}"); CONSUMED=2 ;;
+        --cpu-sbatch) CPU_SBATCH+=("${2:?--cpu-sbatch needs an sbatch option}"); CONSUMED=2 ;;
+        --gpu-sbatch) GPU_SBATCH+=("${2:?--gpu-sbatch needs an sbatch option}"); CONSUMED=2 ;;
     esac
     if [ -n "$NTASKS" ] && ! [[ $NTASKS =~ ^[1-9][0-9]*$ ]]; then die "--ntasks $NTASKS: not a positive number"; fi
 }
@@ -70,12 +72,15 @@ resolve_config() { # CONFIG
     LOG_DIR=${LOG_DIR:-$RUN_DIR/slurm-logs}
 }
 
-# Resource options for a template kind (mpi or serial).
-resource_opts() { # kind
+# Resource options of one job -> RES: --ntasks (if NTASKS is given), --time, the --sbatch
+# options, then those of its class: --cpu-sbatch for a CPU job, --gpu-sbatch for a GPU job (later
+# options win in sbatch, so a class's --partition overrides a general one).
+resource_opts() { # cpu|gpu [NTASKS]
     RES=()
-    if [ "$1" = mpi ] && [ -n "$NTASKS" ]; then RES+=(--ntasks="$NTASKS"); fi
+    if [ -n "${2:-}" ]; then RES+=(--ntasks="$2"); fi
     if [ -n "$TIME" ]; then RES+=(--time="$TIME"); fi
     RES+=("${SBATCH_EXTRA[@]}")
+    if [ "$1" = gpu ]; then RES+=("${GPU_SBATCH[@]}"); else RES+=("${CPU_SBATCH[@]}"); fi
 }
 
 # sbatch ARGS... -> sets JOB_ID. With --dry-run: prints the exact command line (shell-quoted)
