@@ -1,6 +1,7 @@
 //! How runs are launched and stopped, whatever the launcher: the node-local rank (GPU binding)
 //! comes from MPI itself, one Ctrl-C stops at the next checkpoint (exit 75), a second one ends
-//! the run at once (exit 130) and keeps the last checkpoint.
+//! the run at once (exit 130) and keeps the last checkpoint; a repeated SIGTERM (Slurm sends two)
+//! still checkpoints.
 
 mod common;
 
@@ -24,9 +25,9 @@ fn spawn_generate(dir: &Path, sets: &[&str]) -> Child {
     command(0, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
-fn sigint(child: &Child) {
+fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
 #[test]
@@ -54,25 +55,32 @@ fn node_local_ranks_come_from_mpi() {
 fn one_interrupt_checkpoints_and_a_second_exits_at_once() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
 
-    // One SIGINT: checkpoint at the next boundary, exit 75.
-    let dir = scratch("sigint-once");
-    let mut child = spawn_generate(&dir, &["generate.samples=250", "system.grid=48"]);
-    wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
-    sigint(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(75), "stderr: {err}");
-    assert!(!err.contains("second interrupt"), "stderr: {err}");
-    let _ = std::fs::remove_dir_all(dir);
+    // One SIGINT, or SIGTERM twice (inside one segment of about a second): checkpoint at the
+    // next boundary, exit 75.
+    for (name, signals) in [("sigint-once", &[libc::SIGINT][..]), ("sigterm-twice", &[libc::SIGTERM, libc::SIGTERM])] {
+        let dir = scratch(name);
+        let mut child =
+            spawn_generate(&dir, &["generate.samples=250", "generate.steps_per_sample=300", "system.grid=64"]);
+        wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
+        for &sig in signals {
+            signal(&child, sig);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{name}: stderr: {err}");
+        assert!(err.contains("checkpoint written") && !err.contains("second interrupt"), "{name}: stderr: {err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     // Two SIGINTs inside one long segment: the second ends the run without waiting for it.
     let dir = scratch("sigint-twice");
     let mut child = spawn_generate(&dir, &["generate.steps_per_sample=200000", "system.grid=64"]);
     wait_for(&dir.join("trajectories.h5.partial"), &mut child);
-    sigint(&child);
+    signal(&child, libc::SIGINT);
     std::thread::sleep(Duration::from_millis(200));
     assert!(child.try_wait().unwrap().is_none(), "the first interrupt ended the run before the segment's end");
-    sigint(&child);
+    signal(&child, libc::SIGINT);
     let t0 = Instant::now();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

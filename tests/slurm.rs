@@ -10,7 +10,11 @@
 //!    both trainings) writes a rollout and report per grid point with its own s_init; a
 //!    pipeline whose first stage fails leaves no job pending (--kill-on-invalid-dep);
 //!    slurm/pipeline-cpu.sbatch runs all stages in one 2-rank job.
-//! 2. slurm/generate.sbatch with `-t 1 --signal=B:USR1@30`: USR1 before the time limit →
+//!    Per-stage resources: `--stage-ntasks`, `--cpu-sbatch`/`--gpu-sbatch` in the dry run's
+//!    commands and (--comment) on the real jobs.
+//! 2. `mpirun` inside an allocation (`salloc -n 2 mpirun -np 2`, also from a one-task step)
+//!    passes the world-size check and generates.
+//! 3. slurm/generate.sbatch with `-t 1 --signal=B:USR1@30`: USR1 before the time limit →
 //!    checkpoint → requeue → resumed job, COMPLETED with Restarts ≥ 1, and trajectories.h5
 //!    bitwise equal to an uninterrupted run's.
 //!
@@ -211,12 +215,75 @@ fn pipeline_and_sweep(cl: &Cluster, work: &Path) {
     ]) {
         assert!(l.contains(dep) && l.contains(script) && l.contains("--kill-on-invalid-dep=yes"), "{l}\n{dry_out}");
     }
+    // Per-stage resources (--gpu): generate on 3 ranks; CPU jobs (generate, report) and GPU jobs
+    // (trainings, rollout) each with their own partition.
+    let dry = cl.output(
+        &submit,
+        &[
+            &cfg,
+            "--gpu",
+            "--ntasks",
+            "2",
+            "--stage-ntasks",
+            "generate=3",
+            "--cpu-sbatch",
+            "--partition=cpuq",
+            "--gpu-sbatch",
+            "--partition=gpuq",
+            "--dry-run",
+            "--set",
+            &run_set,
+        ],
+        work,
+    );
+    assert!(dry.status.success(), "dry run with per-stage resources\n{}", text(&dry));
+    let dry_out = String::from_utf8_lossy(&dry.stdout).to_string();
+    let lines: Vec<&str> = dry_out.lines().filter(|l| l.starts_with("sbatch ")).collect();
+    assert_eq!(lines.len(), 5, "{dry_out}");
+    for (l, (ntasks, class)) in lines.iter().zip([
+        (Some("--ntasks=3 "), "--partition=cpuq "),
+        (Some("--ntasks=2 "), "--partition=gpuq "),
+        (Some("--ntasks=2 "), "--partition=gpuq "),
+        (Some("--ntasks=2 "), "--partition=gpuq "),
+        (None, "--partition=cpuq "),
+    ]) {
+        assert_eq!(l.contains("--ntasks="), ntasks.is_some(), "{l}\n{dry_out}");
+        assert!(ntasks.is_none_or(|n| l.contains(n)) && l.contains(class), "{l}\n{dry_out}");
+        assert_eq!(l.matches("--partition=").count(), 1, "{l}\n{dry_out}");
+    }
+    let bad = cl.output(&submit, &[&cfg, "--stage-ntasks", "report=2", "--dry-run", "--set", &run_set], work);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--stage-ntasks report=2"), "{}", text(&bad));
     let q = cl.output("squeue", &["-h"], work);
     assert!(String::from_utf8_lossy(&q.stdout).trim().is_empty(), "the dry run submitted jobs:\n{}", text(&q));
 
-    // The real submission, and a sweep chained after both trainings.
+    // The real submission (2 ranks per stage given per stage, over --ntasks 1; every job a CPU
+    // job, marked by --cpu-sbatch), and a sweep chained after both trainings.
     let t0 = Instant::now();
-    let out = cl.output(&submit, &[&cfg, "--cpu", "--ntasks", "2", "--time", "10", "--set", &run_set], work);
+    let out = cl.output(
+        &submit,
+        &[
+            &cfg,
+            "--cpu",
+            "--ntasks",
+            "1",
+            "--stage-ntasks",
+            "generate=2",
+            "--stage-ntasks",
+            "train=2",
+            "--stage-ntasks",
+            "rollout=2",
+            "--cpu-sbatch",
+            "--comment=cpu-class",
+            "--gpu-sbatch",
+            "--comment=gpu-class",
+            "--time",
+            "10",
+            "--set",
+            &run_set,
+        ],
+        work,
+    );
     assert!(out.status.success(), "submit-pipeline.sh\n{}", text(&out));
     let id = ids(&out);
     let stages = ["generate", "train-emulator", "train-thermalizer", "rollout", "report"];
@@ -247,7 +314,8 @@ fn pipeline_and_sweep(cl: &Cluster, work: &Path) {
 
     let logs = run.join("slurm-logs");
     for s in stages {
-        cl.assert_completed(&id[s], s);
+        let rec = cl.assert_completed(&id[s], s);
+        assert_eq!(rec.get("Comment").map(String::as_str), Some("cpu-class"), "{s}: --cpu-sbatch not applied: {rec:?}");
         let (path, log) = log_of(&logs, &id[s]);
         if s != "report" {
             // srun over PMIx started 2 ranks that form one MPI world of size 2.
@@ -383,6 +451,26 @@ fn usr1_requeue(cl: &Cluster, work: &Path) {
     assert!(a.0 == b.0, "vorticity differs between the uninterrupted and the requeued run");
 }
 
+/// `thermalizer generate` of tiny.yaml launched by Open MPI's mpirun inside an allocation, not
+/// by srun: plain (`salloc -n 2 mpirun -np 2`), and from inside a job step of one task, as the
+/// ranks of an srun-started mpirun daemon see it (`SLURM_NTASKS` = 1 < 2 ranks).
+fn mpirun_in_allocation(cl: &Cluster, work: &Path) {
+    let tiny = format!("{ROOT}/tests/configs/tiny.yaml");
+    for (name, launcher) in [
+        ("salloc", &["salloc", "-n", "2", "mpirun", "-np", "2"][..]),
+        ("salloc-srun", &["salloc", "-n", "2", "srun", "-n", "1", "mpirun", "--oversubscribe", "-np", "2"][..]),
+    ] {
+        let dir = work.join(format!("mpirun-{name}"));
+        let set = format!("run.dir={}", dir.display());
+        let mut args = launcher[1..].to_vec();
+        args.extend([bin(), "generate", "--config", &tiny, "--set", &set]);
+        let out = cl.output(launcher[0], &args, work);
+        assert!(out.status.success(), "{}\n{}", args.join(" "), text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("[0/2]"), "not a 2-rank world\n{}", text(&out));
+        assert!(dir.join("trajectories.h5").is_file(), "{}: no trajectories.h5\n{}", args.join(" "), text(&out));
+    }
+}
+
 #[test]
 fn slurm_cluster() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -390,6 +478,7 @@ fn slurm_cluster() {
     let work = scratch("slurm");
     let cluster = Cluster::start();
     usr1_requeue(&cluster, &work);
+    mpirun_in_allocation(&cluster, &work);
     pipeline_and_sweep(&cluster, &work);
     drop(cluster);
     let _ = std::fs::remove_dir_all(&work);

@@ -3,10 +3,12 @@
 //! sets a flag; the stages read it at step boundaries and reduce it over ranks, so all ranks
 //! checkpoint at the same step and exit with [`EXIT_INTERRUPTED`].
 //!
-//! A second SIGINT or SIGTERM (Ctrl-C pressed again while the checkpoint is awaited) ends the
-//! process at once with [`EXIT_ABORTED`], without a checkpoint: checkpoints are written to a
-//! temporary file and renamed, so the previous one stays valid. SIGUSR1 does not count as an
-//! interrupt, so Slurm's SIGTERM after `--signal=USR1@…` still lets that checkpoint finish.
+//! A SIGINT after an earlier SIGINT or SIGTERM (Ctrl-C pressed again while the checkpoint is
+//! awaited) ends the process at once with [`EXIT_ABORTED`], without a checkpoint: checkpoints
+//! are written to a temporary file and renamed, so the previous one stays valid. A repeated
+//! SIGTERM does not: a job step under `scancel` or at its time limit gets SIGTERM twice (from
+//! its slurmstepd and forwarded by srun), and that must still end in a checkpoint within
+//! Slurm's KillWait. SIGUSR1 is not an interrupt either.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -46,9 +48,10 @@ fn register() -> StopFlag {
     let interrupts = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let (flag, interrupts) = (Arc::clone(&flag), Arc::clone(&interrupts));
+        let escalates = sig == signal_hook::consts::SIGINT;
         let handler = move || {
             flag.store(true, Ordering::SeqCst);
-            if interrupts.fetch_add(1, Ordering::SeqCst) >= 1 {
+            if interrupts.fetch_add(1, Ordering::SeqCst) >= 1 && escalates {
                 // SAFETY: write(2) and _exit(2) are async-signal-safe.
                 unsafe {
                     libc::write(libc::STDERR_FILENO, SECOND_INTERRUPT.as_ptr().cast(), SECOND_INTERRUPT.len());
