@@ -196,10 +196,23 @@ pub fn preflight_locked(
     let mut held = None;
     let decision = world
         .root_decides(|| {
+            // A refused run leaves no trace: the directories the lock created go with it.
+            let created: Vec<&Path> =
+                dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
             let lock = take(dir, stage)?;
-            let decision = preflight()?;
-            held = Some(lock);
-            Ok(decision)
+            match preflight() {
+                Ok(decision) => {
+                    held = Some(lock);
+                    Ok(decision)
+                }
+                Err(e) => {
+                    drop(lock);
+                    for d in created {
+                        let _ = std::fs::remove_dir(d); // only when empty
+                    }
+                    Err(e)
+                }
+            }
         })
         .map_err(StageError::Input)?;
     Ok((decision, held))
