@@ -22,7 +22,9 @@
 # Usage: scripts/setup.sh            then: source "$THERMALIZER_HOME/env.sh"
 # Knobs: THERMALIZER_HOME (default ~/.local/share/thermalizer) holds venv/ and env.sh;
 #        HDF5_DIR (the parallel HDF5 prefix; else derived from h5pcc; Debian's on Debian);
-#        LIBCLANG_PATH (directory of libclang.so, passed on to bindgen when set).
+#        LIBCLANG_PATH (directory of libclang.so, passed on to bindgen when set);
+#        THERMALIZER_MPI=mpich: build against MPICH (Debian's mpich + libhdf5-mpich-dev, or the
+#        loaded MPICH-family module) instead of Open MPI; writes env-mpich.sh instead of env.sh.
 set -euo pipefail
 TORCH_VERSION=2.11.0
 THERMALIZER_HOME=${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}
@@ -30,14 +32,43 @@ VENV=$THERMALIZER_HOME/venv
 TORCH_VENV=$THERMALIZER_HOME/venv-torch
 ENV_FILE=$THERMALIZER_HOME/env.sh
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-DEBIAN_HDF5_DIR=/usr/lib/x86_64-linux-gnu/hdf5/openmpi
 log() { echo "[setup] $*"; }
+
+# ---- MPI flavour: THERMALIZER_MPI=openmpi (default) or mpich ---------------------------------
+# Debian co-installs both, each with its own parallel HDF5; there MPICH's wrappers and launcher
+# carry a .mpich suffix (the plain names are Open MPI's). Elsewhere (modules of Cray MPICH, Intel
+# MPI, MVAPICH) the plain mpicc/mpiexec of the loaded module are used. MPICH gets its own env file
+# (env-mpich.sh) and cargo target directory, so that the two builds do not invalidate each other.
+first_on_path() { local c; for c in "$@"; do command -v "$c" >/dev/null 2>&1 && { echo "$c"; return; }; done; echo "$1"; }
+case "${THERMALIZER_MPI:=openmpi}" in
+  openmpi)
+    MPI_APT_PKGS=(libopenmpi-dev openmpi-bin libhdf5-openmpi-dev)
+    DEBIAN_HDF5_DIR=/usr/lib/x86_64-linux-gnu/hdf5/openmpi ;;
+  mpich)
+    MPI_APT_PKGS=(mpich libmpich-dev libhdf5-mpich-dev)
+    DEBIAN_HDF5_DIR=/usr/lib/x86_64-linux-gnu/hdf5/mpich
+    ENV_FILE=$THERMALIZER_HOME/env-mpich.sh ;;
+  *) echo "[setup] error: THERMALIZER_MPI=$THERMALIZER_MPI: expected openmpi or mpich" >&2; exit 1 ;;
+esac
+# Names resolved after apt has run (the .mpich ones exist only once MPICH is installed).
+mpi_names() {
+  MPICC_NAME=mpicc; H5PCC_NAME=h5pcc
+  [ "$THERMALIZER_MPI" = mpich ] || return 0
+  MPICC_NAME=$(first_on_path mpicc.mpich mpicc)
+  H5PCC_NAME=$(first_on_path h5pcc.mpich h5pcc)
+}
+# The MPICH lines of its env file: mpi-sys probes $MPICC (it only reruns its probe in a fresh
+# target directory, hence the one of MPICH's own), the tests launch ranks with $THERMALIZER_MPIRUN.
+mpich_env_lines() {
+  echo "export MPICC=$(command -v "$MPICC_NAME")"
+  echo "export THERMALIZER_MPIRUN=$(first_on_path mpiexec.mpich mpiexec)"
+  echo "case \"\${CARGO_TARGET_DIR:-}\" in */mpich) ;; *) export CARGO_TARGET_DIR=\"\${CARGO_TARGET_DIR:-$REPO/target}/mpich\" ;; esac"
+}
 problems=()
 problem() { problems+=("$*"); }
 
 # ---- system packages: apt on Debian/Ubuntu when we may use it ------------------------------
-APT_PKGS=(build-essential pkg-config libclang-dev libopenmpi-dev openmpi-bin
-          libhdf5-openmpi-dev hdf5-tools python3-venv git procps python3-torch
+APT_PKGS=(build-essential pkg-config libclang-dev "${MPI_APT_PKGS[@]}" hdf5-tools python3-venv git procps python3-torch
           netcdf-bin udunits-bin)
 on_debian() { command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; }
 may_apt() { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }
@@ -68,15 +99,15 @@ check_c_compiler() {
     || problem "no C/C++ compiler (cc, c++) on PATH: load your compiler module (module load gcc, or PrgEnv-gnu on Cray)"
 }
 check_mpicc() {
-  command -v mpicc >/dev/null 2>&1 \
-    || problem "no MPI compiler wrapper mpicc on PATH: load your MPI module (module load openmpi or cray-mpich)"
+  command -v "$MPICC_NAME" >/dev/null 2>&1 \
+    || problem "no MPI compiler wrapper $MPICC_NAME on PATH: load your MPI module (module load openmpi or cray-mpich)"
 }
 # The HDF5 prefix, echoed: $HDF5_DIR, else the one of the h5pcc on PATH (its bin/.., or the
 # "Installation point" it reports), else Debian's OpenMPI HDF5 on Debian.
 hdf5_prefix() {
   if [ -n "${HDF5_DIR:-}" ]; then echo "$HDF5_DIR"; return; fi
   local h5pcc p
-  if h5pcc=$(command -v h5pcc 2>/dev/null); then
+  if h5pcc=$(command -v "$H5PCC_NAME" 2>/dev/null); then
     p=$(cd "$(dirname "$(readlink -f "$h5pcc")")/.." && pwd)
     [ -f "$p/include/H5pubconf.h" ] || p=$("$h5pcc" -showconfig 2>/dev/null | sed -n 's/^ *Installation point: *//p')
     if [ -n "$p" ] && [ -f "$p/include/H5pubconf.h" ]; then echo "$p"; return; fi
@@ -119,6 +150,7 @@ report_test_tools() {
 }
 
 if on_debian; then apt_install_missing; fi
+mpi_names
 check_rust; check_c_compiler; check_mpicc; check_parallel_hdf5; check_libclang; check_python_venv
 if [ ${#problems[@]} -gt 0 ]; then
   for p in "${problems[@]}"; do echo "[setup] error: $p" >&2; done
@@ -190,6 +222,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
 ENVEOF
+  if [ "$THERMALIZER_MPI" = mpich ]; then mpich_env_lines; fi
 } > "$ENV_FILE.tmp"
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 log "ready: source $ENV_FILE"

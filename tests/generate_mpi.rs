@@ -141,10 +141,10 @@ fn killed_run_resumes_to_the_same_file() {
     let args = ["generate", "--config", tiny(), "--set", &d, "--set", LONG[0], "--set", LONG[1]];
     let mut child = command(3, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     wait_for(&dir.join("trajectories.checkpoint.h5"), &mut child);
-    // `timeout` runs mpirun as its child: signal mpirun itself.
-    let mpirun = Command::new("pgrep").args(["-P", &child.id().to_string(), "mpirun"]).output().unwrap();
-    let pid = String::from_utf8_lossy(&mpirun.stdout).trim().to_string();
-    assert!(!pid.is_empty(), "mpirun pid not found");
+    // `timeout` runs the launcher (mpirun, mpiexec.mpich) as its only child: signal the launcher.
+    let launcher = Command::new("pgrep").args(["-P", &child.id().to_string()]).output().unwrap();
+    let pid = String::from_utf8_lossy(&launcher.stdout).trim().to_string();
+    assert!(!pid.is_empty() && !pid.contains('\n'), "launcher pid not found: {pid:?}");
     assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(75), "stderr: {}", String::from_utf8_lossy(&out.stderr));

@@ -39,16 +39,31 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `thermalizer <args>` on `np` ranks (`np = 0`: a plain process, no mpirun), with a timeout
-/// so that a hang fails the test instead of blocking it.
+/// The MPI launcher and its flags, before `-np N`: `$THERMALIZER_MPIRUN` split at whitespace
+/// (the MPICH env file sets `mpiexec.mpich`), else Open MPI's `mpirun --oversubscribe` (more
+/// ranks than the 2 cores of CI). MPICH's hydra needs no such flag.
+pub fn mpirun() -> Vec<String> {
+    let launcher = std::env::var("THERMALIZER_MPIRUN").unwrap_or_default();
+    let words: Vec<String> = launcher.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty() {
+        vec!["mpirun".into(), "--oversubscribe".into()]
+    } else {
+        words
+    }
+}
+
+/// `thermalizer <args>` on `np` ranks (`np = 0`: a plain process, no launcher) started by
+/// [`mpirun`] under `timeout`, so that a hang fails the test instead of blocking it. The
+/// launcher is then the only child of the returned process.
 pub fn command(np: usize, args: &[&str]) -> Command {
     let mut c = if np == 0 {
         Command::new(bin())
     } else {
         let mut c = Command::new("timeout");
-        c.args(["120", "mpirun", "--oversubscribe", "-np", &np.to_string(), bin()]);
+        c.arg("120").args(mpirun()).args(["-np", &np.to_string(), bin()]);
         c
     };
+    // The Open MPI variables let root run ranks (CI containers); other MPIs ignore them.
     c.args(args)
         .env("OMP_NUM_THREADS", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
