@@ -59,12 +59,19 @@ fn age(path: &Path) -> String {
     }
 }
 
-/// Metadata of a training checkpoint (safetensors header only).
+/// Metadata of a training checkpoint, from the safetensors header alone (an 8-byte
+/// little-endian length, then that much JSON): the tensors, hundreds of MB at the paper's size,
+/// are not read.
 fn checkpoint_meta(path: &Path) -> Result<std::collections::HashMap<String, String>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| format!("{}: not safetensors ({e})", path.display()))?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+    use std::io::Read;
+    let bad = |e: &dyn std::fmt::Display| format!("{}: not safetensors ({e})", path.display());
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| bad(&e))?;
+    let mut header = vec![0u8; u64::from_le_bytes(len).min(100 << 20) as usize];
+    f.read_exact(&mut header).map_err(|e| bad(&e))?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    Ok(serde_json::from_value(json["__metadata__"].clone()).unwrap_or_default())
 }
 
 /// Whether `made` (a stage's output) was made from `upstream` (the output of the stage before
@@ -157,12 +164,8 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
     // rollout: its models come from the run directory unless the config names other files.
     let (done, partial, ck) =
         (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
-    let stored = |p: &Path| {
-        crate::store::h5::File::open(p, crate::store::h5::Access::Serial, false)
-            .and_then(|f| f.attrs().get_str("config"))
-            .ok()
-    };
-    let rolled = stored(&done).map(|config| Made { config, file: done.clone() });
+    // rollout.h5 stores its config as its checkpoint does: the root attribute `config`.
+    let rolled = ck_store::stored_config(&done).ok().map(|config| Made { config, file: done.clone() });
     let resumable = ck_store::stored_config(&ck).ok().map(|config| Made { config, file: ck.clone() });
     let upstream = |m: &Made| -> Vec<(&Option<Made>, Stage)> {
         let r = serde_saphyr::from_str::<Config>(&m.config).ok().and_then(|c| c.rollout);
