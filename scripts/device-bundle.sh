@@ -31,6 +31,8 @@ while [ $# -gt 0 ]; do
 done
 # shellcheck disable=SC1091
 source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
+# shellcheck source=lib/bundle.sh
+source scripts/lib/bundle.sh
 command -v patchelf >/dev/null || apt-get install -y --no-install-recommends patchelf >/dev/null
 target=${CARGO_TARGET_DIR:-target}
 if [ $build = 1 ]; then
@@ -41,26 +43,19 @@ readelf -d "$binary" | grep -q 'libtorch_cuda' \
   || { echo "error: $binary is not a cuda build (cargo build --release --features cuda)" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out/lib" "$out/bin" "$out/openmpi/plugins" "$out/share" "$out/configs"
-cp "$binary" "$out/thermalizer"
-strip --strip-debug "$out/thermalizer"
-patchelf --set-rpath '$ORIGIN/lib' "$out/thermalizer"
+mkdir -p "$out/bin" "$out/openmpi/plugins" "$out/share" "$out/configs"
+bundle_binary "$binary" "$out"
 
 # Libraries the target machine provides itself: glibc, the C++ runtime, libtorch, CUDA.
 provided='^(libc|libm|libdl|libpthread|librt|libutil|libresolv|ld-linux.*|libstdc\+\+|libgcc_s|libtorch.*|libc10.*|libcu(da|dart|blas.*|dnn.*|fft.*|rand|sparse.*|solver.*|pti|file.*)|libnv.*|libnccl.*|libgomp.*)\.so'
 # Heavy interconnect stacks not needed on one node (their Open MPI components are left out).
 heavy='^(libucp|libucs|libuct|libucm|libfabric|libibverbs|librdmacm|libpsm.*|libefa|libjvm)\.so'
-bundle_deps() { # copy the resolvable, non-provided dependencies of the given objects
-  ldd "$@" 2>/dev/null | awk '/=> \// {print $1, $3}' | sort -u | while read -r name path; do
-    if [[ $name =~ $provided ]] || [ -e "$out/lib/$name" ]; then continue; fi
-    cp -L "$path" "$out/lib/$name"
-  done
-}
+not_provided() { ! [[ $1 =~ $provided ]]; }
 # Open MPI's daemon (a singleton starts one) and launcher, found as OPAL_PREFIX/bin/*.
 cp /usr/bin/orted "$out/bin/orted"
 cp "$(readlink -f "$(command -v mpirun)")" "$out/bin/mpirun"
 patchelf --set-rpath '$ORIGIN/../lib' "$out/bin/orted" "$out/bin/mpirun"
-bundle_deps "$out/thermalizer" "$out/bin/orted" "$out/bin/mpirun"
+bundle_deps "$out/lib" not_provided "$out/thermalizer" "$out/bin/orted" "$out/bin/mpirun"
 plugins=$(ompi_info --path pkglibdir --parsable | cut -d: -f3-)
 for plugin in "$plugins"/mca_*.so; do
   deps=$(ldd "$plugin" 2>/dev/null || true)
@@ -71,11 +66,11 @@ done
 pmix=$(dirname "$(readlink -f "$(ldd "$out/openmpi/plugins/mca_pmix_ext3x.so" | awk '/libpmix/ {print $3}')")")/pmix
 mkdir -p "$out/pmix/plugins"
 cp "$pmix"/pmix_mca_*.so "$out/pmix/plugins/"
-bundle_deps "$out"/openmpi/plugins/*.so "$out"/pmix/plugins/*.so
+bundle_deps "$out/lib" not_provided "$out"/openmpi/plugins/*.so "$out"/pmix/plugins/*.so
 # the dependencies of the bundled libraries themselves, until nothing new appears
 while :; do
   before=$(find "$out/lib" -type f | wc -l)
-  bundle_deps "$out"/lib/*.so*
+  bundle_deps "$out/lib" not_provided "$out"/lib/*.so*
   [ "$(find "$out/lib" -type f | wc -l)" = "$before" ] && break
 done
 for f in "$out"/lib/*.so* "$out"/openmpi/plugins/*.so "$out"/pmix/plugins/*.so; do
