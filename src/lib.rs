@@ -1,9 +1,12 @@
 //! thermalizer: stable long-horizon neural emulation of 2D turbulence (Pedersen, Zanna & Bruna,
 //! ICML 2025) as an MPI + parallel-HDF5 + libtorch pipeline.
 //!
-//! Stages ([`stages`]): `generate` (pseudo-spectral ensembles into parallel HDF5), then training,
-//! rollout and report (later). Every stage runs on all MPI ranks; a run without `mpirun` is a
-//! world of one rank ([`parallel`]).
+//! Stages ([`stages`]): `generate` (pseudo-spectral ensembles of Kolmogorov flow or two-layer QG
+//! into parallel HDF5), `train emulator|thermalizer` (libtorch, data-parallel), `calibrate`,
+//! `rollout` (alone and thermalized, into `rollout.h5`) and `report` (figures, `summary.md`,
+//! `summary.json`); `status` and `export-well` read a run directory. Every stage runs on all MPI
+//! ranks; a run without `mpirun` is a world of one rank ([`parallel`]). The module map and its
+//! layering: docs/architecture.md.
 
 pub mod bench;
 pub mod config;

@@ -86,7 +86,8 @@ fn planted_noise_is_removed_undisturbed_members_untouched_and_over_limit_flagged
     assert_eq!(applied.passes, vec![0, applied.levels[1] - TH.s_stop, 0]);
     let msq = x.get(1).square().mean(Kind::Double).double_value(&[]);
     let want = model.variance(TH.s_stop);
-    // (4096 values: the mean square's sampling error is ~2 %; before, it was 6.7× the measure's.)
+    // (4096 values: the mean square's sampling error is ~2 %; before thermalization it is 6.7×
+    // the measure's, so the bound tells the two apart.)
     assert!((msq / want - 1.0).abs() < 0.07, "after thermalization mean square {msq:.5}, measure at s_stop {want:.5}");
 }
 

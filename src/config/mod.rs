@@ -475,7 +475,7 @@ mod tests {
         let mut moved = c.clone();
         moved.run.dir = PathBuf::from("elsewhere/run1");
         assert_eq!(c.identity(Stage::Generate), moved.identity(Stage::Generate));
-        // An identity written with the directory in it (before it was reset) still matches.
+        // A stored identity that names a run directory still matches: `run.dir` is not compared.
         let mut older = serde_saphyr::from_str::<Config>(&c.identity(Stage::Generate)).expect("identity parses");
         older.run.dir = PathBuf::from("runs/quickstart");
         assert!(same_identity(Stage::Generate, &older.to_yaml(), &moved.identity(Stage::Generate)));

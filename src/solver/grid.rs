@@ -312,7 +312,7 @@ fn as_reals<T: Real>(pairs: &mut [Complex<T>]) -> &mut [T] {
 /// `Z = A + iB` with `A`, `B` the spectra of the two real rows, so `A(p) = (Z(p) + Z*(−p))/2` and
 /// `B(p) = −i (Z(p) − Z*(−p))/2`. Column after column, so the `B` rows stay in L1; the rows are
 /// fixed-size slices taken once per block and the mirror index needs no `% n`, so the inner loop
-/// has no division (the code this replaced spent its largest share of time on one).
+/// has no division (one per value would be the largest cost of this loop).
 fn split_block<T: Real, const B: usize>(n: usize, z: &[Complex<T>], spec: &mut [Complex<T>], m0: usize, rows: usize) {
     let mut it = z.chunks_exact(n);
     let z: [&[Complex<T>]; B] = std::array::from_fn(|_| it.next().expect("B rows of n values"));
