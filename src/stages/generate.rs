@@ -1,4 +1,5 @@
-//! The `generate` stage: an ensemble of Kolmogorov-flow trajectories into `trajectories.h5`.
+//! The `generate` stage: an ensemble of trajectories of the configured system (Kolmogorov flow
+//! or two-layer QG, `system.kind`) into `trajectories.h5`.
 //!
 //! The main loop, in the manner of Dedalus' (`while solver.proceed: solver.step(dt)`):
 //!
