@@ -147,7 +147,7 @@ fn classifier_within_one(seed: i64) -> f64 {
 const OVERFIT_BOUND: f64 = 1.0 / 100.0;
 /// Guessing lands within ±1 of the true level (of 8) on 22/64 = 34 % of samples; after 250
 /// updates a correct classifier reached 61–99 % over seeds 0–19 (median 94 %; 2026-12-07). The
-/// bound lies below that range, so a draw perturbed by another thread cannot fail it, and above
+/// bound lies below that range (a draw perturbed by another thread stays above it) and above
 /// guessing.
 const WITHIN_ONE_BOUND: f64 = 0.5;
 
