@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
 done
 # shellcheck disable=SC1091
 source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env.sh"
-# shellcheck source=lib/bundle.sh
+# shellcheck source=scripts/lib/bundle.sh
 source scripts/lib/bundle.sh
 command -v patchelf >/dev/null || apt-get install -y --no-install-recommends patchelf >/dev/null
 target=${CARGO_TARGET_DIR:-target}

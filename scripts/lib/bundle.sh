@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/device-bundle.sh and scripts/container-build.sh (sourced, not run): a
 # directory holding the release binary with the shared libraries it needs beside it, in DIR/lib.
 
