@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the container (scripts/container-build.sh) and runs the quickstart's generate stage in it
-# with 2 ranks, then checks its trajectories.h5 against the same stage run on the host:
+# Builds the container (scripts/container-build.sh) and runs the quickstart's generate stage with 2
+# ranks twice with it: by the container's own mpirun, and by the host's mpirun with one container
+# per rank (the hybrid model, as `mpirun apptainer exec` runs); then checks both trajectories.h5
+# against the same stage run on the host:
 #   scripts/container-check.sh [--no-build] [--set key=value ...]
-# The file must be complete (no .partial left, 2 ranks recorded) and every dataset equal, bit for
-# bit, to the host's (generation is bitwise reproducible). About 8 minutes on 2 cores: two runs of
-# the stage. Not part of `cargo test` or CI, which build no images (no registry for the base).
+# Each file must be complete (no .partial left, 2 ranks recorded) and every dataset equal, bit for
+# bit, to the host's (generation is bitwise reproducible). About 12 minutes on 2 cores: three runs
+# of the stage. Not part of `cargo test` or CI, which build no images (no registry for the base).
 #
 # On a machine where the Containerfile's base image cannot be pulled (no container registry),
 # it is made from Debian's own mirror (mmdebstrap, minbase) and tagged with the FROM name, so the
@@ -57,7 +59,7 @@ EOF
 fi
 
 scripts/container-build.sh "${build_opts[@]}" --tag "$tag"
-mkdir -p "$work/container" "$work/host"
+mkdir -p "$work/container" "$work/hybrid" "$work/host"
 echo "== in the container: mpirun -np 2 thermalizer generate --config configs/quickstart.yaml"
 podman run --rm --network none --shm-size 1g -v "$work/container:/runs" \
   -e OMPI_ALLOW_RUN_AS_ROOT=1 -e OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 -e OMP_NUM_THREADS=1 "$tag" \
@@ -65,25 +67,30 @@ podman run --rm --network none --shm-size 1g -v "$work/container:/runs" \
           if ldd /opt/thermalizer/thermalizer | grep "not found"; then exit 1; fi
           exec mpirun -np 2 thermalizer -q generate --config configs/quickstart.yaml --set run.dir=/runs/run "$@"' \
   sh "${sets[@]}"
+echo "== host mpirun -np 2, one container per rank (host namespaces and /tmp, as Apptainer)"
+tmp=${TMPDIR:-/tmp}
+OMP_NUM_THREADS=1 mpirun -np 2 podman run --rm --env-host --network host --ipc host --pid host \
+  -v "$tmp:$tmp" -v "$work:$work" "$tag" thermalizer -q generate \
+  --config /opt/thermalizer/configs/quickstart.yaml --set run.dir="$work/hybrid/run" "${sets[@]}"
 echo "== on the host: the same stage with the same (staged) binary, for reference"
 OMP_NUM_THREADS=1 mpirun -np 2 "${CARGO_TARGET_DIR:-target}/container/context/thermalizer" -q generate \
   --config configs/quickstart.yaml --set run.dir="$work/host/run" "${sets[@]}"
 
-"$THERMALIZER_PYTHON" - "$work/container/run" "$work/host/run" <<'EOF'
+"$THERMALIZER_PYTHON" - "$work/host/run" "$work/container/run" "$work/hybrid/run" <<'EOF'
 import pathlib, sys
 import h5py, numpy as np
-container, host = (pathlib.Path(p) for p in sys.argv[1:])
-leftover = sorted(p.name for p in container.iterdir() if p.name.endswith(".partial"))
-assert not leftover, f"the container's run left {leftover}"
-with h5py.File(container / "trajectories.h5", "r") as c, h5py.File(host / "trajectories.h5", "r") as h:
-    assert c.attrs["mpi_ranks"] == 2, f"mpi_ranks = {c.attrs['mpi_ranks']}"
-    assert set(c) == set(h), f"datasets {sorted(c)} in the container, {sorted(h)} on the host"
-    for name in sorted(h):
-        assert c[name].shape == h[name].shape, f"/{name}: {c[name].shape} vs {h[name].shape} on the host"
-        assert np.array_equal(c[name][()], h[name][()]), f"/{name} differs from the host's"
-    field = "q" if "q" in c else "vorticity"
-    assert np.isfinite(c[field][()]).all(), f"/{field} holds non-finite values"
-    print(f"ok: {container / 'trajectories.h5'}: /{field} {c[field].shape}, all {len(c)} datasets "
-          "equal to the host run's, bit for bit")
+host, *runs = (pathlib.Path(p) for p in sys.argv[1:])
+for run in runs:
+    leftover = sorted(p.name for p in run.iterdir() if p.name.endswith(".partial"))
+    assert not leftover, f"{run} left {leftover}"
+    with h5py.File(run / "trajectories.h5", "r") as c, h5py.File(host / "trajectories.h5", "r") as h:
+        assert c.attrs["mpi_ranks"] == 2, f"{run}: mpi_ranks = {c.attrs['mpi_ranks']}"
+        assert set(c) == set(h), f"{run}: datasets {sorted(c)}, on the host {sorted(h)}"
+        for name in sorted(h):
+            assert c[name].shape == h[name].shape, f"{run}: /{name} {c[name].shape}, host {h[name].shape}"
+            assert np.array_equal(c[name][()], h[name][()]), f"{run}: /{name} differs from the host's"
+        field = "q" if "q" in c else "vorticity"
+        assert np.isfinite(c[field][()]).all(), f"{run}: /{field} holds non-finite values"
+        print(f"ok: {run / 'trajectories.h5'}: /{field} {c[field].shape}, all {len(c)} datasets "
+              "equal to the host run's, bit for bit")
 EOF
-echo "image: $tag ($(podman image inspect --format '{{.Size}}' "$tag" | awk '{printf "%d MiB", $1 / 1048576}'))"
