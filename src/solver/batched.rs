@@ -7,6 +7,9 @@
 //! vorticity `[batch, y, x]` (unnormalised forward, `1/N²` inverse, as the CPU solver's
 //! spectra); element `[b, q, p]` is the CPU layout's `p·n + q` (`p` = kx in the half spectrum,
 //! `q` = ky). Modes outside the 2/3-rule band are zero and stay zero.
+//!
+//! [`BatchedDynamics`] is what the ensemble driver asks of any batched solver (this one and
+//! [`super::batched_qg`]); the tensor conversions at the end are shared by both.
 
 use num_complex::Complex;
 use tch::{Device, Kind, Tensor};
@@ -40,12 +43,8 @@ impl BatchedKolmogorov {
     pub fn new<T: Real>(n: usize, params: KolmogorovParams, dt: f64, device: Device) -> Self {
         let eq = Kolmogorov::<T>::new(n, params);
         let g = eq.grid();
-        let kind = if std::mem::size_of::<T>() == 8 { Kind::Double } else { Kind::Float };
-        // Builds a real [1, n, nkx] tensor from f(p, q).
-        let field = |f: &dyn Fn(usize, usize) -> f64| {
-            let v: Vec<f64> = (0..n).flat_map(|q| (0..g.nkx).map(move |p| (p, q))).map(|(p, q)| f(p, q)).collect();
-            Tensor::from_slice(&v).view([1, n as i64, g.nkx as i64]).to_kind(kind).to_device(device)
-        };
+        let kind = kind_of::<T>();
+        let field = |f: &dyn Fn(usize, usize) -> f64| mode_field(n, kind, device, f);
         let k2 = |p: usize, q: usize| g.kx[p].to64().powi(2) + g.ky[q].to64().powi(2);
         let linear = |p: usize, q: usize| eq.linear()[p * n + q].to64();
         let stages = (0..BETAS.len())
@@ -56,7 +55,7 @@ impl BatchedKolmogorov {
             })
             .collect();
         let forcing_cpu = eq.forcing_spectrum();
-        let forcing = to_spectral_tensor(&forcing_cpu, n, device, kind).unsqueeze(0);
+        let forcing = to_spectral_tensor(&[&forcing_cpu[..]], n, device, kind).squeeze_dim(1);
         BatchedKolmogorov {
             n: n as i64,
             kind,
@@ -73,16 +72,13 @@ impl BatchedKolmogorov {
 
     /// A batch `[members, n, nkx]` from CPU-layout spectra (one per member).
     pub fn state<T: Real>(&self, spectra: &[Vec<Complex<T>>]) -> Tensor {
-        let parts: Vec<Tensor> =
-            spectra.iter().map(|s| to_spectral_tensor(s, self.n as usize, self.device, self.kind)).collect();
-        Tensor::stack(&parts, 0)
+        let parts: Vec<&Vec<Complex<T>>> = spectra.iter().collect();
+        self.load(&parts)
     }
 
     /// Member `b` of a batch as a CPU-layout spectrum.
     pub fn spectrum(&self, w: &Tensor, b: i64) -> Vec<Complex<f64>> {
-        let re = w.get(b).transpose(0, 1).contiguous().view_as_real().to_kind(Kind::Double).to_device(Device::Cpu);
-        let v = Vec::<f64>::try_from(re.flatten(0, -1)).expect("a real tensor");
-        v.chunks_exact(2).map(|c| Complex::new(c[0], c[1])).collect()
+        from_spectral_tensor(w, b)
     }
 
     /// The explicit terms `N(ŵ)` (advection in Basdevant's form, projected on the band, plus
@@ -121,15 +117,73 @@ impl BatchedKolmogorov {
     }
 }
 
-/// A CPU-layout spectrum `[p·n + q]` as a complex tensor `[n, nkx]` (torch's rfft2 layout).
-fn to_spectral_tensor<T: Real>(s: &[Complex<T>], n: usize, device: Device, kind: Kind) -> Tensor {
+impl<T: Real> BatchedDynamics<Vec<Complex<T>>> for BatchedKolmogorov {
+    type Batch = Tensor;
+    fn load(&self, states: &[&Vec<Complex<T>>]) -> Tensor {
+        let parts: Vec<&[Complex<T>]> = states.iter().map(|s| &s[..]).collect();
+        to_spectral_tensor(&parts, self.n as usize, self.device, self.kind).squeeze_dim(1)
+    }
+    fn step(&self, batch: &mut Tensor) -> Tensor {
+        BatchedKolmogorov::step(self, batch)
+    }
+    fn unload(&self, batch: &Tensor, b: i64) -> Vec<Complex<T>> {
+        narrow(&from_spectral_tensor(batch, b))
+    }
+}
+
+/// A batched solver as the ensemble driver uses it: members' native states `S` in, one batch
+/// stepped on the device, states out, exactly (step history included).
+pub trait BatchedDynamics<S> {
+    /// The batch on the device.
+    type Batch;
+    /// The batch of `states` (member `b` is `states[b]`).
+    fn load(&self, states: &[&S]) -> Self::Batch;
+    /// Advances every member by one step; returns each member's CFL number at the start of the
+    /// step (a tensor `[batch]`; NaN or infinite where the state is not finite).
+    fn step(&self, batch: &mut Self::Batch) -> Tensor;
+    /// Member `b`'s state.
+    fn unload(&self, batch: &Self::Batch, b: i64) -> S;
+}
+
+/// The tensor kind of precision `T` (`Double` or `Float`).
+pub(super) fn kind_of<T: Real>() -> Kind {
+    if std::mem::size_of::<T>() == 8 {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
+/// A real per-mode tensor `[1, n, nkx]` with element `[0, q, p] = f(p, q)`.
+pub(super) fn mode_field(n: usize, kind: Kind, device: Device, f: &dyn Fn(usize, usize) -> f64) -> Tensor {
     let nkx = n / 2 + 1;
-    let v: Vec<f64> = s.iter().flat_map(|c| [c.re.to64(), c.im.to64()]).collect();
+    let v: Vec<f64> = (0..n).flat_map(|q| (0..nkx).map(move |p| (p, q))).map(|(p, q)| f(p, q)).collect();
+    Tensor::from_slice(&v).view([1, n as i64, nkx as i64]).to_kind(kind).to_device(device)
+}
+
+/// CPU-layout spectra, one per member, each `layers` half spectra `[layer][p·n + q]`, as one
+/// complex tensor `[members, layers, n, nkx]` (torch's rfft2 layout).
+pub(super) fn to_spectral_tensor<T: Real>(spectra: &[&[Complex<T>]], n: usize, device: Device, kind: Kind) -> Tensor {
+    let nkx = n / 2 + 1;
+    let layers = spectra.first().map_or(1, |s| s.len() / (nkx * n));
+    let v: Vec<f64> = spectra.iter().flat_map(|s| s.iter()).flat_map(|c| [c.re.to64(), c.im.to64()]).collect();
     Tensor::from_slice(&v)
-        .view([nkx as i64, n as i64, 2])
+        .view([spectra.len() as i64, layers as i64, nkx as i64, n as i64, 2])
         .to_kind(kind)
         .view_as_complex()
-        .transpose(0, 1)
+        .transpose(-2, -1)
         .contiguous()
         .to_device(device)
+}
+
+/// Member `b` of a batch `[batch, ..., n, nkx]` in the CPU layout (`[...][p·n + q]`), in f64.
+pub(super) fn from_spectral_tensor(t: &Tensor, b: i64) -> Vec<Complex<f64>> {
+    let re = t.get(b).transpose(-2, -1).contiguous().view_as_real().to_kind(Kind::Double).to_device(Device::Cpu);
+    let v = Vec::<f64>::try_from(re.flatten(0, -1)).expect("a real tensor");
+    v.chunks_exact(2).map(|c| Complex::new(c[0], c[1])).collect()
+}
+
+/// An f64 spectrum in precision `T`.
+pub(super) fn narrow<T: Real>(s: &[Complex<f64>]) -> Vec<Complex<T>> {
+    s.iter().map(|c| Complex::new(T::of(c.re), T::of(c.im))).collect()
 }

@@ -1,6 +1,7 @@
 //! Pseudo-spectral solvers. [`grid`] fixes the array and FFT conventions shared by all of them.
 
 pub mod batched;
+pub mod batched_qg;
 pub mod grid;
 pub mod initial;
 pub mod kolmogorov;
