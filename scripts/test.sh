@@ -21,12 +21,13 @@ cargo build --release --locked
 cargo test --release --locked "$@"
 # The MPI end-to-end tests again, built against MPICH 4 (Debian's mpich and libhdf5-mpich-dev,
 # launched by its hydra mpiexec) in a target directory of their own (docs/cluster.md,
-# MPICH-family MPIs). Only on a full run: extra arguments select Open MPI tests.
+# MPICH-family MPIs), with the run-directory safety tests (locks, and a full disk reported in
+# one line under hydra too). Only on a full run: extra arguments select Open MPI tests.
 if [ $# -eq 0 ]; then
   HDF5_DIR='' THERMALIZER_MPI=mpich scripts/setup.sh
   (
     # shellcheck disable=SC1091
     source "${THERMALIZER_HOME:-$HOME/.local/share/thermalizer}/env-mpich.sh"
-    cargo test --release --locked --test generate_mpi --test train_rollout_mpi
+    cargo test --release --locked --test generate_mpi --test train_rollout_mpi --test run_dir_safety
   )
 fi

@@ -150,7 +150,44 @@ impl World {
         Err(String::from_utf8_lossy(&msg).into_owned())
     }
 
-    /// Aborts every rank of the job with `code` (after an unrecoverable local failure).
+    /// The outcome of a collective operation, the same on every rank: `local` where every rank
+    /// succeeded, else the error message of the lowest failing rank (broadcast from it). Every
+    /// rank calls it right after the operation, so that a failure seen by some ranks only (a
+    /// full disk, seen by the ranks that wrote) is reported once and stops all of them alike.
+    pub fn agree<T, E: std::fmt::Display>(&self, local: Result<T, E>) -> Result<T, String> {
+        let none = self.size() as u64;
+        let mine = if local.is_err() { self.rank() as u64 } else { none };
+        let mut first = none;
+        self.comm.all_reduce_into(&mine, &mut first, SystemOperation::min());
+        let mut msg = match local {
+            Ok(value) if first == none => return Ok(value),
+            Ok(_) => Vec::new(),
+            Err(e) => e.to_string().into_bytes(),
+        };
+        let from = self.comm.process_at_rank(first as i32);
+        let mut len = msg.len() as u64;
+        from.broadcast_into(&mut len);
+        msg.resize(len as usize, 0);
+        from.broadcast_into(&mut msg[..]);
+        Err(String::from_utf8_lossy(&msg).into_owned())
+    }
+
+    /// Ends every rank with `code` once all of them get here, without `MPI_Finalize` or exit
+    /// handlers: after a failed collective write the parallel HDF5 files are abandoned, and HDF5
+    /// would close them (collectively, possibly waiting forever) at finalize or exit. Unlike
+    /// [`World::abort`], the launcher sees every rank end by itself and forwards all they
+    /// printed (MPICH's hydra drops an aborted job's output that it has not yet read).
+    pub fn exit_together(&self, code: i32) -> ! {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        self.barrier();
+        // SAFETY: _exit ends this process at once; nothing of it is used afterwards.
+        unsafe { libc::_exit(code) }
+    }
+
+    /// Aborts every rank of the job with `code` (after an unrecoverable failure on this rank,
+    /// which the others do not know of).
     pub fn abort(&self, code: i32) -> ! {
         self.comm.abort(code)
     }
@@ -181,29 +218,33 @@ pub fn install_panic_abort(size: usize) {
 /// Set to `1` to skip [`check_slurm`] (a launcher it misjudges; the user vouches for the world).
 pub const SKIP_SLURM_CHECK: &str = "THERMALIZER_SKIP_SLURM_CHECK";
 
+/// The variables in which a launcher states the size of the world it started: Open MPI's
+/// `mpirun`, and the PMI of MPICH's hydra `mpiexec`, Cray's PMI (and Intel MPI, MVAPICH).
+const LAUNCHER_SIZES: [&str; 2] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"];
+
 /// Under Slurm, refuses the silent-singletons failure: srun starting `SLURM_NTASKS` processes
 /// that each initialise an MPI world of their own (no PMIx between srun and the MPI library).
 ///
 /// Only a world *smaller* than the job step's task count is refused. A larger one is a launcher
 /// that starts several ranks per Slurm task: Open MPI's `mpirun` inside an allocation starts
 /// one daemon per node through srun, so the ranks of those nodes see `SLURM_NTASKS` = number of
-/// daemons. A world of several ranks that Open MPI's runtime itself sized
-/// (`OMPI_COMM_WORLD_SIZE` = world size) is accepted as well (mpirun in an allocation with more
-/// nodes than ranks). Outside a job step (no `SLURM_STEP_ID`, e.g. mpirun under `salloc`)
-/// there is nothing to compare. [`SKIP_SLURM_CHECK`]`=1` skips the check.
+/// daemons. A world of several ranks that the launcher itself sized (one of `LAUNCHER_SIZES`
+/// = world size: `mpirun`, hydra's `mpiexec` or Cray's PMI in an allocation with more tasks
+/// than ranks) is accepted as well. Outside a job step (no `SLURM_STEP_ID`, e.g. mpirun under
+/// `salloc`) there is nothing to compare. [`SKIP_SLURM_CHECK`]`=1` skips the check.
 pub fn check_slurm(size: usize) -> Result<(), String> {
-    let env = |k: &str| std::env::var(k).ok();
-    let number = |k: &str| env(k).and_then(|v| v.parse().ok());
-    let launched_by_open_mpi = size > 1 && number("OMPI_COMM_WORLD_SIZE") == Some(size);
-    let in_step = env("SLURM_STEP_ID").is_some() && env(SKIP_SLURM_CHECK).as_deref() != Some("1");
-    slurm_world_check(in_step && !launched_by_open_mpi, number("SLURM_NTASKS"), size)
+    slurm_world_check(|k| std::env::var(k).ok(), size)
 }
 
-/// [`check_slurm`] on given values: `check` (inside a Slurm job step, not skipped, not a world
-/// sized by Open MPI's launcher), the step's `SLURM_NTASKS` and the MPI world size.
-fn slurm_world_check(check: bool, ntasks: Option<usize>, size: usize) -> Result<(), String> {
-    match ntasks {
-        Some(n) if check && size < n => Err(format!(
+/// [`check_slurm`]'s decision on the environment `env` (a variable's value by name) and the
+/// MPI world size.
+fn slurm_world_check(env: impl Fn(&str) -> Option<String>, size: usize) -> Result<(), String> {
+    let number = |k: &str| env(k).and_then(|v| v.trim().parse::<usize>().ok());
+    let in_step = env("SLURM_STEP_ID").is_some() && env(SKIP_SLURM_CHECK).as_deref() != Some("1");
+    // A one-rank world is the singletons' symptom whatever a launcher says.
+    let sized_by_launcher = size > 1 && LAUNCHER_SIZES.iter().any(|k| number(k) == Some(size));
+    match number("SLURM_NTASKS") {
+        Some(n) if in_step && !sized_by_launcher && size < n => Err(format!(
             "SLURM_NTASKS = {n} but the MPI world has {size} rank(s): srun started independent \
              processes (check --mpi=pmix and that the binary uses the cluster's MPI; \
              {SKIP_SLURM_CHECK}=1 skips this check)"
@@ -214,18 +255,42 @@ fn slurm_world_check(check: bool, ntasks: Option<usize>, size: usize) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use super::{slurm_world_check, split_range};
+    use super::{slurm_world_check, split_range, SKIP_SLURM_CHECK};
+
+    /// [`slurm_world_check`] on the variables `vars` (name, value) and the world size.
+    fn check(vars: &[(&str, &str)], size: usize) -> Result<(), String> {
+        slurm_world_check(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string()), size)
+    }
+
+    const STEP: (&str, &str) = ("SLURM_STEP_ID", "0");
 
     #[test]
     fn slurm_check_refuses_only_fewer_ranks_than_tasks() {
         // srun -n 4 of singletons: each rank sees a world of one.
-        assert!(slurm_world_check(true, Some(4), 1).unwrap_err().contains("SLURM_NTASKS = 4"));
-        assert!(slurm_world_check(true, Some(4), 4).is_ok());
+        assert!(check(&[STEP, ("SLURM_NTASKS", "4")], 1).unwrap_err().contains("SLURM_NTASKS = 4"));
+        assert!(check(&[STEP, ("SLURM_NTASKS", "4")], 4).is_ok());
         // mpirun in an allocation of 2 nodes: one srun-launched daemon per node, 64 ranks.
-        assert!(slurm_world_check(true, Some(2), 64).is_ok());
+        assert!(check(&[STEP, ("SLURM_NTASKS", "2")], 64).is_ok());
         // Outside a step, or skipped, or without SLURM_NTASKS: nothing to compare.
-        assert!(slurm_world_check(false, Some(4), 1).is_ok());
-        assert!(slurm_world_check(true, None, 1).is_ok());
+        assert!(check(&[("SLURM_NTASKS", "4")], 1).is_ok());
+        assert!(check(&[STEP, ("SLURM_NTASKS", "4"), (SKIP_SLURM_CHECK, "1")], 1).is_ok());
+        assert!(check(&[STEP, (SKIP_SLURM_CHECK, "0"), ("SLURM_NTASKS", "4")], 1).is_err());
+        assert!(check(&[STEP], 1).is_ok());
+    }
+
+    #[test]
+    fn slurm_check_accepts_a_world_its_launcher_sized() {
+        // In a step of 8 tasks, 2 ranks started by mpirun, hydra's mpiexec or Cray's PMI.
+        let step = [STEP, ("SLURM_NTASKS", "8")];
+        for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+            assert!(check(&[step[0], step[1], (var, "2")], 2).is_ok(), "{var}");
+            // A launcher that sized another world vouches for nothing.
+            assert!(check(&[step[0], step[1], (var, "8")], 2).is_err(), "{var}");
+        }
+        // srun --mpi=pmi2 of a binary on another MPI: PMI_SIZE = 8, eight worlds of one.
+        assert!(check(&[step[0], step[1], ("PMI_SIZE", "8")], 1).is_err());
+        // A launcher saying one rank does not excuse a world of one in a step of eight.
+        assert!(check(&[step[0], step[1], ("PMI_SIZE", "1")], 1).is_err());
     }
 
     #[test]

@@ -18,8 +18,9 @@ use crate::report::{self, Headline};
 use crate::train::checkpoint::StoredAs;
 use crate::train::trainer::Outcome as TrainOutcome;
 
-/// Prints a stage error (once for input errors, from the failing rank otherwise) and returns
-/// the exit status; a run-time failure on a multi-rank job aborts all ranks.
+/// Prints a stage error (once for input errors and failures all ranks hold, from the failing
+/// rank otherwise) and returns the exit status; a run-time failure of one rank in a multi-rank
+/// job aborts all ranks, one that all ranks hold ends them together.
 pub fn exit_status(world: &World, e: StageError) -> i32 {
     match e {
         StageError::Input(msg) => {
@@ -28,10 +29,23 @@ pub fn exit_status(world: &World, e: StageError) -> i32 {
             }
             2
         }
+        StageError::Collective(msg) => {
+            if world.is_root() {
+                eprintln!("error: {msg}");
+            }
+            if world.size() > 1 {
+                world.exit_together(1);
+            }
+            1
+        }
         StageError::Io(msg) => {
-            eprintln!("error (rank {}): {msg}", world.rank());
+            // One write, so that the lines of several failing ranks do not interleave.
+            let _ = std::io::stderr().write_all(format!("error (rank {}): {msg}\n", world.rank()).as_bytes());
             if world.size() > 1 {
                 let _ = std::io::stderr().flush();
+                // A moment for the launcher to forward the line: MPICH's hydra drops the
+                // output it has not read when MPI_Abort ends the job.
+                std::thread::sleep(std::time::Duration::from_millis(500));
                 world.abort(1);
             }
             1
@@ -124,7 +138,7 @@ fn on_root<T>(world: &World, work: impl FnOnce() -> Result<T, StageError>) -> Re
     let outcome = if world.is_root() { Some(work()) } else { None };
     let status = match &outcome {
         Some(Err(StageError::Input(_))) => 2,
-        Some(Err(StageError::Io(_))) => 1,
+        Some(Err(StageError::Io(_) | StageError::Collective(_))) => 1,
         _ => 0,
     };
     let status = world.sum(&[status])[0] as i32; // rank 0's, on every rank

@@ -269,6 +269,15 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Io(e.to_string()))?;
     let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
+    // The writes of the shared files are collective: the ranks agree on each one's outcome, so
+    // that a failure seen by some of them (a full disk) is reported once and ends every rank
+    // alike, without aborting (see `StageError::Collective`).
+    let collective = |r: crate::store::h5::Result<()>| {
+        world.agree(r).map_err(|e| {
+            crate::store::h5::abandon_parallel_files();
+            StageError::Collective(e)
+        })
+    };
     let yaml = c.to_yaml();
 
     let (mut members, mut step, writer) = if decision == RESUME {
@@ -322,7 +331,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     let mut io_time = 0.0;
     if step == 0 && plan.spinup_steps == 0 {
         let t0 = Instant::now();
-        write_sample(&members, &mut frame, 0).map_err(io)?;
+        collective(write_sample(&members, &mut frame, 0))?;
         io_time += t0.elapsed().as_secs_f64();
     }
 
@@ -366,7 +375,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
         step = next;
         if step >= plan.spinup_steps {
             let t0 = Instant::now();
-            write_sample(&members, &mut frame, ((step - plan.spinup_steps) / k) as usize).map_err(io)?;
+            collective(write_sample(&members, &mut frame, ((step - plan.spinup_steps) / k) as usize))?;
             io_time += t0.elapsed().as_secs_f64();
         }
         let diverged = members.iter().filter(|m| m.diverged_at.is_some()).count() as u64;
@@ -391,13 +400,13 @@ fn run_typed<T: Real, D: Dynamics<T>>(
             last_log = Instant::now();
         }
         if stop_now || ckpt_now {
-            writer.flush().map_err(io)?;
+            collective(writer.flush())?;
             let data = checkpoint::CheckpointData {
                 step,
                 states: members.iter().map(|m| solver.save(&m.state)).collect(),
                 diverged_at: members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect(),
             };
-            checkpoint::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data).map_err(io)?;
+            collective(checkpoint::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data))?;
             last_ckpt = Instant::now();
             log::debug!("checkpoint at solver step {step}: {}", paths.checkpoint.display());
             if stop_now {

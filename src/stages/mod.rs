@@ -17,4 +17,8 @@ pub enum StageError {
     Input(String),
     /// A failure during the run, possibly on one rank only (exit status 1; aborts the job).
     Io(String),
+    /// A failure during the run that every rank holds, agreed after a collective operation
+    /// ([`World::agree`](crate::parallel::World::agree)): reported once, and every rank ends by
+    /// itself, without aborting the job (exit status 1).
+    Collective(String),
 }

@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::h5::{Access, File, H5Error, Hyperslab, Result};
+use super::h5::{abandon_parallel_files, Access, File, H5Error, Hyperslab, Result};
 use crate::parallel::World;
 
 /// One rank's share of a checkpoint.
@@ -29,7 +29,9 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Writes `data` (this rank's `members` of `total`) to `path` atomically (collective).
+/// Writes `data` (this rank's `members` of `total`) to `path` atomically (collective). The ranks
+/// agree on the outcome of each collective write ([`World::agree`]): an error is returned by
+/// every rank alike, at the same call.
 pub fn write(
     path: &Path,
     world: &World,
@@ -41,6 +43,12 @@ pub fn write(
     let tmp = tmp_path(path);
     let words = data.states.first().map(Vec::len).unwrap_or(0);
     let words = world.max_f64(&[words as f64])[0] as usize;
+    let agreed = |r: Result<()>| {
+        world.agree(r.map_err(|e| e.0)).map_err(|e| {
+            abandon_parallel_files();
+            H5Error(e)
+        })
+    };
     {
         let f = File::create(&tmp, Access::Parallel(world.comm()))?;
         f.attrs().set::<i64>("step", &[data.step as i64])?;
@@ -48,14 +56,18 @@ pub fn write(
         let state = f.create_dataset::<f64>("state", &[total, words])?;
         let diverged = f.create_dataset::<i64>("diverged_at", &[total])?;
         let flat: Vec<f64> = data.states.concat();
-        state.write(Some(&Hyperslab { start: &[members.start, 0], count: &[members.len(), words] }), &flat, true)?;
-        diverged.write(
+        agreed(state.write(
+            Some(&Hyperslab { start: &[members.start, 0], count: &[members.len(), words] }),
+            &flat,
+            true,
+        ))?;
+        agreed(diverged.write(
             Some(&Hyperslab { start: &[members.start], count: &[members.len()] }),
             &data.diverged_at,
             true,
-        )?;
+        ))?;
         drop((state, diverged));
-        f.close()?;
+        agreed(f.close())?;
     }
     world.barrier();
     let renamed = world.root_decides(|| {

@@ -189,6 +189,12 @@ pub struct File {
 /// they drop; the caller's error aborts the job.
 static PARALLEL_WRITE_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Abandons every parallel file of this rank as they drop (see [`PARALLEL_WRITE_FAILED`]): for
+/// the ranks whose part of a collective write succeeded when another rank's failed.
+pub fn abandon_parallel_files() {
+    PARALLEL_WRITE_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Drop for File {
     fn drop(&mut self) {
         if self.parallel && PARALLEL_WRITE_FAILED.load(std::sync::atomic::Ordering::Relaxed) {
