@@ -10,7 +10,7 @@
 #   DIR/openmpi/plugins/   Open MPI's components (those whose dependencies are bundled), and
 #   DIR/share/openmpi/     its help texts (found through OPAL_PREFIX=DIR)
 #   DIR/pmix/plugins/      PMIx's components
-#   DIR/configs/           the Kolmogorov quickstart and small-experiment configs
+#   DIR/configs/           the Kolmogorov quickstart and small-experiment configs, the QG one
 #   DIR/data/kolmogorov-small/  the small experiment's shipped models
 #   DIR/gpu-checks.sh      every GPU check in one script (see there)
 #   DIR/bench_torch_train.py  the PyTorch side of `bench train`, run there on the GPU
@@ -78,7 +78,7 @@ for f in "$out"/lib/*.so* "$out"/openmpi/plugins/*.so "$out"/pmix/plugins/*.so; 
   patchelf --set-rpath '$ORIGIN/../lib:$ORIGIN' "$f" 2>/dev/null || true
 done
 cp -r /usr/share/openmpi "$out/share/openmpi"
-cp configs/kolmogorov-quickstart.yaml configs/kolmogorov-small.yaml "$out/configs/"
+cp configs/kolmogorov-quickstart.yaml configs/kolmogorov-small.yaml configs/qg.yaml "$out/configs/"
 mkdir -p "$out/data" && cp -r data/kolmogorov-small "$out/data/"
 cp scripts/gpu-checks.sh scripts/bench_torch_train.py "$out/"
 

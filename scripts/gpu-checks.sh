@@ -18,13 +18,15 @@
 #    Adam moments and loss curves compared;
 # 4. the shipped small-experiment models (data/kolmogorov-small, no training) rolled out on the
 #    GPU and on the CPU from the same trajectories: their short-horizon skill should agree;
-# 5. the batched libtorch Kolmogorov solver on the GPU: a 256-member quickstart generation with
-#    `generate --device cuda`;
+# 5. the batched libtorch solvers on the GPU with `generate --device cuda`: a 256-member
+#    quickstart generation, and 256 members of two-layer QG (configs/qg.yaml: 256², 2/3 rule,
+#    Smagorinsky; 115 steps);
 # 6. `bench train` on the GPU at the paper's model size (45.8 M parameters, 64², one channel)
 #    and the quickstart model, beside the same models in PyTorch eager on the same GPU;
 # 7. `bench rollout` on the GPU for the same two models;
 # 8. `bench solver --device cuda` (256 members per step) against the native CPU solver after 20
-#    steps, with its speed beside the native one-core solver.
+#    steps, with its speed beside the native one-core solver: the Kolmogorov solver, then the
+#    QG model under each dealiasing rule.
 # Each step's stdout/stderr go to $OUT/<step>.{out,err}; a summary line per step is printed.
 set -uo pipefail
 B=$(cd "$(dirname "$0")" && pwd)
@@ -108,6 +110,8 @@ done
 
 step generate-gpu "$T" generate --device cuda --config "$B/configs/kolmogorov-quickstart.yaml" \
   --set "run.dir=$OUT/generate-gpu" --set generate.members=256
+step generate-gpu-qg "$T" generate --device cuda --config "$B/configs/qg.yaml" --set "run.dir=$OUT/generate-gpu-qg" \
+  --set generate.members=256 --set generate.samples=4 --set generate.spinup_steps=100
 
 paper='[{"name":"paper","hidden":64,"dim_mults":[2,2,2],"blocks":2,"channels":1,"grid":64,"batch":64},
         {"name":"quickstart","hidden":16,"dim_mults":[1,2,2],"blocks":1,"channels":1,"grid":64,"batch":64}]'
@@ -120,4 +124,9 @@ cat "$OUT/bench-rollout.out"
 step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --seconds 0.5 --repeats 3 \
   --device cuda --batch 256
 cat "$OUT/solver.out"
+for d in two_thirds exponential; do
+  step "solver-qg-$d" "$T" bench solver --system qg --dealias "$d" --grids 64 128 256 512 --precision f64 f32 \
+    --seconds 0.5 --repeats 3 --device cuda --batch 256
+  cat "$OUT/solver-qg-$d.out"
+done
 exit $failed

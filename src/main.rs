@@ -638,24 +638,28 @@ struct BenchOptions {
     dealias: String,
 }
 
-/// The table of the batched libtorch Kolmogorov solver (`bench solver --device`).
+/// The table of the batched libtorch solver (`bench solver --device`), after [`bench_solver`]
+/// has accepted the options.
 fn bench_batched_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, run: (usize, tch::Device)) -> i32 {
-    use thermalizer::bench::batched;
-    if o.system != "kolmogorov" {
-        eprintln!("error: --device: the batched libtorch solver exists for --system kolmogorov only");
-        return 2;
-    }
-    println!("# batched libtorch Kolmogorov solver on {:?}, {} members per step", run.1, run.0);
+    use thermalizer::bench::{batched, batched_qg};
+    let qg = (o.system == "qg").then(|| small_scales(&o.dealias)).flatten();
+    let what = if qg.is_some() {
+        format!("two-layer QG model ({} dealiasing)", o.dealias)
+    } else {
+        "Kolmogorov solver".into()
+    };
+    println!("# batched libtorch {what} on {:?}, {} members per step", run.1, run.0);
     println!(
         "{:>6} {:>5} {:>18} {:>16} {:>18}",
         "grid", "prec", "ms/member-step", "member-steps/s", "vs native (20 st.)"
     );
     for &n in grids {
         for p in precisions {
-            let r = if p == "f32" {
-                batched::<f32>(n, o.viscosity, run, o.seconds, o.repeats)
-            } else {
-                batched::<f64>(n, o.viscosity, run, o.seconds, o.repeats)
+            let r = match (qg, p == "f32") {
+                (Some(s), true) => batched_qg::<f32>(n, s, run, o.seconds, o.repeats),
+                (Some(s), false) => batched_qg::<f64>(n, s, run, o.seconds, o.repeats),
+                (None, true) => batched::<f32>(n, o.viscosity, run, o.seconds, o.repeats),
+                (None, false) => batched::<f64>(n, o.viscosity, run, o.seconds, o.repeats),
             };
             println!(
                 "{:>6} {:>5} {:>18.4} {:>16.1} {:>18.2e}",
@@ -670,14 +674,17 @@ fn bench_batched_solver(grids: &[usize], precisions: &[String], o: &BenchOptions
     0
 }
 
+/// The QG model's small-scale treatment named as the config's `system.dealias`.
+fn small_scales(dealias: &str) -> Option<thermalizer::solver::qg::SmallScales> {
+    serde_saphyr::from_str::<thermalizer::config::Dealias>(dealias).ok().map(|d| d.small_scales())
+}
+
 fn bench_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, json: Option<&std::path::Path>) -> i32 {
     use thermalizer::bench;
-    // The config's `system.dealias` names.
-    let Ok(dealias) = serde_saphyr::from_str::<thermalizer::config::Dealias>(&o.dealias) else {
+    let Some(small_scales) = small_scales(&o.dealias) else {
         eprintln!("error: --dealias {}: use exponential or two_thirds", o.dealias);
         return 2;
     };
-    let small_scales = dealias.small_scales();
     let what = match o.system.as_str() {
         "kolmogorov" => "one Kolmogorov trajectory, CN-RK4".to_string(),
         "qg" => format!("one two-layer QG trajectory (eddy, {} dealiasing), AB3", o.dealias),

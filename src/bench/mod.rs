@@ -9,8 +9,9 @@
 //! mean time of one full `n × n` forward and inverse transform of [`Grid`] (jax-cfd does 35 per
 //! step). The solver transforms only the 2/3-band columns in `y`, so it can beat this floor.
 //!
-//! With `--device`, [`batched`] also times the libtorch solver stepping `batch` members at once
-//! on that device, and checks it against the native solver after 20 steps.
+//! With `--device`, [`batched`] (or [`batched_qg`]) also times the libtorch solver stepping
+//! `batch` members at once on that device, and checks it against the native solver after 20
+//! steps.
 
 pub mod rollout;
 pub mod train;
@@ -21,10 +22,11 @@ use num_complex::Complex;
 use rand::Rng;
 
 use crate::rng::{member_stream, Purpose};
+use crate::solver::batched::BatchedDynamics;
 use crate::solver::grid::Grid;
 use crate::solver::initial::filtered_vorticity;
 use crate::solver::kolmogorov::KolmogorovParams;
-use crate::solver::qg::{Qg, QgParams, SmallScales};
+use crate::solver::qg::{Qg, QgParams, QgState, SmallScales};
 use crate::solver::real::Real;
 use crate::solver::KolmogorovSolver;
 
@@ -108,16 +110,56 @@ pub fn batched<T: Real>(
     let ics: Vec<Vec<Complex<T>>> = (0..batch)
         .map(|m| filtered_vorticity(&native.eq, &mut member_stream(0, Purpose::InitialCondition, m as u64), 7.0, 4.0))
         .collect();
-    let mut w = torch.state(&ics);
-    let (mut reference, mut work) = (ics[0].clone(), native.work());
+    let mut work = native.work();
+    let step = |w: &mut Vec<Complex<T>>| {
+        native.step(w, &mut work);
+    };
+    batched_against(&torch, ics, (step, |w: &Vec<Complex<T>>| w.to_vec()), device, (seconds, repeats), n)
+}
+
+/// Benchmarks [`BatchedQg`](crate::solver::batched_qg::BatchedQg) as [`qg`] the native model
+/// (eddy, dt = 1 h, no Smagorinsky, `small_scales`) with `batch` members on `device`.
+pub fn batched_qg<T: Real>(
+    n: usize,
+    small_scales: SmallScales,
+    (batch, device): (usize, tch::Device),
+    seconds: f64,
+    repeats: usize,
+) -> BatchedBench {
+    use crate::solver::batched_qg::BatchedQg;
+    let (params, dt) = (QgParams { small_scales, ..QgParams::eddy() }, 3600.0);
+    let model = Qg::<T>::new(n, params);
+    let torch = BatchedQg::new::<T>(n, params, dt, device);
+    let ics: Vec<QgState<T>> = (0..batch).map(|m| model.state(qg_noise(&model, m as u64))).collect();
+    let mut work = model.work();
+    let step = |s: &mut QgState<T>| {
+        model.step(s, dt, &mut work);
+    };
+    batched_against(&torch, ics, (step, |s: &QgState<T>| s.q.clone()), device, (seconds, repeats), n)
+}
+
+/// The common part of the batched benchmarks: 20 steps of the batch of `ics` and of member 0 by
+/// the native solver (`native.0` steps it, `native.1` gives its spectra), their relative L2
+/// difference, then the timing (each timed step ends with a device synchronisation).
+fn batched_against<T: Real, S, B: BatchedDynamics<S>>(
+    torch: &B,
+    ics: Vec<S>,
+    mut native: (impl FnMut(&mut S), impl Fn(&S) -> Vec<Complex<T>>),
+    device: tch::Device,
+    (seconds, repeats): (f64, usize),
+    n: usize,
+) -> BatchedBench {
+    let mut w = torch.load(&ics.iter().collect::<Vec<_>>());
+    let batch = ics.len();
+    let mut reference = ics.into_iter().next().expect("a batch of at least one member");
     for _ in 0..20 {
-        native.step(&mut reference, &mut work);
+        (native.0)(&mut reference);
         let _ = torch.step(&mut w);
     }
-    let got = torch.spectrum(&w, 0);
-    let num: f64 =
-        reference.iter().zip(&got).map(|(a, b)| (Complex::new(a.re.to64(), a.im.to64()) - b).norm_sqr()).sum();
-    let den: f64 = reference.iter().map(|a| a.re.to64().powi(2) + a.im.to64().powi(2)).sum();
+    let (want, got) = ((native.1)(&reference), (native.1)(&torch.unload(&w, 0)));
+    let wide = |c: &Complex<T>| Complex::new(c.re.to64(), c.im.to64());
+    let num: f64 = want.iter().zip(&got).map(|(a, b)| (wide(a) - wide(b)).norm_sqr()).sum();
+    let den: f64 = want.iter().map(|a| wide(a).norm_sqr()).sum();
     let step = time_blocks(seconds, repeats, batch, || {
         let _ = torch.step(&mut w);
         crate::bench::rollout::synchronize(device);
@@ -130,20 +172,24 @@ pub fn batched<T: Real>(
 /// (under the 2/3 rule the model transforms only the band's columns, so it can beat it).
 pub fn qg<T: Real>(n: usize, small_scales: SmallScales, seconds: f64, repeats: usize) -> SolverBench {
     let model = Qg::<T>::new(n, QgParams { small_scales, ..QgParams::eddy() });
-    let g = model.grid();
-    let mut rng = member_stream(0, Purpose::InitialCondition, 0);
-    let len = g.spec_len();
-    let mut q = vec![Complex::default(); 2 * len];
-    for layer in 0..2 {
-        let noise: Vec<T> = (0..n * n).map(|_| T::of(1e-6 * (rng.random::<f64>() - 0.5))).collect();
-        g.forward(&noise, &mut q[layer * len..(layer + 1) * len], g.nkx, &mut g.scratch());
-    }
-    let mut state = model.state(q);
+    let mut state = model.state(qg_noise(&model, 0));
     let mut work = model.work();
     let step = time_blocks(seconds, repeats, 1, || {
         model.step(&mut state, 3600.0, &mut work);
     });
     row::<T>(n, step, QG_FFTS_PER_STEP, fft_time::<T>(n, seconds, repeats))
+}
+
+/// Uniform noise of amplitude 1e-6 s⁻¹ in the PV of both layers (member `m`'s stream), as spectra.
+fn qg_noise<T: Real>(model: &Qg<T>, m: u64) -> Vec<Complex<T>> {
+    let (g, mut rng) = (model.grid(), member_stream(0, Purpose::InitialCondition, m));
+    let (n, len) = (g.n, g.spec_len());
+    let mut q = vec![Complex::default(); 2 * len];
+    for layer in 0..2 {
+        let noise: Vec<T> = (0..n * n).map(|_| T::of(1e-6 * (rng.random::<f64>() - 0.5))).collect();
+        g.forward(&noise, &mut q[layer * len..(layer + 1) * len], g.nkx, &mut g.scratch());
+    }
+    q
 }
 
 /// A table row from seconds per step, transforms per step and seconds per transform.

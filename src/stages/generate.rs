@@ -31,10 +31,11 @@ use crate::config::{same_identity, Config, Precision, Stage, SystemKind};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
-use crate::solver::batched::BatchedKolmogorov;
+use crate::solver::batched::{BatchedDynamics, BatchedKolmogorov};
+use crate::solver::batched_qg::BatchedQg;
 use crate::solver::initial::filtered_vorticity;
 use crate::solver::kolmogorov::Kolmogorov;
-use crate::solver::qg::Qg;
+use crate::solver::qg::{Qg, QgState};
 use crate::solver::real::Real;
 use crate::solver::resize::Downsampler;
 use crate::solver::{Dynamics, KolmogorovSolver, QgSolver};
@@ -165,12 +166,10 @@ fn check_ic_file(path: &Path, c: &Config) -> Result<(), String> {
 }
 
 /// Runs the stage on all ranks: with the native CPU solver, or with `device` the batched
-/// libtorch solver on that device (Kolmogorov flow only).
+/// libtorch solver of the system on that device.
 pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome, StageError> {
-    if device.is_some() && c.system.kind != SystemKind::Kolmogorov {
-        return Err(StageError::Input(
-            "--device: the libtorch solver exists for system.kind = kolmogorov only; run qg without --device".into(),
-        ));
+    if let (Some(d), true) = (device, world.is_root()) {
+        log::info!("solver: libtorch, each rank's members as one batch on {d:?}");
     }
     match c.system.precision {
         Precision::F64 => run_precision::<f64>(c, world, stop, device),
@@ -189,9 +188,6 @@ fn run_precision<T: Real>(
         SystemKind::Kolmogorov => {
             let solver = KolmogorovSolver::<T>::new(n, c.kolmogorov(), c.system.dt);
             let batched = device.map(|d| BatchedKolmogorov::new::<T>(n, c.kolmogorov(), c.system.dt, d));
-            if let (Some(d), true) = (device, world.is_root()) {
-                log::info!("solver: libtorch, each rank's members as one batch on {d:?}");
-            }
             let batch = batched.as_ref().map(|b| b as &dyn Segment<Vec<Complex<T>>>);
             run_typed(c, world, stop, (&solver, batch), &Downsampler::new(n, m, length))
         }
@@ -199,7 +195,9 @@ fn run_precision<T: Real>(
             let solver = QgSolver::<T>::new(n, c.qg(), c.system.dt);
             let coarse = Qg::<T>::new(m, c.qg());
             let down = Downsampler::with_filter(n, m, length, coarse.filter().to_vec());
-            run_typed(c, world, stop, (&solver, None), &down)
+            let batched = device.map(|d| BatchedQg::new::<T>(n, c.qg(), c.system.dt, d));
+            let batch = batched.as_ref().map(|b| b as &dyn Segment<QgState<T>>);
+            run_typed(c, world, stop, (&solver, batch), &down)
         }
     }
 }
@@ -211,14 +209,14 @@ trait Segment<S> {
     fn advance(&self, members: &mut [Member<S>], from: u64, to: u64, max_cfl: f64);
 }
 
-impl<T: Real> Segment<Vec<Complex<T>>> for BatchedKolmogorov {
-    fn advance(&self, members: &mut [Member<Vec<Complex<T>>>], from: u64, to: u64, max_cfl: f64) {
+impl<S, B: BatchedDynamics<S>> Segment<S> for B {
+    fn advance(&self, members: &mut [Member<S>], from: u64, to: u64, max_cfl: f64) {
         let live: Vec<usize> = (0..members.len()).filter(|&i| members[i].diverged_at.is_none()).collect();
         if live.is_empty() {
             return;
         }
-        let states: Vec<Vec<Complex<T>>> = live.iter().map(|&i| members[i].state.clone()).collect();
-        let mut w = self.state(&states);
+        let states: Vec<&S> = live.iter().map(|&i| &members[i].state).collect();
+        let mut w = self.load(&states);
         let mut diverged: Vec<Option<u64>> = vec![None; live.len()];
         for s in from..to {
             let cfl = Vec::<f64>::try_from(self.step(&mut w).to_kind(tch::Kind::Double).to_device(Device::Cpu))
@@ -233,10 +231,7 @@ impl<T: Real> Segment<Vec<Complex<T>>> for BatchedKolmogorov {
         for (j, &i) in live.iter().enumerate() {
             match diverged[j] {
                 Some(s) => members[i].diverged_at = Some(s),
-                None => {
-                    let spectrum = self.spectrum(&w, j as i64);
-                    members[i].state = spectrum.iter().map(|c| Complex::new(T::of(c.re), T::of(c.im))).collect();
-                }
+                None => members[i].state = self.unload(&w, j as i64),
             }
         }
     }
