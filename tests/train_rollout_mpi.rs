@@ -213,6 +213,31 @@ fn bad_input_is_refused_before_training() {
 }
 
 #[test]
+fn generate_reads_no_training_key_and_training_checks_its_windows_against_the_file() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("two-samples");
+    // tiny-train's emulator.max_rollout = 2 needs 3 stored states: generate does not read it.
+    assert_ok(&stage(2, &["generate"], &dir, &["generate.samples=2"]));
+    let file = dir.join("trajectories.h5");
+    let data = File::open(&file, Access::Serial, false).unwrap();
+    assert_eq!(data.dataset("vorticity").unwrap().shape().unwrap()[1], 2);
+    let file = file.display().to_string();
+    let sets = ["generate.samples=2", "emulator.training.batch_size=2", "thermalizer.training.batch_size=2"];
+    for (model, set, key) in [
+        ("emulator", "emulator.max_rollout=2", "emulator.max_rollout = 2"),
+        ("thermalizer", "thermalizer.skip_samples=2", "thermalizer.skip_samples = 2"),
+    ] {
+        let out = stage(2, &["train", model], &dir, &[&sets[..], &[set]].concat());
+        refused(&out, &[key, &format!("{file} has 2 per member"), "below 2"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "one line, by one rank:\n{err}");
+        assert!(!dir.join(model).join("latest.safetensors").exists(), "{model}: trained despite the refusal");
+    }
+    // One below the stored states is a window the file holds.
+    assert_ok(&stage(0, &["train", "emulator"], &dir, &[&sets[..], &["emulator.max_rollout=1"]].concat()));
+}
+
+#[test]
 fn checkpoints_read_in_python_with_safetensors() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = with_data("python");
@@ -590,10 +615,14 @@ fn rollout_bad_input_is_refused() {
     let dir = with_data("ro-bad");
     refused(&stage(0, &["rollout"], &dir, &[]), &["no trained emulator", "thermalizer train emulator"]);
     refused(&stage(0, &["rollout"], &dir, &["rollout.s_stop=5"]), &["rollout.s_stop = 5", "s_init"]);
-    refused(&stage(0, &["rollout"], &dir, &["rollout.start=10"]), &["rollout.start = 10"]);
     refused(&stage(0, &["rollout"], &dir, &["rollout.average_from=13"]), &["rollout.average_from = 13", "step 12"]);
     assert_ok(&stage(0, &["train", "emulator"], &dir, &[]));
     refused(&stage(2, &["rollout"], &dir, &[]), &["no trained thermalizer", "rollout.modes"]);
+    // The initial states against the file the rollout reads (10 stored states per member).
+    refused(
+        &stage(0, &["rollout"], &dir, &["rollout.modes=[emulator]", "rollout.start=10"]),
+        &["rollout.start/start_stride: initial state 10", "beyond the 10 stored states of", "trajectories.h5"],
+    );
     // The emulator alone needs no thermalizer.
     assert_ok(&stage(0, &["rollout"], &dir, &["rollout.modes=[emulator]", "rollout.steps=3"]));
 }

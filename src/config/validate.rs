@@ -181,13 +181,6 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
             );
         }
     }
-    if r.start >= c.generate.samples {
-        return bad(
-            "start",
-            r.start.to_string(),
-            &format!("beyond the {} stored states per member", c.generate.samples),
-        );
-    }
     Ok(())
 }
 
@@ -206,19 +199,16 @@ pub fn check_thresholds(r: &RolloutConfig, s_init: usize, levels: usize) -> Resu
     Ok(())
 }
 
-/// The `emulator.*` and `thermalizer.*` sections (when present).
+/// The `emulator.*` and `thermalizer.*` sections (when present). Their bounds by the stored
+/// states per member (`emulator.max_rollout`, `thermalizer.skip_samples`) are checked by the
+/// training stage against the file it reads, so that `generate` accepts any `generate.samples`.
 fn check_training(c: &Config) -> Result<(), ConfigError> {
-    let samples = c.generate.samples;
     if let Some(e) = &c.emulator {
         check_model("emulator.model", &e.model, c.output_grid())?;
         check_optimizer("emulator.optimizer", &e.optimizer)?;
         check_loop("emulator.training", &e.training)?;
-        if e.max_rollout == 0 || e.max_rollout >= samples {
-            return Err(ConfigError(format!(
-                "emulator.max_rollout = {}: must be at least 1 and below generate.samples = {samples} (a window holds \
-                 max_rollout + 1 stored states)",
-                e.max_rollout
-            )));
+        if e.max_rollout == 0 {
+            return Err(ConfigError("emulator.max_rollout = 0: must be at least 1".into()));
         }
         if e.rollout_scheduler == 0 {
             return Err(ConfigError("emulator.rollout_scheduler = 0: must be at least 1 update".into()));
@@ -233,12 +223,6 @@ fn check_training(c: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError(format!("thermalizer.levels = {}: need at least 2 diffusion levels", t.levels)));
         }
         positive("thermalizer.classifier_weight", Some(t.classifier_weight), true)?;
-        if t.skip_samples >= samples {
-            return Err(ConfigError(format!(
-                "thermalizer.skip_samples = {}: leaves no stored state of generate.samples = {samples}",
-                t.skip_samples
-            )));
-        }
     }
     Ok(())
 }

@@ -569,11 +569,12 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let ics: Vec<Window> = (0..r.members).map(|j| initial_window(&starts, &r, j)).collect();
     if let Some(w) = ics.iter().find(|w| w.start >= data.samples) {
         return Err(StageError::Input(format!(
-            "rollout.start/start_stride: initial state {} of {} member {} is beyond the {} stored states",
+            "rollout.start/start_stride: initial state {} of {} member {} is beyond the {} stored states of {}",
             w.start,
             split.name(),
             w.member,
-            data.samples
+            data.samples,
+            data.path().display()
         )));
     }
     let local = world.members(r.members);

@@ -64,6 +64,28 @@ pub fn choose_device(requested: Option<&str>) -> Result<Device, StageError> {
     Ok(device)
 }
 
+/// Refuses a config whose training windows need more stored states per member than `data` holds
+/// (a constraint between two stages, checked here rather than when `generate` loads the config).
+fn fits_the_file(c: &Config, model: Model, data: &Trajectories) -> Result<(), StageError> {
+    let (file, samples) = (data.path().display(), data.samples);
+    let (key, value, why) = match model {
+        Model::Emulator => {
+            let n = c.emulator().max_rollout;
+            ("emulator.max_rollout", n, format!("a training window holds max_rollout + 1 = {} stored states", n + 1))
+        }
+        Model::Thermalizer => {
+            let n = c.thermalizer().skip_samples;
+            ("thermalizer.skip_samples", n, format!("skipping {n} stored states leaves none"))
+        }
+    };
+    if value < samples {
+        return Ok(());
+    }
+    Err(StageError::Input(format!(
+        "{key} = {value}: {why}, but {file} has {samples} per member (set {key} below {samples})"
+    )))
+}
+
 /// Trains `model` with the config's settings; the checkpoints go to `<run.dir>/<model>/`.
 pub fn run(
     c: &Config,
@@ -77,6 +99,7 @@ pub fn run(
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
     let path: PathBuf = c.run.dir.join("trajectories.h5");
     let data = Trajectories::open(&path, c.layers(), c.output_grid())?;
+    fits_the_file(c, model, &data)?;
     let scale = data.channel_std(world)?;
     let channels = c.layers() as i64;
     tch::manual_seed(c.run.seed as i64);
