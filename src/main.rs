@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use thermalizer::config::rollout::Precision;
 use thermalizer::config::{validate, Config};
 use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
@@ -221,6 +222,9 @@ enum BenchCommand {
         /// Diffusion levels (classes of the classifier head).
         #[arg(long, default_value_t = 1000)]
         levels: i64,
+        /// Precisions the networks run in, as `rollout.inference_precision` (f32, bf16, f16).
+        #[arg(long, num_args = 1.., default_values = ["f32"], value_parser = parse_precision)]
+        precisions: Vec<Precision>,
         /// Threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -394,14 +398,16 @@ fn dispatch(command: Command, world: &World) -> i32 {
             0
         }
         Command::Bench {
-            what: BenchCommand::Rollout { models, batches, passes, levels, threads, seconds, repeats, device },
+            what:
+                BenchCommand::Rollout { models, batches, passes, levels, precisions, threads, seconds, repeats, device },
         } => {
             if !world.is_root() {
                 return 0;
             }
             match choose_device(device.as_deref()) {
                 Ok(d) => {
-                    bench_rollout(world, models.as_deref(), &batches, passes, levels, threads, (seconds, repeats), d)
+                    let pieces = (batches.as_slice(), passes, levels, precisions.as_slice());
+                    bench_rollout(world, models.as_deref(), pieces, threads, (seconds, repeats), d)
                 }
                 Err(e) => exit_status(world, e),
             }
@@ -506,13 +512,10 @@ fn print_info(world: &World) {
     println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
 }
 
-#[allow(clippy::too_many_arguments)]
 fn bench_rollout(
     world: &World,
     models: Option<&str>,
-    batches: &[i64],
-    passes: usize,
-    levels: i64,
+    (batches, passes, levels, precisions): (&[i64], usize, i64, &[Precision]),
     threads: usize,
     timing: (f64, usize),
     device: tch::Device,
@@ -523,10 +526,10 @@ fn bench_rollout(
         Err(code) => return code,
     };
     tch::set_num_threads(threads as i32);
-    println!("# thermalizer bench rollout: ms per member-step on {device:?}, {threads} thread(s), {levels} levels; thermalized = emulator + classifier + {passes} denoising passes");
+    println!("# thermalizer bench rollout: ms per member-step on {device:?}, {threads} thread(s), {levels} levels; thermalized = emulator + classifier + {passes} denoising passes, thermalized/s its member-steps per second");
     println!(
-        "{:>12} {:>6} {:>12} {:>12} {:>12} {:>16} {:>10}",
-        "model", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator"
+        "{:>12} {:>9} {:>6} {:>12} {:>12} {:>12} {:>16} {:>10} {:>16}",
+        "model", "precision", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator", "thermalized/s"
     );
     for m in &models {
         let shape = thermalizer::nn::unet::UnetShape {
@@ -536,22 +539,32 @@ fn bench_rollout(
             dim_mults: m.dim_mults.clone(),
             blocks: m.blocks,
         };
-        for &b in batches {
-            let r = costs(&shape, (m.grid, levels, b), timing.0, timing.1, device);
+        for (&p, &b) in precisions.iter().flat_map(|p| batches.iter().map(move |b| (p, b))) {
+            let r = costs(&shape, (m.grid, levels, b), p.kind(), timing.0, timing.1, device);
             let therm = r.emulator_ms + r.classifier_ms + passes as f64 * r.denoise_ms;
             println!(
-                "{:>12} {:>6} {:>12.3} {:>12.3} {:>12.3} {:>16.3} {:>10.2}",
+                "{:>12} {:>9} {:>6} {:>12.3} {:>12.3} {:>12.3} {:>16.3} {:>10.2} {:>16.1}",
                 m.name,
+                p.name(),
                 b,
                 r.emulator_ms,
                 r.classifier_ms,
                 r.denoise_ms,
                 therm,
-                therm / r.emulator_ms
+                therm / r.emulator_ms,
+                1e3 / therm
             );
         }
     }
     0
+}
+
+/// A `--precisions` value: a `rollout.inference_precision`.
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    [Precision::F32, Precision::Bf16, Precision::F16]
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| format!("{s}: expected f32, bf16 or f16"))
 }
 
 /// The `--models` JSON of the benchmarks (default: the built-in list), checked against its grid.

@@ -2,6 +2,8 @@
 //! several batch sizes: one emulator step, one classifier pass (encoder + middle + head), one
 //! denoising pass (full ε̂ UNet + DDPM step); and the cost of a thermalized step relative to the
 //! emulator alone for a given number of passes, (emulator + classifier + k·denoise)/emulator.
+//! The networks run in the rollout's `inference_precision` ([`Reduced`]: weights cast once,
+//! inputs and outputs float32), so the casts at their boundary are timed too.
 //!
 //! Random weights and data (the cost does not depend on them); no gradients; one rank; on the
 //! CPU or one GPU (each timed call ends with a device synchronisation).
@@ -13,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
+use crate::nn::precision::Reduced;
 use crate::nn::unet::{Unet, UnetShape};
 
 /// Per member-step costs in milliseconds at one batch size.
@@ -48,19 +51,21 @@ pub fn synchronize(device: Device) {
     }
 }
 
-/// Times the pieces for `shape` on an `image`² grid with `levels` diffusion levels.
+/// Times the pieces for `shape` on an `image`² grid with `levels` diffusion levels, the networks
+/// in `precision` (a float kind).
 pub fn costs(
     shape: &UnetShape,
     (image, levels, batch): (i64, i64, i64),
+    precision: Kind,
     seconds: f64,
     repeats: usize,
     device: Device,
 ) -> RolloutRow {
     let _g = tch::no_grad_guard();
     tch::manual_seed(0);
-    let (evs, tvs) = (VarStore::new(device), VarStore::new(device));
-    let emulator = Unet::new(&evs.root(), shape);
-    let thermalizer = Thermalizer::new(&tvs.root(), shape, image, levels);
+    let (mut evs, mut tvs) = (VarStore::new(device), VarStore::new(device));
+    let emulator = Reduced::new(Unet::new(&evs.root(), shape), &mut evs, precision);
+    let thermalizer = Reduced::new(Thermalizer::new(&tvs.root(), shape, image, levels), &mut tvs, precision);
     let schedule = Schedule::cosine(levels as usize);
     let x = Tensor::randn([batch, shape.in_channels, image, image], (Kind::Float, device));
     let z = x.randn_like();
@@ -69,7 +74,7 @@ pub fn costs(
         synchronize(device);
     });
     let classifier_ms = median_ms(seconds, repeats, batch, || {
-        let _ = thermalizer.noise_level(&x);
+        let _ = thermalizer.net().noise_level(&thermalizer.input(&x));
         synchronize(device);
     });
     let denoise_ms = median_ms(seconds, repeats, batch, || {

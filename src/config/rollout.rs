@@ -71,6 +71,37 @@ impl StartSplit {
     }
 }
 
+/// `rollout.inference_precision`: the floating-point type the emulator and the thermalizer run
+/// in during a rollout ([`crate::nn::precision`]). Only the networks: the states between steps,
+/// the diffusion schedule's arithmetic, the statistics and the stored outputs stay float32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// The libtorch element type.
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Precision::F32 => tch::Kind::Float,
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::F16 => tch::Kind::Half,
+        }
+    }
+}
+
 /// Which checkpoint of a trained model to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -289,6 +320,9 @@ pub struct RolloutConfig {
     /// Use the thermalizer's EMA weights (when it has them).
     #[serde(default = "yes")]
     pub ema: bool,
+    /// `f32` (default), `bf16` or `f16`: the type the networks run in (see [`Precision`]).
+    #[serde(default)]
+    pub inference_precision: Precision,
 }
 
 impl RolloutConfig {

@@ -9,6 +9,7 @@
 
 pub mod classifier;
 pub mod diffusion;
+pub mod precision;
 pub mod unet;
 
 /// Number of scalar parameters held by a variable store.

@@ -22,6 +22,7 @@ use tch::Tensor;
 
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
+use crate::nn::precision::Reduced;
 use crate::train::task::normals;
 
 /// What thermalization needs of the diffusion model.
@@ -39,6 +40,17 @@ impl Denoiser for Thermalizer {
     }
     fn noise(&self, x: &Tensor) -> Tensor {
         tch::no_grad(|| tch::nn::Module::forward(self, x))
+    }
+}
+
+/// A denoiser run in reduced precision: it rates and denoises states of the caller's type
+/// (float32), the casts at its boundary.
+impl<D: Denoiser> Denoiser for Reduced<D> {
+    fn levels(&self, x: &Tensor) -> Vec<usize> {
+        self.net().levels(&self.input(x))
+    }
+    fn noise(&self, x: &Tensor) -> Tensor {
+        self.run(x, |net, x| net.noise(x))
     }
 }
 

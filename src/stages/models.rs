@@ -27,16 +27,18 @@ use super::StageError;
 use crate::config::rollout::{Mode, RolloutConfig, Weights};
 use crate::config::Config;
 use crate::nn::classifier::Thermalizer;
+use crate::nn::precision::Reduced;
 use crate::nn::unet::Unet;
 use crate::train::checkpoint::{Checkpoint, StoredAs};
 
 /// The two trained models, by the directory name of their checkpoints.
 const NAMES: [&str; 2] = ["emulator", "thermalizer"];
 
-/// The trained models and the normalisation they were trained with.
+/// The trained models, in `rollout.inference_precision`, and the normalisation they were
+/// trained with.
 pub struct Models {
-    pub emulator: Unet,
-    pub thermalizer: Option<Thermalizer>,
+    pub emulator: Reduced<Unet>,
+    pub thermalizer: Option<Reduced<Thermalizer>>,
     /// Per-channel scale: physical units per normalised unit.
     pub scale: Vec<f64>,
     _stores: Vec<VarStore>,
@@ -187,8 +189,9 @@ pub fn require_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Res
     load_thermalizer(c, r, device)?.ok_or_else(|| missing(r, "thermalizer", &model_path(c, r, "thermalizer")))
 }
 
-/// Loads the models of rollout `r` onto `device`; the thermalizer only when its file exists
-/// (an error when `rollout.modes` has `thermalized`).
+/// Loads the models of rollout `r` onto `device`, their weights cast to
+/// `rollout.inference_precision`; the thermalizer only when its file exists (an error when
+/// `rollout.modes` has `thermalized`).
 pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, String> {
     let channels = c.layers();
     let path = model_path(c, r, "emulator");
@@ -196,9 +199,11 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
         return Err(missing(r, "emulator", &path));
     }
     let ck = open(c, "emulator", &path, r.ema)?;
-    let evs = VarStore::new(device);
+    let mut evs = VarStore::new(device);
     let emulator = Unet::new(&evs.root(), &c.emulator().model.shape(channels as i64));
     load_into(&evs, &ck, &path, "")?;
+    let kind = r.inference_precision.kind();
+    let emulator = Reduced::new(emulator, &mut evs, kind);
     let scale = scale_of(&ck, &path, channels)?;
     let mut stores = vec![evs];
     let thermalizer = match load_thermalizer(c, r, device)? {
@@ -213,8 +218,10 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
                     t.scale
                 ));
             }
-            stores.push(t.store);
-            Some(t.net)
+            let mut store = t.store;
+            let net = Reduced::new(t.net, &mut store, kind);
+            stores.push(store);
+            Some(net)
         }
         None if r.modes.iter().any(|m| m.thermalizes()) => {
             let tpath = model_path(c, r, "thermalizer");
