@@ -23,7 +23,8 @@
 #    Smagorinsky; 115 steps);
 # 6. `bench train` on the GPU at the paper's model size (45.8 M parameters, 64², one channel)
 #    and the quickstart model, beside the same models in PyTorch eager on the same GPU;
-# 7. `bench rollout` on the GPU for the same two models;
+# 7. `bench rollout` on the GPU for the same two models, in each rollout.inference_precision
+#    (f32, bf16, f16);
 # 8. `bench solver --device cuda` (256 members per step) against the native CPU solver after 20
 #    steps, with its speed beside the native one-core solver: the Kolmogorov solver, then the
 #    QG model under each dealiasing rule.
@@ -119,8 +120,13 @@ step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --
 step bench-train-torch "$PY" "$B/bench_torch_train.py" --device cuda --models "$paper" --threads 8 \
   --seconds 2 --repeats 3
 cat "$OUT/bench-train.out" "$OUT/bench-train-torch.out"
-step bench-rollout "$T" bench rollout --device cuda --models "$paper" --batches 1 16 64 256 --seconds 1 --repeats 3
-cat "$OUT/bench-rollout.out"
+# One step per rollout.inference_precision (each as long as the float32 one); thermalized/s is
+# member-steps per second.
+for p in f32 bf16 f16; do
+  step "bench-rollout-$p" "$T" bench rollout --device cuda --models "$paper" --batches 1 16 64 256 --precisions "$p" \
+    --seconds 1 --repeats 3
+done
+cat "$OUT"/bench-rollout-{f32,bf16,f16}.out
 step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --seconds 0.5 --repeats 3 \
   --device cuda --batch 256
 cat "$OUT/solver.out"

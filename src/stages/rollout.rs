@@ -16,7 +16,7 @@ use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
 use super::{calibrate, models, StageError};
-use crate::config::rollout::{Mode, RolloutConfig};
+use crate::config::rollout::{Mode, Precision, RolloutConfig};
 use crate::config::{same_identity, Config, Stage, SystemKind};
 use crate::nn::diffusion::Schedule;
 use crate::parallel::signals::StopFlag;
@@ -546,6 +546,10 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     }
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
     let models = models::load(c, &r, device).map_err(StageError::Input)?;
+    if world.is_root() && device == Device::Cpu && r.inference_precision == Precision::F16 {
+        // It runs, on libtorch's slow generic float16 kernels (docs/rollout.md has the numbers).
+        log::warn!("rollout.inference_precision = f16 on the CPU: tens of times slower than f32 (bf16 is faster)");
+    }
     // A resumed run keeps the s_init it started with (a calibration may have been made since).
     let (s_init, s_init_source) = match (&models.thermalizer, decision) {
         (None, _) => (0, "no thermalizer".to_string()),
