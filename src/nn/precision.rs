@@ -32,12 +32,7 @@ impl<M> Reduced<M> {
         Reduced { net, kind }
     }
 
-    /// The element type the network runs in.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
-    /// The network itself: its inputs must be of [`Reduced::kind`].
+    /// The network itself: its inputs must be of the type it runs in ([`Reduced::input`]).
     pub fn net(&self) -> &M {
         &self.net
     }
