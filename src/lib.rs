@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod config;
 pub mod diagnostics;
+pub mod error;
 pub mod nn;
 pub mod parallel;
 pub mod report;

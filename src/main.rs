@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use thermalizer::config::rollout::Precision;
 use thermalizer::config::{validate, Config};
+use thermalizer::error::Error;
 use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::command::{self, exit_status};
 use thermalizer::stages::generate::Plan;
 use thermalizer::stages::models;
 use thermalizer::stages::train::{choose_device, Model, TrainOptions};
-use thermalizer::stages::StageError;
 use thermalizer::store::{h5, trajectories};
 use thermalizer::train::checkpoint::StoredAs;
 use thermalizer::train::reduce::Allreduce;
@@ -312,7 +312,7 @@ fn main() -> ExitCode {
     init_logging(&world, cli.verbose, cli.quiet);
     h5::init();
     let code = match parallel::check_slurm(world.size()) {
-        Err(e) => exit_status(&world, StageError::Input(e)),
+        Err(e) => exit_status(&world, e),
         Ok(()) => dispatch(cli.command, &world),
     };
     drop(universe);
@@ -320,9 +320,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command, world: &World) -> i32 {
-    let load = |args: &ConfigArgs| {
-        Config::load(&args.config, &args.set).map_err(|e| exit_status(world, StageError::Input(e.0)))
-    };
+    let load = |args: &ConfigArgs| Config::load(&args.config, &args.set).map_err(|e| exit_status(world, e));
     let resolve = |run: &RunArgs| match (&run.run_dir, &run.config) {
         (Some(dir), _) => Ok((dir.clone(), None)),
         (None, config) => load(&ConfigArgs { config: config.clone().unwrap_or_default(), set: run.set.clone() })
@@ -377,9 +375,9 @@ fn dispatch(command: Command, world: &World) -> i32 {
             Ok(config) => command::pipeline(&config, world, &train.into()),
         },
         Command::Validate(args) => match Config::load(&args.config, &args.set) {
-            Err(e) => exit_status(world, StageError::Input(e.0)),
+            Err(e) => exit_status(world, e),
             Ok(config) => match models::check_shipped(&config) {
-                Err(e) => exit_status(world, StageError::Input(e)),
+                Err(e) => exit_status(world, e),
                 Ok(shipped) => {
                     if world.is_root() {
                         print_plan(&config, world.size());
@@ -574,15 +572,13 @@ fn parse_bench_models(world: &World, models: Option<&str>) -> Result<Vec<thermal
         None => default_models(),
         Some(text) => match serde_json::from_str(text) {
             Ok(m) => m,
-            Err(e) => {
-                return Err(exit_status(world, StageError::Input(format!("--models: not a list of models ({e})"))))
-            }
+            Err(e) => return Err(exit_status(world, Error::Input(format!("--models: not a list of models ({e})")))),
         },
     };
     if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
         return Err(exit_status(
             world,
-            StageError::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)),
+            Error::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)),
         ));
     }
     Ok(models)

@@ -18,13 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Context, Result};
 use crate::solver::kolmogorov::KolmogorovParams;
 use crate::solver::qg::{QgParams, SmallScales};
-
-/// A configuration problem, already phrased for the user (one line, names the key/file).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 /// The whole experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -263,13 +259,15 @@ impl Default for SplitConfig {
 
 impl Config {
     /// Reads, overrides and validates `path`: the one entry point of every stage.
-    pub fn load(path: &Path, sets: &[String]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    /// Every error is an input error naming the file or the `--set` and the key.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).input_context(|| format!("cannot read config file {}", path.display()))?;
         let parsed: Config = serde_saphyr::from_str(&text)
-            .map_err(|e| ConfigError(format!("{}: {}", path.display(), parse_message(&e.to_string(), &text))))?;
+            .map_err(|e| parse_message(&e.to_string(), &text))
+            .input_context(|| path.display())?;
         let mut config = overrides::apply(parsed, sets)?;
-        validate::check(&config).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
+        validate::check(&config).input_context(|| path.display())?;
         config.resolve_defaults();
         Ok(config)
     }

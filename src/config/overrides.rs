@@ -7,20 +7,21 @@
 
 use serde_json::Value;
 
-use super::{Config, ConfigError};
+use super::Config;
+use crate::error::{Context, Error, Result};
 
 /// Applies `sets` (each `dotted.key=VALUE`) in order.
-pub fn apply(config: Config, sets: &[String]) -> Result<Config, ConfigError> {
+pub fn apply(config: Config, sets: &[String]) -> Result<Config> {
     if sets.is_empty() {
         return Ok(config);
     }
     let mut tree = serde_json::to_value(&config).expect("config converts to a tree");
     for set in sets {
         let (key, raw) =
-            set.split_once('=').ok_or_else(|| ConfigError(format!("--set {set}: expected dotted.key=VALUE")))?;
+            set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set}: expected dotted.key=VALUE")))?;
         let value: Value = serde_saphyr::from_str(raw)
-            .map_err(|e| ConfigError(format!("--set {key}={raw}: not a YAML value ({e})")))?;
-        let unknown = || ConfigError(format!("--set {key}={raw}: unknown key '{key}'"));
+            .map_err(|e| Error::Input(format!("--set {key}={raw}: not a YAML value ({e})")))?;
+        let unknown = || Error::Input(format!("--set {key}={raw}: unknown key '{key}'"));
         let (parent, last) = key.rsplit_once('.').map_or((None, key), |(p, l)| (Some(p), l));
         let section = parent
             .into_iter()
@@ -31,10 +32,10 @@ pub fn apply(config: Config, sets: &[String]) -> Result<Config, ConfigError> {
         let added = section.insert(last.to_string(), value).is_none();
         serde_json::from_value::<Config>(tree.clone()).map_err(|e| match e.to_string() {
             m if added && m.starts_with("unknown field") => unknown(),
-            m => ConfigError(format!("--set {key}={raw}: {m}")),
+            m => Error::Input(format!("--set {key}={raw}: {m}")),
         })?;
     }
-    serde_json::from_value(tree).map_err(|e| ConfigError(format!("--set: {e}")))
+    serde_json::from_value(tree).input_context(|| "--set")
 }
 
 #[cfg(test)]
@@ -45,7 +46,7 @@ mod tests {
 
     fn set(sets: &[&str]) -> Result<Config, String> {
         let c = Config::load(Path::new("configs/kolmogorov-small.yaml"), &[]).expect("config");
-        apply(c, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.0)
+        apply(c, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 use super::rollout::{RolloutConfig, SInit};
 use super::train::{LoopConfig, ModelConfig, OptimizerConfig};
-use super::{Config, ConfigError, SystemConfig, SystemKind};
+use super::{Config, SystemConfig, SystemKind};
+use crate::error::{Error, Result};
 
 /// Checks value ranges, grid sizes and an a-priori CFL estimate.
-pub fn check(c: &Config) -> Result<(), ConfigError> {
+pub fn check(c: &Config) -> Result<()> {
     let s = &c.system;
     let g = &c.generate;
-    let err = |key: &str, value: String, why: &str| Err(ConfigError(format!("{key} = {value}: {why}")));
+    let err = |key: &str, value: String, why: &str| Err(Error::Input(format!("{key} = {value}: {why}")));
     if s.grid < 8 || s.grid % 2 != 0 {
         return err("system.grid", s.grid.to_string(), "the solver needs an even grid of at least 8 points");
     }
@@ -103,10 +104,10 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
 }
 
 /// The `rollout.*` section (when present).
-fn check_rollout(c: &Config) -> Result<(), ConfigError> {
+fn check_rollout(c: &Config) -> Result<()> {
     let Some(r) = &c.rollout else { return Ok(()) };
     let levels = c.thermalizer.as_ref().map_or(1000, |t| t.levels);
-    let bad = |key: &str, value: String, why: &str| Err(ConfigError(format!("rollout.{key} = {value}: {why}")));
+    let bad = |key: &str, value: String, why: &str| Err(Error::Input(format!("rollout.{key} = {value}: {why}")));
     for (key, v) in [
         ("members", r.members),
         ("steps", r.steps),
@@ -151,7 +152,7 @@ fn check_rollout(c: &Config) -> Result<(), ConfigError> {
     }
     if let SInit::Level(s_init) = r.s_init {
         check_thresholds(r, s_init, levels)
-            .map_err(|(key, value, why)| ConfigError(format!("rollout.{key} = {value}: {why}")))?;
+            .map_err(|(key, value, why)| Error::Input(format!("rollout.{key} = {value}: {why}")))?;
     } else if r.s_stop + 1 >= levels {
         return bad("s_stop", r.s_stop.to_string(), &format!("must be below the thermalizer's {levels} levels"));
     }
@@ -202,16 +203,16 @@ pub fn check_thresholds(r: &RolloutConfig, s_init: usize, levels: usize) -> Resu
 /// The `emulator.*` and `thermalizer.*` sections (when present). Their bounds by the stored
 /// states per member (`emulator.max_rollout`, `thermalizer.skip_samples`) are checked by the
 /// training stage against the file it reads, so that `generate` accepts any `generate.samples`.
-fn check_training(c: &Config) -> Result<(), ConfigError> {
+fn check_training(c: &Config) -> Result<()> {
     if let Some(e) = &c.emulator {
         check_model("emulator.model", &e.model, c.output_grid())?;
         check_optimizer("emulator.optimizer", &e.optimizer)?;
         check_loop("emulator.training", &e.training)?;
         if e.max_rollout == 0 {
-            return Err(ConfigError("emulator.max_rollout = 0: must be at least 1".into()));
+            return Err(Error::Input("emulator.max_rollout = 0: must be at least 1".into()));
         }
         if e.rollout_scheduler == 0 {
-            return Err(ConfigError("emulator.rollout_scheduler = 0: must be at least 1 update".into()));
+            return Err(Error::Input("emulator.rollout_scheduler = 0: must be at least 1 update".into()));
         }
         positive("emulator.sigma", Some(e.sigma), true)?;
     }
@@ -220,79 +221,79 @@ fn check_training(c: &Config) -> Result<(), ConfigError> {
         check_optimizer("thermalizer.optimizer", &t.optimizer)?;
         check_loop("thermalizer.training", &t.training)?;
         if t.levels < 2 {
-            return Err(ConfigError(format!("thermalizer.levels = {}: need at least 2 diffusion levels", t.levels)));
+            return Err(Error::Input(format!("thermalizer.levels = {}: need at least 2 diffusion levels", t.levels)));
         }
         positive("thermalizer.classifier_weight", Some(t.classifier_weight), true)?;
     }
     Ok(())
 }
 
-fn check_model(key: &str, m: &ModelConfig, grid: usize) -> Result<(), ConfigError> {
+fn check_model(key: &str, m: &ModelConfig, grid: usize) -> Result<()> {
     if m.hidden < 1 || m.blocks < 1 || m.dim_mults.iter().any(|&k| k < 1) {
-        return Err(ConfigError(format!(
+        return Err(Error::Input(format!(
             "{key} = {{hidden: {}, dim_mults: {:?}, blocks: {}}}: widths, multipliers and blocks must be >= 1",
             m.hidden, m.dim_mults, m.blocks
         )));
     }
     m.shape(1).check_grid(grid as i64).map_err(|why| {
-        ConfigError(format!("{key}.dim_mults = {:?}: {why} (stored grid system.output_grid)", m.dim_mults))
+        Error::Input(format!("{key}.dim_mults = {:?}: {why} (stored grid system.output_grid)", m.dim_mults))
     })
 }
 
-fn check_optimizer(key: &str, o: &OptimizerConfig) -> Result<(), ConfigError> {
+fn check_optimizer(key: &str, o: &OptimizerConfig) -> Result<()> {
     positive(&format!("{key}.lr"), Some(o.lr), false)?;
     positive(&format!("{key}.weight_decay"), Some(o.weight_decay), true)?;
     positive(&format!("{key}.eps"), Some(o.eps), false)?;
     positive(&format!("{key}.grad_clip"), o.grad_clip, false)?;
     positive(&format!("{key}.lr_gamma"), Some(o.lr_gamma), false)?;
     if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-        return Err(ConfigError(format!("{key}.betas = {:?}: each must be in [0, 1)", o.betas)));
+        return Err(Error::Input(format!("{key}.betas = {:?}: each must be in [0, 1)", o.betas)));
     }
     if let Some(d) = o.ema_decay.filter(|d| !(0.0..1.0).contains(d)) {
-        return Err(ConfigError(format!("{key}.ema_decay = {d}: must be in [0, 1)")));
+        return Err(Error::Input(format!("{key}.ema_decay = {d}: must be in [0, 1)")));
     }
     if o.lr_step == Some(0) {
-        return Err(ConfigError(format!("{key}.lr_step = 0: must be at least 1 update (or null)")));
+        return Err(Error::Input(format!("{key}.lr_step = 0: must be at least 1 update (or null)")));
     }
     Ok(())
 }
 
-fn check_loop(key: &str, l: &LoopConfig) -> Result<(), ConfigError> {
+fn check_loop(key: &str, l: &LoopConfig) -> Result<()> {
     for (k, v) in [("batch_size", l.batch_size as u64), ("epochs", l.epochs as u64), ("log_every", l.log_every)] {
         if v == 0 {
-            return Err(ConfigError(format!("{key}.{k} = 0: must be at least 1")));
+            return Err(Error::Input(format!("{key}.{k} = 0: must be at least 1")));
         }
     }
     if l.max_updates == Some(0) {
-        return Err(ConfigError(format!("{key}.max_updates = 0: must be at least 1 (or null)")));
+        return Err(Error::Input(format!("{key}.max_updates = 0: must be at least 1 (or null)")));
     }
     Ok(())
 }
 
-fn positive(key: &str, v: Option<f64>, allow_zero: bool) -> Result<(), ConfigError> {
+fn positive(key: &str, v: Option<f64>, allow_zero: bool) -> Result<()> {
     match v {
         Some(x) if x.is_finite() && (x > 0.0 || (allow_zero && x == 0.0)) => Ok(()),
-        Some(x) => Err(ConfigError(format!("{key} = {x}: must be {}", if allow_zero { ">= 0" } else { "> 0" }))),
+        Some(x) => Err(Error::Input(format!("{key} = {x}: must be {}", if allow_zero { ">= 0" } else { "> 0" }))),
         None => Ok(()),
     }
 }
 
-fn check_kolmogorov(s: &SystemConfig) -> Result<(), ConfigError> {
+fn check_kolmogorov(s: &SystemConfig) -> Result<()> {
     for (key, v) in [("system.viscosity", s.viscosity), ("system.drag", s.drag)] {
         if v.is_none() {
-            return Err(ConfigError(format!("{key}: required for system.kind = kolmogorov")));
+            return Err(Error::Input(format!("{key}: required for system.kind = kolmogorov")));
         }
         positive(key, v, true)?;
     }
     let Some(kf) = s.forcing_wavenumber else {
-        return Err(ConfigError("system.forcing_wavenumber: required for system.kind = kolmogorov".into()));
+        return Err(Error::Input("system.forcing_wavenumber: required for system.kind = kolmogorov".into()));
     };
     if let Some(a) = s.forcing_amplitude.filter(|a| !a.is_finite()) {
-        return Err(ConfigError(format!("system.forcing_amplitude = {a}: must be finite")));
+        return Err(Error::Input(format!("system.forcing_amplitude = {a}: must be finite")));
     }
     let kmax = (s.grid - 1) / 3;
     if kf > kmax {
-        return Err(ConfigError(format!(
+        return Err(Error::Input(format!(
             "system.forcing_wavenumber = {kf}: outside the dealiased band of system.grid = {} (|k| <= {kmax})",
             s.grid
         )));
@@ -300,7 +301,7 @@ fn check_kolmogorov(s: &SystemConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_qg(s: &SystemConfig) -> Result<(), ConfigError> {
+fn check_qg(s: &SystemConfig) -> Result<()> {
     positive("system.length", s.length, false)?;
     positive("system.rd", s.rd, false)?;
     positive("system.delta", s.delta, false)?;
@@ -308,7 +309,7 @@ fn check_qg(s: &SystemConfig) -> Result<(), ConfigError> {
     positive("system.smagorinsky", s.smagorinsky, true)?;
     for (key, v) in [("system.beta", s.beta), ("system.u1", s.u1), ("system.u2", s.u2)] {
         if let Some(x) = v.filter(|x| !x.is_finite()) {
-            return Err(ConfigError(format!("{key} = {x}: must be finite")));
+            return Err(Error::Input(format!("{key} = {x}: must be finite")));
         }
     }
     Ok(())

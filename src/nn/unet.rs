@@ -19,6 +19,8 @@
 use tch::nn::{self, ConvConfig, Module};
 use tch::Tensor;
 
+use crate::error::{Error, Result};
+
 /// Shape of a UNet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnetShape {
@@ -45,20 +47,20 @@ impl UnetShape {
 
     /// Why this shape cannot run on an `image`² grid, if it cannot: each downsampling halves
     /// the grid exactly, and the bottleneck must keep at least 2 points for circular padding.
-    pub fn check_grid(&self, image: i64) -> Result<(), String> {
+    pub fn check_grid(&self, image: i64) -> Result<()> {
         let levels = self.dim_mults.len();
         if levels == 0 {
-            return Err("dim_mults is empty: need at least one level".into());
+            return Err(Error::input("dim_mults is empty: need at least one level"));
         }
         let factor = 1i64 << (levels - 1);
         if image % factor != 0 || image / factor < 2 {
-            return Err(format!(
+            return Err(Error::Input(format!(
                 "{levels} levels halve the grid {} times, which a {image}² grid does not allow (needs a multiple of {} \
                  and at least {}); use fewer levels",
                 levels - 1,
                 factor,
                 2 * factor
-            ));
+            )));
         }
         Ok(())
     }

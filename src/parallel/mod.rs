@@ -19,6 +19,8 @@ use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
+use crate::error::{Error, Result};
+
 /// The ranks of this job.
 pub struct World {
     comm: SimpleCommunicator,
@@ -130,16 +132,17 @@ impl World {
     }
 
     /// Rank 0's `Result` on every rank: rank 0 runs `f` (e.g. a file-system check) and the
-    /// outcome, a small code or an error message, is broadcast so that all ranks act alike.
-    pub fn root_decides(&self, f: impl FnOnce() -> Result<u8, String>) -> Result<u8, String> {
-        let (mut code, mut msg) = (0u8, Vec::new());
+    /// outcome, a small code or an error (its kind, input or failure, and its message), is
+    /// broadcast so that all ranks act alike.
+    pub fn root_decides(&self, f: impl FnOnce() -> Result<u8>) -> Result<u8> {
+        let (mut code, mut input, mut msg) = (0u8, false, Vec::new());
         if self.is_root() {
             match f() {
                 Ok(c) => code = c,
-                Err(e) => msg = e.into_bytes(),
+                Err(e) => (input, msg) = (e.is_input(), e.to_string().into_bytes()),
             }
         }
-        let mut head = [code as u64, msg.len() as u64];
+        let mut head = [code as u64, msg.len() as u64, input as u64];
         let root = self.comm.process_at_rank(0);
         root.broadcast_into(&mut head[..]);
         if head[1] == 0 {
@@ -147,14 +150,16 @@ impl World {
         }
         msg.resize(head[1] as usize, 0);
         root.broadcast_into(&mut msg[..]);
-        Err(String::from_utf8_lossy(&msg).into_owned())
+        let msg = String::from_utf8_lossy(&msg).into_owned();
+        Err(if head[2] == 1 { Error::Input(msg) } else { Error::Failure(msg) })
     }
 
     /// The outcome of a collective operation, the same on every rank: `local` where every rank
-    /// succeeded, else the error message of the lowest failing rank (broadcast from it). Every
-    /// rank calls it right after the operation, so that a failure seen by some ranks only (a
-    /// full disk, seen by the ranks that wrote) is reported once and stops all of them alike.
-    pub fn agree<T, E: std::fmt::Display>(&self, local: Result<T, E>) -> Result<T, String> {
+    /// succeeded, else [`Error::Collective`] with the message of the lowest failing rank
+    /// (broadcast from it). Every rank calls it right after the operation, so that a failure
+    /// seen by some ranks only (a full disk, seen by the ranks that wrote) is reported once and
+    /// stops all of them alike.
+    pub fn agree<T, E: std::fmt::Display>(&self, local: Result<T, E>) -> Result<T> {
         let none = self.size() as u64;
         let mine = if local.is_err() { self.rank() as u64 } else { none };
         let mut first = none;
@@ -169,7 +174,7 @@ impl World {
         from.broadcast_into(&mut len);
         msg.resize(len as usize, 0);
         from.broadcast_into(&mut msg[..]);
-        Err(String::from_utf8_lossy(&msg).into_owned())
+        Err(Error::Collective(String::from_utf8_lossy(&msg).into_owned()))
     }
 
     /// Ends every rank with `code` once all of them get here, without `MPI_Finalize` or exit
@@ -232,23 +237,23 @@ const LAUNCHER_SIZES: [&str; 2] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"];
 /// = world size: `mpirun`, hydra's `mpiexec` or Cray's PMI in an allocation with more tasks
 /// than ranks) is accepted as well. Outside a job step (no `SLURM_STEP_ID`, e.g. mpirun under
 /// `salloc`) there is nothing to compare. [`SKIP_SLURM_CHECK`]`=1` skips the check.
-pub fn check_slurm(size: usize) -> Result<(), String> {
+pub fn check_slurm(size: usize) -> Result<()> {
     slurm_world_check(|k| std::env::var(k).ok(), size)
 }
 
 /// [`check_slurm`]'s decision on the environment `env` (a variable's value by name) and the
 /// MPI world size.
-fn slurm_world_check(env: impl Fn(&str) -> Option<String>, size: usize) -> Result<(), String> {
+fn slurm_world_check(env: impl Fn(&str) -> Option<String>, size: usize) -> Result<()> {
     let number = |k: &str| env(k).and_then(|v| v.trim().parse::<usize>().ok());
     let in_step = env("SLURM_STEP_ID").is_some() && env(SKIP_SLURM_CHECK).as_deref() != Some("1");
     // A one-rank world is the singletons' symptom whatever a launcher says.
     let sized_by_launcher = size > 1 && LAUNCHER_SIZES.iter().any(|k| number(k) == Some(size));
     match number("SLURM_NTASKS") {
-        Some(n) if in_step && !sized_by_launcher && size < n => Err(format!(
+        Some(n) if in_step && !sized_by_launcher && size < n => Err(Error::Input(format!(
             "SLURM_NTASKS = {n} but the MPI world has {size} rank(s): srun started independent \
              processes (check --mpi=pmix and that the binary uses the cluster's MPI; \
              {SKIP_SLURM_CHECK}=1 skips this check)"
-        )),
+        ))),
         _ => Ok(()),
     }
 }
@@ -260,6 +265,7 @@ mod tests {
     /// [`slurm_world_check`] on the variables `vars` (name, value) and the world size.
     fn check(vars: &[(&str, &str)], size: usize) -> Result<(), String> {
         slurm_world_check(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string()), size)
+            .map_err(|e| e.to_string())
     }
 
     const STEP: (&str, &str) = ("SLURM_STEP_ID", "0");

@@ -7,6 +7,8 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+use crate::error::{Error, Result};
+
 static FONT: Once = Once::new();
 const FONT_BYTES: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 
@@ -37,10 +39,11 @@ pub struct Axes<'a> {
     pub log_y: bool,
 }
 
-type DrawResult = Result<(), String>;
+type DrawResult = Result<()>;
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// A plotters error (generic over the backend) as a failure.
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Failure(e.to_string())
 }
 
 fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {

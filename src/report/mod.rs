@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 
 use plotters::style::RGBColor;
 
+use crate::error::{Context, Error, Result};
 use crate::rollout::calibration::Calibration;
 use crate::rollout::window;
-use crate::stages::StageError;
 use crate::store::checkpoint as ck_store;
 use crate::store::h5::{Access, File};
 use figures::{field_panels, heat_map, line_plot, Axes, Line};
@@ -81,9 +81,9 @@ fn dataset_attr(f: &File, dataset: &str, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn read(f: &File, name: &str) -> Result<Array, String> {
-    let d = f.dataset(name).map_err(|e| e.to_string())?;
-    Ok(Array { shape: d.shape().map_err(|e| e.to_string())?, v: d.read::<f64>(None).map_err(|e| e.to_string())? })
+fn read(f: &File, name: &str) -> Result<Array> {
+    let d = f.dataset(name)?;
+    Ok(Array { shape: d.shape()?, v: d.read::<f64>(None)? })
 }
 
 /// One rollout mode's headline numbers.
@@ -312,7 +312,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The file a report reads, the step its records end at (`None`: the whole rollout) and the
 /// directory it writes: `rollout.h5` into `report/`, or with `partial` the rollout in progress
 /// up to its last checkpoint into `report-interim/`.
-fn source(run_dir: &Path, partial: bool) -> Result<(PathBuf, Option<f64>, PathBuf), StageError> {
+fn source(run_dir: &Path, partial: bool) -> Result<(PathBuf, Option<f64>, PathBuf)> {
     let (done, running, ck) =
         (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
     if !partial {
@@ -324,59 +324,60 @@ fn source(run_dir: &Path, partial: bool) -> Result<(PathBuf, Option<f64>, PathBu
         } else {
             " (run `thermalizer rollout` first)"
         };
-        return Err(StageError::Input(format!("{} does not exist{hint}", done.display())));
+        return Err(Error::Input(format!("{} does not exist{hint}", done.display())));
     }
     if !(running.exists() && ck.exists()) {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "report --partial: no rollout in progress in {} ({} and {} are needed)",
             run_dir.display(),
             running.display(),
             ck.display()
         )));
     }
-    let step = ck_store::stored_step(&ck).map_err(|e| StageError::Input(format!("{}: {e}", ck.display())))?;
+    let step = ck_store::stored_step(&ck).input_context(|| ck.display())?;
     Ok((running, Some(step as f64), run_dir.join("report-interim")))
 }
 
-pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
+pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
     let (path, interim, dir) = source(run_dir, partial)?;
     let f = File::open(&path, Access::Serial, false)
-        .map_err(|e| StageError::Input(format!("{}: not readable ({e})", path.display())))?;
-    let io = |e: String| StageError::Io(format!("{}: {e}", path.display()));
+        .map_err(|e| Error::Input(format!("{}: not readable ({e})", path.display())))?;
+    // Failures name the file: `at` is the context of every read and figure.
+    let at = || path.display();
     // `mode` holds the names; files written before it was a string coordinate held indices
     // with the names in `flag_meanings`.
-    let mode = f.dataset("mode").map_err(|e| io(e.to_string()))?;
+    let mode = f.dataset("mode").context(at)?;
     let modes: Vec<String> = mode
         .read_strings()
         .or_else(|_| mode.attrs().get_str("flag_meanings").map(|s| s.split_whitespace().map(String::from).collect()))
-        .map_err(|e| io(e.to_string()))?;
+        .context(at)?;
     drop(mode);
     // An interim report ends at the checkpoint's step: later records are not there yet.
     let upto = |mut v: Vec<f64>| {
         v.retain(|&s| interim.is_none_or(|last| s <= last));
         v
     };
-    let steps = upto(read(&f, "step").map_err(io)?.v);
-    let spec_steps = upto(read(&f, "spectrum_step").map_err(io)?.v);
-    let ks = read(&f, "k").map_err(io)?.v;
-    let mse = read(&f, "mse").map_err(io)?;
-    let msq = read(&f, "mean_square").map_err(io)?;
-    let passes = read(&f, "denoising_passes").map_err(io)?;
-    let spectrum = read(&f, "spectrum").map_err(io)?;
-    let truth_msq = read(&f, "truth_mean_square").map_err(io)?;
-    let truth_spec = read(&f, "truth_spectrum").map_err(io)?;
+    let steps = upto(read(&f, "step").context(at)?.v);
+    let spec_steps = upto(read(&f, "spectrum_step").context(at)?.v);
+    let ks = read(&f, "k").context(at)?.v;
+    let mse = read(&f, "mse").context(at)?;
+    let msq = read(&f, "mean_square").context(at)?;
+    let passes = read(&f, "denoising_passes").context(at)?;
+    let spectrum = read(&f, "spectrum").context(at)?;
+    let truth_msq = read(&f, "truth_mean_square").context(at)?;
+    let truth_spec = read(&f, "truth_spectrum").context(at)?;
     let last = interim.unwrap_or(*steps.last().unwrap_or(&0.0));
     // A stop after an interim report's last step has not happened yet as far as it is concerned.
     let diverged: Vec<i64> = f
         .dataset("diverged_at")
         .and_then(|d| d.read::<i64>(None))
-        .map_err(|e| io(e.to_string()))?
+        .context(at)?
         .into_iter()
         .map(|d| if d as f64 > last { -1 } else { d })
         .collect();
     let attr = |name: &str| f.attrs().get::<f64>(name).ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN);
     let members = mse.shape[1];
-    std::fs::create_dir_all(&dir).map_err(|e| StageError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).context(|| dir.display())?;
     let fig = |name: &str| dir.join(name);
     let series = |a: &Array, prefix: &[usize], xs: &[f64]| -> Vec<(f64, f64)> {
         xs.iter().copied().zip(a.slice(prefix).iter().copied()).collect()
@@ -402,7 +403,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         &axes("Mean square of the normalised state, every member", "mean square (normalised)", true),
         &lines,
     )
-    .map_err(io)?;
+    .context(at)?;
 
     // Ensemble-median MSE against the truth, and survival.
     let mut mse_lines = Vec::new();
@@ -442,9 +443,9 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         survival.push(Line { label: name.clone(), color: COLORS[i % COLORS.len()], points: alive, thin: false });
     }
     line_plot(&fig("mse.png"), &axes("MSE against the solver's truth", "MSE (normalised units)", true), &mse_lines)
-        .map_err(io)?;
+        .context(at)?;
     line_plot(&fig("survival.png"), &axes("Members not yet diverged", "surviving fraction", false), &survival)
-        .map_err(io)?;
+        .context(at)?;
 
     // Member mean of spectra `a[(mode,) member, step, k]` over the recorded steps `over`, on the
     // complete shells 1 ≤ k ≤ N/2 (the corners beyond hold the truncated tail).
@@ -474,8 +475,8 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     // Time-averaged spectra and PDFs over the stationary window: every member's (thin: the
     // ensemble spread) and their ensemble mean (thick), truth and modes.
     let window_from = dataset_attr(&f, "spectrum_mean", "window_start");
-    let spectrum_mean = read(&f, "spectrum_mean").map_err(io)?;
-    let truth_spectrum_mean = read(&f, "truth_spectrum_mean").map_err(io)?;
+    let spectrum_mean = read(&f, "spectrum_mean").context(at)?;
+    let truth_spectrum_mean = read(&f, "truth_spectrum_mean").context(at)?;
     let spread_lines = |truth: &Array, a: &Array, cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>| -> Vec<Line> {
         let mut lines = Vec::new();
         let mut add = |a: &Array, mode: Option<usize>, label: &str, color: RGBColor| {
@@ -500,8 +501,8 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     );
     let spec_axes = Axes { title: &title, x_label: "wavenumber k (2π/L)", y_label: "E(k)", log_x: true, log_y: true };
     line_plot(&fig("spectra.png"), &spec_axes, &spread_lines(&truth_spectrum_mean, &spectrum_mean, &shells))
-        .map_err(io)?;
-    let bins = read(&f, "bin").map_err(io)?.v;
+        .context(at)?;
+    let bins = read(&f, "bin").context(at)?.v;
     let on_bins = |row: &[f64]| -> Vec<(f64, f64)> { bins.iter().copied().zip(row.iter().copied()).collect() };
     let pdf_title =
         format!("Time-mean PDF (steps ≥ {window_from:.0}; truth: all its records): members thin, ensemble mean");
@@ -516,12 +517,12 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         &fig("pdf.png"),
         &pdf_axes,
         &spread_lines(
-            &read(&f, "truth_histogram_mean").map_err(io)?,
-            &read(&f, "histogram_mean").map_err(io)?,
+            &read(&f, "truth_histogram_mean").context(at)?,
+            &read(&f, "histogram_mean").context(at)?,
             &on_bins,
         ),
     )
-    .map_err(io)?;
+    .context(at)?;
 
     // Member-mean spectra at up to four recorded times (first, last and two between).
     let picks: Vec<usize> = {
@@ -558,7 +559,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     }
     let timed_axes =
         Axes { title: "Kinetic-energy spectrum at several times (member mean; darker = later)", ..spec_axes };
-    line_plot(&fig("spectra_times.png"), &timed_axes, &timed).map_err(io)?;
+    line_plot(&fig("spectra_times.png"), &timed_axes, &timed).context(at)?;
 
     // Ticker tape of the thermalized mode.
     if let Some(i) = modes.iter().position(|m| m == "thermalized") {
@@ -571,12 +572,12 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
             &rows,
             last.max(1.0),
         )
-        .map_err(io)?;
+        .context(at)?;
     }
 
     // Ticker tape of the runaway guard's corrections, per guarded mode.
     if f.has("guard_corrections") {
-        let corrections = read(&f, "guard_corrections").map_err(io)?;
+        let corrections = read(&f, "guard_corrections").context(at)?;
         for (i, name) in modes.iter().enumerate().filter(|(_, m)| m.starts_with("guarded")) {
             let rows: Vec<Vec<f64>> =
                 (0..members).map(|m| corrections.slice(&[i, m])[..steps.len()].to_vec()).collect();
@@ -588,15 +589,15 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
                 &rows,
                 last.max(1.0),
             )
-            .map_err(io)?;
+            .context(at)?;
         }
     }
 
     // Snapshot panels of member 0, first layer.
     if f.has("snapshot") {
-        let snap = read(&f, "snapshot").map_err(io)?;
-        let truth = read(&f, "truth_snapshot").map_err(io)?;
-        let snap_steps = upto(read(&f, "snapshot_step").map_err(io)?.v);
+        let snap = read(&f, "snapshot").context(at)?;
+        let truth = read(&f, "truth_snapshot").context(at)?;
+        let snap_steps = upto(read(&f, "snapshot_step").context(at)?.v);
         let n = snap.shape[5];
         let cols = snap_steps.len();
         let field = |v: &[f64]| -> Option<Vec<f64>> {
@@ -619,7 +620,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
             cols,
             n,
         )
-        .map_err(io)?;
+        .context(at)?;
     }
 
     // Summary.
@@ -636,7 +637,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
     }
     let mut table = String::from("| mode | median stable horizon (steps) | min | max | median spectral horizon (steps) | time-mean spectrum error | surviving at the end | thermalized fraction | denoising passes per step | wall s | cost ÷ emulator |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut costs = Vec::new();
-    let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).map_err(|e| io(e.to_string()))?;
+    let spectral = f.dataset("spectral_horizon").and_then(|d| d.read::<f64>(None)).context(at)?;
     let threshold = dataset_attr(&f, "spectral_horizon", "spectral_threshold");
     // ln of the truth's ensemble-mean time-mean spectrum on the spectral horizon's shells
     // (1 ≤ k < N/2, kmax = N/2 being the complete shells, where the truth holds flow).
@@ -749,7 +750,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         let _ = writeln!(md, "\n{line}");
     }
     if f.has("noise_level") {
-        let levels = read(&f, "noise_level").map_err(io)?;
+        let levels = read(&f, "noise_level").context(at)?;
         let source = f.attrs().get_str("s_init_source").ok();
         let _ = writeln!(md, "\n{}", calibration(&levels, members, attr("s_init"), source.as_deref()));
     }
@@ -798,7 +799,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
          tables is also in `summary.json`.",
         window::RESOLVED_FRACTION
     );
-    training::draw(run_dir, &dir).map_err(StageError::Io)?;
+    training::draw(run_dir, &dir)?;
     let summary = Summary {
         source: path.display().to_string(),
         interim: interim.is_some(),
@@ -810,9 +811,10 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline, StageError> {
         paired: pair_rows,
         short_horizon_mse: skill_rows,
     };
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| StageError::Io(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Failure(e.to_string()))?;
     let write = |name: &str, text: String| {
-        std::fs::write(dir.join(name), text).map_err(|e| StageError::Io(format!("{}: {e}", dir.join(name).display())))
+        let path = dir.join(name);
+        std::fs::write(&path, text).context(|| path.display())
     };
     write("summary.json", json + "\n")?;
     write("summary.md", md)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use plotters::style::RGBColor;
 
 use super::figures::{stacked_line_plots, Axes, Line};
+use crate::error::{Context, Result};
 
 /// The models whose training directories a run holds, in pipeline order.
 const MODELS: [&str; 2] = ["emulator", "thermalizer"];
@@ -26,8 +27,8 @@ struct Table {
 }
 
 impl Table {
-    fn read(path: &Path) -> Result<Table, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fn read(path: &Path) -> Result<Table> {
+        let text = std::fs::read_to_string(path).context(|| path.display())?;
         let mut lines = text.lines();
         let header = lines.next().unwrap_or_default().split(',').map(String::from).collect();
         let rows = lines.map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect()).collect();
@@ -73,8 +74,8 @@ fn axes<'a>(title: &'a str, y_label: &'a str, log_y: bool) -> Axes<'a> {
 }
 
 /// Draws `out/training_<model>.png` for every model of `run_dir` with a `history.csv`; returns
-/// the files written (none when nothing was trained there yet).
-pub fn draw(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+/// the files written (none when nothing was trained there yet). Errors are failures.
+pub fn draw(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for model in MODELS {
         let dir = run_dir.join(model);
@@ -110,7 +111,7 @@ pub fn draw(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
                 vec![line("", VALID, validation.series(name.as_str()), false)],
             ));
         }
-        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::create_dir_all(out).context(|| out.display())?;
         let path = out.join(format!("training_{model}.png"));
         stacked_line_plots(&path, &format!("Training of the {model} ({})", dir.display()), &panels)?;
         written.push(path);

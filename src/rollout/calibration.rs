@@ -12,6 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Context, Error, Result};
+
 /// `<run.dir>/thermalizer/calibration.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,18 +94,19 @@ pub fn share_above(counts: &[u64], level: usize) -> f64 {
 }
 
 impl Calibration {
-    /// Reads `path`; errors name the file.
-    pub fn read(path: &Path) -> Result<Calibration, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a calibration file ({e})", path.display()))
+    /// Reads `path`; errors (failures) name the file.
+    pub fn read(path: &Path) -> Result<Calibration> {
+        let text = std::fs::read_to_string(path).context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Failure(format!("{}: not a calibration file ({e})", path.display())))
     }
 
     /// Writes `path` whole or not at all (a temporary file renamed into place).
-    pub fn write(&self, path: &Path) -> Result<(), String> {
+    pub fn write(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).expect("calibration serialises");
-        std::fs::write(&tmp, text + "\n").map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))
+        std::fs::write(&tmp, text + "\n").context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).context(|| format!("cannot rename {}", tmp.display()))
     }
 
     /// Whether this calibration was made with the model file `model` as it is now, at `percentile`.

@@ -9,7 +9,8 @@
 
 use std::ops::Range;
 
-use crate::store::h5::{File, Hyperslab, Result};
+use crate::error::Result;
+use crate::store::h5::{File, Hyperslab};
 
 /// One recorded quantity.
 pub struct Series {

@@ -12,10 +12,11 @@ use std::time::UNIX_EPOCH;
 
 use tch::{Device, Tensor};
 
-use super::{models, StageError};
+use super::models;
 use crate::config::rollout::{RolloutConfig, SInit};
 use crate::config::validate::check_thresholds;
 use crate::config::Config;
+use crate::error::{Context, Error, Result};
 use crate::nn::diffusion::Schedule;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
@@ -43,12 +44,7 @@ pub fn calibration_path(c: &Config) -> PathBuf {
 /// The s_init a rollout uses and a sentence saying where it came from: the config's level, or
 /// for `auto` the calibration (reused when it is for this thermalizer file and percentile,
 /// else made now on all ranks and written). Collective. The thresholds are checked against it.
-pub fn resolve_s_init(
-    c: &Config,
-    r: &RolloutConfig,
-    world: &World,
-    device: Device,
-) -> Result<(usize, String), StageError> {
+pub fn resolve_s_init(c: &Config, r: &RolloutConfig, world: &World, device: Device) -> Result<(usize, String)> {
     let levels = c.thermalizer().levels;
     let (s_init, source) = match r.s_init {
         SInit::Level(level) => (level, "rollout.s_init".to_string()),
@@ -57,25 +53,22 @@ pub fn resolve_s_init(
             (calibration.s_init, format!("auto: {}; {}", calibration.describe(), calibration_path(c).display()))
         }
     };
-    check_thresholds(r, s_init, levels).map_err(|(key, value, why)| {
-        StageError::Input(format!("rollout.{key} = {value}: {why} (s_init from {source})"))
-    })?;
+    check_thresholds(r, s_init, levels)
+        .map_err(|(key, value, why)| Error::Input(format!("rollout.{key} = {value}: {why} (s_init from {source})")))?;
     Ok((s_init, source))
 }
 
 /// The calibration on file when it is for this thermalizer and percentile, else a new one.
-fn current_or_new(c: &Config, r: &RolloutConfig, world: &World, device: Device) -> Result<Calibration, StageError> {
+fn current_or_new(c: &Config, r: &RolloutConfig, world: &World, device: Device) -> Result<Calibration> {
     let path = calibration_path(c);
-    let thermalizer = models::require_thermalizer(c, r, device).map_err(StageError::Input)?;
+    let thermalizer = models::require_thermalizer(c, r, device)?;
     let modified = modified_seconds(&thermalizer.path);
     let model = thermalizer.path.display().to_string();
-    let reusable = world
-        .root_decides(|| {
-            Ok(Calibration::read(&path).is_ok_and(|k| k.is_for(&model, modified, r.calibration_percentile)) as u8)
-        })
-        .map_err(StageError::Io)?;
+    let reusable = world.root_decides(|| {
+        Ok(Calibration::read(&path).is_ok_and(|k| k.is_for(&model, modified, r.calibration_percentile)) as u8)
+    })?;
     if reusable == 1 {
-        return Calibration::read(&path).map_err(StageError::Io);
+        return Calibration::read(&path);
     }
     if world.is_root() && path.exists() {
         log::info!("{} is for another thermalizer or percentile: calibrating again", path.display());
@@ -84,11 +77,11 @@ fn current_or_new(c: &Config, r: &RolloutConfig, world: &World, device: Device) 
 }
 
 /// `thermalizer calibrate`: rates the validation and test states and writes the calibration.
-pub fn run(c: &Config, world: &World, device: Device) -> Result<Calibration, StageError> {
+pub fn run(c: &Config, world: &World, device: Device) -> Result<Calibration> {
     let r = c.rollout.clone().ok_or_else(|| {
-        StageError::Input("the config has no rollout section (its models, weights, ema and calibration_percentile keys say what to calibrate)".into())
+        Error::Input("the config has no rollout section (its models, weights, ema and calibration_percentile keys say what to calibrate)".into())
     })?;
-    let thermalizer = models::require_thermalizer(c, &r, device).map_err(StageError::Input)?;
+    let thermalizer = models::require_thermalizer(c, &r, device)?;
     run_with(c, &r, world, &thermalizer)
 }
 
@@ -97,7 +90,7 @@ fn run_with(
     r: &RolloutConfig,
     world: &World,
     thermalizer: &models::LoadedThermalizer,
-) -> Result<Calibration, StageError> {
+) -> Result<Calibration> {
     // One calibration per run directory at a time, held (on rank 0) until it is written.
     let (_, _lock) = lock::preflight_locked(world, &c.run.dir, "calibrate", || Ok(0))?;
     let data = Trajectories::open(&c.run.dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
@@ -105,7 +98,7 @@ fn run_with(
     let counts = rate_split(&data, VALID, world, thermalizer, levels)?;
     let states: u64 = counts.iter().sum();
     if states == 0 {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "{}: the validation split has no usable members to calibrate on (generate.split.valid)",
             data.path().display()
         )));
@@ -127,13 +120,11 @@ fn run_with(
         git_revision: GIT_REVISION.to_string(),
     };
     let path = calibration_path(c);
-    world
-        .root_decides(|| {
-            std::fs::create_dir_all(path.parent().expect("a directory"))
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            calibration.write(&path).map(|_| 0)
-        })
-        .map_err(StageError::Io)?;
+    world.root_decides(|| {
+        std::fs::create_dir_all(path.parent().expect("a directory"))
+            .context(|| format!("cannot create {}", path.display()))?;
+        calibration.write(&path).map(|_| 0)
+    })?;
     if world.is_root() {
         log::info!("calibration: s_init = {}, {}", calibration.s_init, calibration.describe());
         log::info!("calibration: {}", calibration.describe_noised());
@@ -158,7 +149,7 @@ fn for_local_batches(
     world: &World,
     thermalizer: &models::LoadedThermalizer,
     mut visit: impl FnMut(usize, &Tensor),
-) -> Result<(), StageError> {
+) -> Result<()> {
     let scale: Vec<f32> = thermalizer.scale.iter().map(|&s| s as f32).collect();
     let scale = Tensor::from_slice(&scale).view([1, -1, 1, 1]).to_device(thermalizer.device());
     let local = world.members(states.len());
@@ -181,7 +172,7 @@ fn rate_split(
     world: &World,
     thermalizer: &models::LoadedThermalizer,
     levels: usize,
-) -> Result<Vec<u64>, StageError> {
+) -> Result<Vec<u64>> {
     let states = states_of(data, split, 1);
     let mut counts = vec![0u64; levels];
     for_local_batches(data, &states, 1, world, thermalizer, |_, x| {
@@ -201,7 +192,7 @@ fn rate_noised(
     world: &World,
     thermalizer: &models::LoadedThermalizer,
     levels: usize,
-) -> Result<Vec<NoisedLevel>, StageError> {
+) -> Result<Vec<NoisedLevel>> {
     let schedule = Schedule::cosine(levels);
     let top = NOISED_LEVELS.min(levels - 1);
     let states = states_of(data, VALID, NOISED_STRIDE);

@@ -9,9 +9,9 @@ use std::path::Path;
 use super::generate::{self, Outcome as GenerateOutcome};
 use super::rollout::{self, Outcome as RolloutOutcome};
 use super::train::{self, Model, TrainOptions};
-use super::StageError;
 use super::{calibrate, models, status, well};
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
 use crate::report::{self, Headline};
@@ -21,26 +21,24 @@ use crate::train::trainer::Outcome as TrainOutcome;
 /// Prints a stage error (once for input errors and failures all ranks hold, from the failing
 /// rank otherwise) and returns the exit status; a run-time failure of one rank in a multi-rank
 /// job aborts all ranks, one that all ranks hold ends them together.
-pub fn exit_status(world: &World, e: StageError) -> i32 {
+pub fn exit_status(world: &World, e: Error) -> i32 {
     match e {
-        StageError::Input(msg) => {
+        Error::Input(_) => {
             if world.is_root() {
-                eprintln!("error: {msg}");
+                eprintln!("error: {e}");
             }
-            2
         }
-        StageError::Collective(msg) => {
+        Error::Collective(_) => {
             if world.is_root() {
-                eprintln!("error: {msg}");
+                eprintln!("error: {e}");
             }
             if world.size() > 1 {
                 world.exit_together(1);
             }
-            1
         }
-        StageError::Io(msg) => {
+        _ => {
             // One write, so that the lines of several failing ranks do not interleave.
-            let _ = std::io::stderr().write_all(format!("error (rank {}): {msg}\n", world.rank()).as_bytes());
+            let _ = std::io::stderr().write_all(format!("error (rank {}): {e}\n", world.rank()).as_bytes());
             if world.size() > 1 {
                 let _ = std::io::stderr().flush();
                 // A moment for the launcher to forward the line: MPICH's hydra drops the
@@ -48,9 +46,9 @@ pub fn exit_status(world: &World, e: StageError) -> i32 {
                 std::thread::sleep(std::time::Duration::from_millis(500));
                 world.abort(1);
             }
-            1
         }
     }
+    e.exit_status()
 }
 
 /// Prints `path` on stdout (rank 0) and notes when the stage had nothing to do.
@@ -134,11 +132,10 @@ pub fn rollout(config: &Config, world: &World, stop: &StopFlag, device: Option<&
 /// Runs `work` on rank 0 only while the others wait for its verdict: `Ok(Some(value))` on rank 0
 /// and `Ok(None)` elsewhere when it succeeded, `Err(exit status)` on every rank when it failed
 /// (2 for bad input, 1 otherwise, the same on every rank).
-fn on_root<T>(world: &World, work: impl FnOnce() -> Result<T, StageError>) -> Result<Option<T>, i32> {
+fn on_root<T>(world: &World, work: impl FnOnce() -> Result<T>) -> Result<Option<T>, i32> {
     let outcome = if world.is_root() { Some(work()) } else { None };
     let status = match &outcome {
-        Some(Err(StageError::Input(_))) => 2,
-        Some(Err(StageError::Io(_) | StageError::Collective(_))) => 1,
+        Some(Err(e)) => e.exit_status() as u64,
         _ => 0,
     };
     let status = world.sum(&[status])[0] as i32; // rank 0's, on every rank
@@ -176,13 +173,10 @@ pub fn report(run_dir: &Path, world: &World, partial: bool) -> (i32, Option<Head
 /// `thermalizer report --training`: the training curves of `run_dir`'s models (rank 0 draws;
 /// the others wait). Prints each file written.
 pub fn training_curves(run_dir: &Path, world: &World) -> i32 {
-    match on_root(world, || report::training::draw(run_dir, &run_dir.join("report")).map_err(StageError::Io)) {
+    match on_root(world, || report::training::draw(run_dir, &run_dir.join("report"))) {
         Ok(Some(files)) if files.is_empty() => exit_status(
             world,
-            StageError::Input(format!(
-                "{}: no model has been trained here (no <model>/history.csv)",
-                run_dir.display()
-            )),
+            Error::Input(format!("{}: no model has been trained here (no <model>/history.csv)", run_dir.display())),
         ),
         Ok(files) => {
             for f in files.unwrap_or_default() {
@@ -198,7 +192,7 @@ pub fn training_curves(run_dir: &Path, world: &World) -> i32 {
 /// printed by rank 0. Exits 0 whatever the stages' states.
 pub fn status(run_dir: &Path, config: Option<&Config>, world: &World) -> i32 {
     if !run_dir.is_dir() {
-        return exit_status(world, StageError::Input(format!("run directory {} does not exist", run_dir.display())));
+        return exit_status(world, Error::Input(format!("run directory {} does not exist", run_dir.display())));
     }
     if world.is_root() {
         print!("{}", status::table(run_dir, &status::of(run_dir, config)));

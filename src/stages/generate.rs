@@ -26,8 +26,8 @@ use rand::Rng;
 use rayon::prelude::*;
 use tch::Device;
 
-use super::StageError;
 use crate::config::{same_identity, Config, Precision, Stage, SystemKind};
+use crate::error::{Context, Error, Result};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
@@ -107,67 +107,68 @@ const FRESH: u8 = 0;
 const RESUME: u8 = 1;
 const DONE: u8 = 2;
 
-/// Checks inputs and the run directory (rank 0), and decides fresh / resume / done.
-fn preflight(c: &Config, paths: &Paths) -> Result<u8, String> {
+/// Checks inputs and the run directory (rank 0), and decides fresh / resume / done; errors are
+/// input errors.
+fn preflight(c: &Config, paths: &Paths) -> Result<u8> {
     if let Some(ic) = c.ic_file() {
         check_ic_file(&ic, c)?;
     }
     let dir = &c.run.dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("run.dir = {}: cannot create it: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).input_context(|| format!("run.dir = {}: cannot create it", dir.display()))?;
     let probe = dir.join(".thermalizer-write-test");
-    std::fs::write(&probe, b"").map_err(|e| format!("run.dir = {}: not writable: {e}", dir.display()))?;
+    std::fs::write(&probe, b"").input_context(|| format!("run.dir = {}: not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
     let mine = c.identity(Stage::Generate);
     if paths.output.exists() {
-        let theirs = crate::store::trajectories::stored_config(&paths.output).map_err(|e| e.to_string())?;
+        let theirs = crate::store::trajectories::stored_config(&paths.output)?;
         return if same_identity(Stage::Generate, &theirs, &mine) {
             Ok(DONE)
         } else {
-            Err(format!(
+            Err(Error::Input(format!(
                 "{} exists and was generated with a different config; remove it or choose another run.dir",
                 paths.output.display()
-            ))
+            )))
         };
     }
     if paths.checkpoint.exists() && paths.partial.exists() {
-        let theirs = checkpoint::stored_config(&paths.checkpoint).map_err(|e| e.to_string())?;
+        let theirs = checkpoint::stored_config(&paths.checkpoint)?;
         return if same_identity(Stage::Generate, &theirs, &mine) {
             Ok(RESUME)
         } else {
-            Err(format!(
+            Err(Error::Input(format!(
                 "{} belongs to a run with a different config; remove it (and {}) to start afresh",
                 paths.checkpoint.display(),
                 paths.partial.display()
-            ))
+            )))
         };
     }
     Ok(FRESH)
 }
 
 /// An initial-condition file must hold `vorticity[member, y, x]` (Kolmogorov) or
-/// `q[member, layer, y, x]` (QG) on the solver grid.
-fn check_ic_file(path: &Path, c: &Config) -> Result<(), String> {
+/// `q[member, layer, y, x]` (QG) on the solver grid; errors are input errors.
+fn check_ic_file(path: &Path, c: &Config) -> Result<()> {
     let (members, n, var) = (c.generate.members, c.system.grid, variable(c));
     let key = format!("generate.initial_condition = {}", path.display());
     if !path.is_file() {
-        return Err(format!("{key}: no such file"));
+        return Err(Error::Input(format!("{key}: no such file")));
     }
-    let f = File::open(path, Access::Serial, false).map_err(|e| format!("{key}: {e}"))?;
-    let shape = f.dataset(var.name).and_then(|d| d.shape()).map_err(|e| format!("{key}: {e}"))?;
+    let f = File::open(path, Access::Serial, false).input_context(|| &key)?;
+    let shape = f.dataset(var.name).and_then(|d| d.shape()).input_context(|| &key)?;
     let (want, names) = if var.layers > 1 {
         (vec![members, var.layers, n, n], "[generate.members, layer, system.grid, system.grid]")
     } else {
         (vec![members, n, n], "[generate.members, system.grid, system.grid]")
     };
     if shape != want {
-        return Err(format!("{key}: {} has shape {shape:?}, expected {names} = {want:?}", var.name));
+        return Err(Error::Input(format!("{key}: {} has shape {shape:?}, expected {names} = {want:?}", var.name)));
     }
     Ok(())
 }
 
 /// Runs the stage on all ranks: with the native CPU solver, or with `device` the batched
 /// libtorch solver of the system on that device.
-pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome, StageError> {
+pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome> {
     if let (Some(d), true) = (device, world.is_root()) {
         log::info!("solver: libtorch, each rank's members as one batch on {d:?}");
     }
@@ -177,12 +178,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -
     }
 }
 
-fn run_precision<T: Real>(
-    c: &Config,
-    world: &World,
-    stop: &StopFlag,
-    device: Option<Device>,
-) -> Result<Outcome, StageError> {
+fn run_precision<T: Real>(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome> {
     let (n, m, length) = (c.system.grid, c.output_grid(), c.domain_length());
     match c.system.kind {
         SystemKind::Kolmogorov => {
@@ -250,7 +246,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     stop: &StopFlag,
     (solver, batch): (&D, Option<&dyn Segment<D::State>>),
     down: &Downsampler<T>,
-) -> Result<Outcome, StageError> {
+) -> Result<Outcome> {
     let paths = Paths::new(&c.run.dir);
     // Held (on rank 0) until the stage returns, whichever way.
     let (decision, _lock) = lock::preflight_locked(world, &c.run.dir, "generate", || preflight(c, &paths))?;
@@ -262,22 +258,16 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     let local = world.members(plan.members);
     let threads = c.threads_per_rank(world.size());
     let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Io(e.to_string()))?;
-    let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::failure(e.to_string()))?;
     // The writes of the shared files are collective: the ranks agree on each one's outcome, so
     // that a failure seen by some of them (a full disk) is reported once and ends every rank
-    // alike, without aborting (see `StageError::Collective`).
-    let collective = |r: crate::store::h5::Result<()>| {
-        world.agree(r).map_err(|e| {
-            crate::store::h5::abandon_parallel_files();
-            StageError::Collective(e)
-        })
-    };
+    // alike, without aborting (see `Error::Collective`).
+    let collective = |r: Result<()>| world.agree(r).inspect_err(|_| crate::store::h5::abandon_parallel_files());
     let yaml = c.to_yaml();
 
     let (mut members, mut step, writer) = if decision == RESUME {
         let words = solver.save(&solver.state(vec![Complex::default(); layers * solver.grid().spec_len()])).len();
-        let ck = checkpoint::read(&paths.checkpoint, local.clone(), words).map_err(io)?;
+        let ck = checkpoint::read(&paths.checkpoint, local.clone(), words)?;
         let members = local
             .clone()
             .zip(ck.states)
@@ -285,9 +275,9 @@ fn run_typed<T: Real, D: Dynamics<T>>(
             .map(|((index, w), d)| Member { index, state: solver.load(&w), diverged_at: u64::try_from(d).ok() })
             .collect();
         log::info!("resuming from {} at solver step {}", paths.checkpoint.display(), ck.step);
-        (members, ck.step, TrajectoryWriter::reopen(&paths.partial, world, c).map_err(io)?)
+        (members, ck.step, TrajectoryWriter::reopen(&paths.partial, world, c)?)
     } else {
-        let members = initial_states(c, solver, local.clone()).map_err(StageError::Input)?;
+        let members = initial_states(c, solver, local.clone())?;
         let layout = TrajectoryLayout {
             members: plan.members,
             samples: plan.samples,
@@ -297,7 +287,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
                 .collect(),
             split: split_of_members(plan.members, c.generate.split.train, c.generate.split.valid),
         };
-        let writer = TrajectoryWriter::create(&paths.partial, world, &layout, c).map_err(io)?;
+        let writer = TrajectoryWriter::create(&paths.partial, world, &layout, c)?;
         (members, 0, writer)
     };
 
@@ -410,16 +400,14 @@ fn run_typed<T: Real, D: Dynamics<T>>(
         }
     }
     let diverged: Vec<i64> = members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect();
-    writer.finish(&diverged).map_err(io)?;
+    writer.finish(&diverged)?;
     world.barrier();
-    world
-        .root_decides(|| {
-            std::fs::rename(&paths.partial, &paths.output)
-                .map_err(|e| format!("cannot rename {} to {}: {e}", paths.partial.display(), paths.output.display()))?;
-            let _ = std::fs::remove_file(&paths.checkpoint);
-            Ok(0)
-        })
-        .map_err(StageError::Io)?;
+    world.root_decides(|| {
+        std::fs::rename(&paths.partial, &paths.output)
+            .context(|| format!("cannot rename {} to {}", paths.partial.display(), paths.output.display()))?;
+        let _ = std::fs::remove_file(&paths.checkpoint);
+        Ok(0)
+    })?;
     let io_max = world.max_f64(&[io_time])[0];
     if world.is_root() {
         let mb = plan.output_bytes as f64 / 1e6;
@@ -435,19 +423,20 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     Ok(Outcome::Complete { path: paths.output, already: false })
 }
 
-/// Initial states of this rank's members: random (own stream per member) or from the file.
+/// Initial states of this rank's members: random (own stream per member) or from the file
+/// (errors are input errors).
 fn initial_states<T: Real, D: Dynamics<T>>(
     c: &Config,
     solver: &D,
     local: std::ops::Range<usize>,
-) -> Result<Vec<Member<D::State>>, String> {
+) -> Result<Vec<Member<D::State>>> {
     let g = solver.grid();
     let (n, layers, len) = (g.n, solver.layers(), g.spec_len());
     let from_file = match c.ic_file() {
         None => None,
         Some(path) => {
             let key = format!("generate.initial_condition = {}", path.display());
-            let f = File::open(&path, Access::Serial, false).map_err(|e| format!("{key}: {e}"))?;
+            let f = File::open(&path, Access::Serial, false).input_context(|| &key)?;
             let (start, count) = if layers > 1 {
                 (vec![local.start, 0, 0, 0], vec![local.len(), layers, n, n])
             } else {
@@ -456,7 +445,7 @@ fn initial_states<T: Real, D: Dynamics<T>>(
             let data: Vec<f64> = f
                 .dataset(variable(c).name)
                 .and_then(|d| d.read(Some(&Hyperslab { start: &start, count: &count })))
-                .map_err(|e| format!("{key}: {e}"))?;
+                .input_context(|| &key)?;
             Some(data)
         }
     };
@@ -475,7 +464,9 @@ fn initial_states<T: Real, D: Dynamics<T>>(
                     let field: Vec<T> =
                         data[i * layers * n * n..(i + 1) * layers * n * n].iter().map(|&v| T::of(v)).collect();
                     if field.iter().any(|v| !v.is_finite()) {
-                        return Err(format!("generate.initial_condition: member {index} has non-finite values"));
+                        return Err(Error::Input(format!(
+                            "generate.initial_condition: member {index} has non-finite values"
+                        )));
                     }
                     field
                 }

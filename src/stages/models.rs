@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::Device;
 
-use super::StageError;
 use crate::config::rollout::{Mode, RolloutConfig, Weights};
 use crate::config::Config;
+use crate::error::{Context, Error, Result};
 use crate::nn::classifier::Thermalizer;
 use crate::nn::precision::Reduced;
 use crate::nn::unet::Unet;
@@ -84,49 +84,49 @@ fn model_path(c: &Config, r: &RolloutConfig, model: &str) -> PathBuf {
 
 /// Reads the model file at `path`, checks that it holds `model` trained on this config's system,
 /// and (for an exported thermalizer) that it holds the weights `rollout.ema` (`ema`) asks for.
-fn open(c: &Config, model: &str, path: &Path, ema: bool) -> Result<Checkpoint, String> {
+fn open(c: &Config, model: &str, path: &Path, ema: bool) -> Result<Checkpoint> {
     let ck = Checkpoint::load(path)?;
     let holds = ck.meta("model", path)?;
     if holds != model {
-        return Err(format!("model file {}: holds the {holds}, not the {model}", path.display()));
+        return Err(Error::Input(format!("model file {}: holds the {holds}, not the {model}", path.display())));
     }
     trained_on_this_system(c, &ck, path)?;
     let exported_ema = ck.meta.get("ema").filter(|_| ck.meta.contains_key("exported_from"));
     if let Some(stored) = exported_ema.filter(|s| model == "thermalizer" && **s == (!ema).to_string()) {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "model file {}: exported with rollout.ema = {stored}, but this config has rollout.ema = {ema}",
             path.display()
-        ));
+        )));
     }
     Ok(ck)
 }
 
 /// Refuses a model whose stored config has another `system` section or emulator time step.
-fn trained_on_this_system(c: &Config, ck: &Checkpoint, path: &Path) -> Result<(), String> {
+fn trained_on_this_system(c: &Config, ck: &Checkpoint, path: &Path) -> Result<()> {
     let stored: Config = serde_saphyr::from_str(ck.meta("config", path)?)
-        .map_err(|e| format!("model file {}: its stored config is unreadable ({e})", path.display()))?;
+        .map_err(|e| Error::Input(format!("model file {}: its stored config is unreadable ({e})", path.display())))?;
     let yaml = |c: &Config| serde_saphyr::to_string(&c.system).expect("config serialises");
     let (theirs, ours) = (yaml(&stored), yaml(c));
     if let Some((a, b)) = theirs.lines().zip(ours.lines()).find(|(a, b)| a != b) {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "model file {} was trained on another system: its config has system.{}, this config system.{}",
             path.display(),
             a.trim(),
             b.trim()
-        ));
+        )));
     }
     let (a, b) = (stored.generate.steps_per_sample, c.generate.steps_per_sample);
     if a != b {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "model file {} was trained with another time step: generate.steps_per_sample = {a} in its config, {b} in this one",
             path.display()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Copies the file's tensors (`prefix` + name, else name) into the variables of `vs`.
-fn load_into(vs: &VarStore, ck: &Checkpoint, path: &Path, prefix: &str) -> Result<(), String> {
+fn load_into(vs: &VarStore, ck: &Checkpoint, path: &Path, prefix: &str) -> Result<()> {
     let _g = tch::no_grad_guard();
     for (name, var) in vs.variables() {
         let mut var = var;
@@ -137,18 +137,19 @@ fn load_into(vs: &VarStore, ck: &Checkpoint, path: &Path, prefix: &str) -> Resul
     Ok(())
 }
 
-fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>, String> {
+fn scale_of(ck: &Checkpoint, path: &Path, channels: usize) -> Result<Vec<f64>> {
     let t = ck.tensor("normalisation/scale", &[channels as i64], path)?;
-    Ok(Vec::<f32>::try_from(t.shallow_clone()).map_err(|e| e.to_string())?.into_iter().map(f64::from).collect())
+    let scale = Vec::<f32>::try_from(t.shallow_clone()).map_err(|e| Error::Input(e.to_string()))?;
+    Ok(scale.into_iter().map(f64::from).collect())
 }
 
 /// Where to train the missing `model`, or which shipped file (`rollout.models`,
 /// `rollout.thermalizer_file`) does not exist.
-fn missing(r: &RolloutConfig, model: &str, path: &Path) -> String {
-    match shipped(r, model) {
+fn missing(r: &RolloutConfig, model: &str, path: &Path) -> Error {
+    Error::Input(match shipped(r, model) {
         Some(s) => format!("{}: no {model} at {} (written by `thermalizer export`)", s.key, path.display()),
         None => format!("no trained {model} at {} (run `thermalizer train {model}` first)", path.display()),
-    }
+    })
 }
 
 /// A trained thermalizer and where it came from.
@@ -170,7 +171,7 @@ impl LoadedThermalizer {
 }
 
 /// The trained thermalizer of rollout `r` on `device`; `None` when its file does not exist.
-pub fn load_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result<Option<LoadedThermalizer>, String> {
+pub fn load_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result<Option<LoadedThermalizer>> {
     let path = model_path(c, r, "thermalizer");
     if !path.exists() {
         return Ok(None);
@@ -185,14 +186,14 @@ pub fn load_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result
 }
 
 /// The thermalizer of rollout `r`, or why it cannot be loaded (for `thermalizer calibrate`).
-pub fn require_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result<LoadedThermalizer, String> {
+pub fn require_thermalizer(c: &Config, r: &RolloutConfig, device: Device) -> Result<LoadedThermalizer> {
     load_thermalizer(c, r, device)?.ok_or_else(|| missing(r, "thermalizer", &model_path(c, r, "thermalizer")))
 }
 
 /// Loads the models of rollout `r` onto `device`, their weights cast to
 /// `rollout.inference_precision`; the thermalizer only when its file exists (an error when
-/// `rollout.modes` has `thermalized`).
-pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, String> {
+/// `rollout.modes` has `thermalized`). Every error is an input error.
+pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models> {
     let channels = c.layers();
     let path = model_path(c, r, "emulator");
     if !path.exists() {
@@ -211,12 +212,12 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
             // 1e-3: above the round-off of a scale stored in float16 (≤ 4.9e-4 relative, as in
             // data/kolmogorov-small; newer exports keep it in float32), below any other dataset's.
             if t.scale.iter().zip(&scale).any(|(a, b)| (a - b).abs() > 1e-3 * b.abs()) {
-                return Err(format!(
+                return Err(Error::Input(format!(
                     "{} and {} were trained with different normalisations ({:?} vs {scale:?}): not the same data",
                     path.display(),
                     t.path.display(),
                     t.scale
-                ));
+                )));
             }
             let mut store = t.store;
             let net = Reduced::new(t.net, &mut store, kind);
@@ -225,7 +226,10 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
         }
         None if r.modes.iter().any(|m| m.thermalizes()) => {
             let tpath = model_path(c, r, "thermalizer");
-            return Err(format!("{} (needed by rollout.modes: thermalized)", missing(r, "thermalizer", &tpath)));
+            return Err(Error::Input(format!(
+                "{} (needed by rollout.modes: thermalized)",
+                missing(r, "thermalizer", &tpath)
+            )));
         }
         None => None,
     };
@@ -236,7 +240,7 @@ pub fn load(c: &Config, r: &RolloutConfig, device: Device) -> Result<Models, Str
 /// `rollout.models`, or the file `rollout.thermalizer_file`), after loading them into this
 /// config's models on the CPU (what `thermalizer validate` checks before a job is queued);
 /// `None` when neither is set.
-pub fn check_shipped(c: &Config) -> Result<Option<&Path>, String> {
+pub fn check_shipped(c: &Config) -> Result<Option<&Path>> {
     let Some(r) = c.rollout.as_ref() else { return Ok(None) };
     match (&r.models, &r.thermalizer_file) {
         (Some(dir), _) => load(c, r, Device::Cpu).map(|_| Some(dir.as_path())),
@@ -250,9 +254,9 @@ pub fn check_shipped(c: &Config) -> Result<Option<&Path>, String> {
 /// `out/thermalizer.safetensors` (when trained), or with `thermalizer_only` the thermalizer
 /// alone (to ship as `rollout.thermalizer_file`), weights only, stored as `how`. Each is checked
 /// to load into this config's models first. Returns the files written.
-pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> Result<Vec<PathBuf>, StageError> {
+pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> Result<Vec<PathBuf>> {
     let r = c.rollout.clone().ok_or_else(|| {
-        StageError::Input("the config has no rollout section (its weights and ema keys choose what is exported)".into())
+        Error::Input("the config has no rollout section (its weights and ema keys choose what is exported)".into())
     })?;
     let source = RolloutConfig { models: None, thermalizer_file: None, ..r };
     let mut selected = Vec::new();
@@ -260,11 +264,11 @@ pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> 
         let path = checkpoint_path(c, model, source.weights);
         if !path.exists() {
             if model == "emulator" || thermalizer_only {
-                return Err(StageError::Input(missing(&source, model, &path)));
+                return Err(missing(&source, model, &path));
             }
             let stale = out.join(format!("{model}.safetensors"));
             if stale.exists() {
-                return Err(StageError::Input(format!(
+                return Err(Error::Input(format!(
                     "no trained thermalizer at {}, but {} exists from an earlier export: a rollout would pair it \
                      with this emulator; remove it or export to another --out",
                     path.display(),
@@ -274,7 +278,7 @@ pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> 
             log::warn!("no trained thermalizer at {}: exporting the emulator only", path.display());
             continue;
         }
-        let ck = open(c, model, &path, source.ema).map_err(StageError::Input)?;
+        let ck = open(c, model, &path, source.ema)?;
         let has_ema = model == "thermalizer" && ck.tensors.keys().any(|k| k.starts_with("ema/"));
         let ema = has_ema && source.ema;
         let keep = |name: &str| {
@@ -287,11 +291,11 @@ pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> 
         meta.insert("ema".into(), if has_ema { ema.to_string() } else { "none".into() });
         selected.push((model, Checkpoint { tensors, meta }));
     }
-    std::fs::create_dir_all(out).map_err(|e| StageError::Io(format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::new();
     for (model, ck) in selected {
         let path = out.join(format!("{model}.safetensors"));
-        ck.save_as(&path, how).map_err(StageError::Io)?;
+        ck.save_as(&path, how)?;
         written.push(path);
     }
     let loads = if thermalizer_only {
@@ -301,6 +305,6 @@ pub fn export(c: &Config, out: &Path, how: StoredAs, thermalizer_only: bool) -> 
         let modes = if written.len() == NAMES.len() { source.modes.clone() } else { vec![Mode::Emulator] };
         load(c, &RolloutConfig { models: Some(out.to_path_buf()), modes, ..source }, Device::Cpu).map(|_| ())
     };
-    loads.map_err(|e| StageError::Io(format!("the exported files do not load: {e}")))?;
+    loads.context(|| "the exported files do not load")?;
     Ok(written)
 }

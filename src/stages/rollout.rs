@@ -15,9 +15,10 @@ use std::time::Instant;
 use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
-use super::{calibrate, models, StageError};
+use super::{calibrate, models};
 use crate::config::rollout::{Mode, Precision, RolloutConfig};
 use crate::config::{same_identity, Config, Stage, SystemKind};
+use crate::error::{Context, Error, Result};
 use crate::nn::diffusion::Schedule;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
@@ -29,7 +30,7 @@ use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
 use crate::store::checkpoint::{self as ck_store, CheckpointData};
-use crate::store::h5::{Access, File, H5Error, H5Scalar, Result as H5Result};
+use crate::store::h5::{Access, File, H5Scalar};
 use crate::store::trajectories::{variable, Variable};
 use crate::store::{cf, lock};
 use crate::train::data::{Trajectories, Window};
@@ -45,8 +46,8 @@ pub enum Outcome {
 /// `scale` (each rank reads them all: a few tens of MB at the sizes rolled out here, and no
 /// reduction is needed for a quantile), and the share of clean validation states it would
 /// correct, logged as its false-alarm rate.
-fn build_guard(data: &Trajectories, r: &RolloutConfig, scale: &Tensor, world: &World) -> Result<Guard, StageError> {
-    let read_split = |split: i8| -> Result<Vec<Tensor>, StageError> {
+fn build_guard(data: &Trajectories, r: &RolloutConfig, scale: &Tensor, world: &World) -> Result<Guard> {
+    let read_split = |split: i8| -> Result<Vec<Tensor>> {
         data.members(split)
             .into_iter()
             .map(|member| data.read_normalised(Window { member, start: 0 }, data.samples, scale))
@@ -54,7 +55,7 @@ fn build_guard(data: &Trajectories, r: &RolloutConfig, scale: &Tensor, world: &W
     };
     let train = read_split(0)?;
     if train.is_empty() {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "{}: the training split has no usable members, which the runaway guard (rollout.modes: guarded...) needs",
             data.path().display()
         )));
@@ -359,7 +360,7 @@ fn coordinate<T: H5Scalar>(
     values: &[T],
     units: &str,
     long_name: &str,
-) -> H5Result<()> {
+) -> Result<()> {
     let d = f.create_dataset::<T>(name, &[values.len()])?;
     d.write_from_root(values, root)?;
     d.attrs().set_str("units", units)?;
@@ -398,7 +399,7 @@ fn create_output(
     ics: &[Window],
     kbins: usize,
     (s_init, s_init_source): (usize, &str),
-) -> H5Result<()> {
+) -> Result<()> {
     let f = File::create(path, Access::Parallel(world.comm()))?;
     let m = r.members;
     let (nr, ns, np) = record_counts(r);
@@ -497,25 +498,25 @@ fn create_output(
     f.flush()?;
     f.close()?;
     let names: Vec<&str> = r.modes.iter().map(|m| m.name()).collect();
-    let written = world.root_decides(|| {
-        let f = File::open(path, Access::Serial, true).map_err(|e| e.to_string())?;
-        f.dataset("mode").and_then(|d| d.write_strings(&names)).map_err(|e| e.to_string())?;
-        f.close().map_err(|e| e.to_string())?;
+    world.root_decides(|| {
+        let f = File::open(path, Access::Serial, true)?;
+        f.dataset("mode").and_then(|d| d.write_strings(&names))?;
+        f.close()?;
         Ok(0)
-    });
-    written.map(|_| ()).map_err(H5Error)
+    })?;
+    Ok(())
 }
 
 /// The s_init of a partial output and where it came from.
-fn stored_threshold(partial: &Path) -> H5Result<(usize, String)> {
+fn stored_threshold(partial: &Path) -> Result<(usize, String)> {
     let f = File::open(partial, Access::Serial, false)?;
     let a = f.attrs();
     Ok((a.get::<f64>("s_init")?[0] as usize, a.get_str("s_init_source")?))
 }
 
 /// Runs the rollout of `c.rollout`.
-pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result<Outcome, StageError> {
-    let r = c.rollout.clone().ok_or_else(|| StageError::Input("the config has no rollout section".into()))?;
+pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result<Outcome> {
+    let r = c.rollout.clone().ok_or_else(|| Error::Input("the config has no rollout section".into()))?;
     let dir = &c.run.dir;
     let (out, partial, ckpath) =
         (dir.join("rollout.h5"), dir.join("rollout.h5.partial"), dir.join("rollout.checkpoint.h5"));
@@ -523,20 +524,23 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     // Held (on rank 0) until the stage returns, whichever way.
     let (decision, _lock) = lock::preflight_locked(world, dir, "rollout", || {
         if out.exists() {
-            let f = File::open(&out, Access::Serial, false).map_err(|e| e.to_string())?;
-            let stored = f.attrs().get_str("identity").map_err(|e| e.to_string())?;
+            let f = File::open(&out, Access::Serial, false)?;
+            let stored = f.attrs().get_str("identity")?;
             return if same_identity(Stage::Rollout, &stored, &ident) {
                 Ok(2)
             } else {
-                Err(format!("{} exists from a different config; move it away or use another run.dir", out.display()))
+                Err(Error::Input(format!(
+                    "{} exists from a different config; move it away or use another run.dir",
+                    out.display()
+                )))
             };
         }
         if ckpath.exists() && partial.exists() {
-            let stored = ck_store::stored_config(&ckpath).map_err(|e| e.to_string())?;
+            let stored = ck_store::stored_config(&ckpath)?;
             return if same_identity(Stage::Rollout, &stored, &ident) {
                 Ok(1)
             } else {
-                Err(format!("{} is from a different config; delete it to start over", ckpath.display()))
+                Err(Error::Input(format!("{} is from a different config; delete it to start over", ckpath.display())))
             };
         }
         Ok(0)
@@ -545,7 +549,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         return Ok(Outcome::Complete { path: out, already: true });
     }
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
-    let models = models::load(c, &r, device).map_err(StageError::Input)?;
+    let models = models::load(c, &r, device)?;
     if world.is_root() && device == Device::Cpu && r.inference_precision == Precision::F16 {
         // It runs, on libtorch's slow generic float16 kernels (docs/rollout.md has the numbers).
         log::warn!("rollout.inference_precision = f16 on the CPU: tens of times slower than f32 (bf16 is faster)");
@@ -553,7 +557,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     // A resumed run keeps the s_init it started with (a calibration may have been made since).
     let (s_init, s_init_source) = match (&models.thermalizer, decision) {
         (None, _) => (0, "no thermalizer".to_string()),
-        (Some(_), 1) => stored_threshold(&partial).map_err(|e| StageError::Io(e.to_string()))?,
+        (Some(_), 1) => stored_threshold(&partial)?,
         (Some(_), _) => calibrate::resolve_s_init(c, &r, world, device)?,
     };
     if world.is_root() && models.thermalizer.is_some() {
@@ -563,7 +567,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let split = r.start_split;
     let starts = data.members(split.index());
     if starts.is_empty() {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "{}: the {} split has no usable members (rollout.start_split = {})",
             data.path().display(),
             split.name(),
@@ -572,7 +576,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     }
     let ics: Vec<Window> = (0..r.members).map(|j| initial_window(&starts, &r, j)).collect();
     if let Some(w) = ics.iter().find(|w| w.start >= data.samples) {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "rollout.start/start_stride: initial state {} of {} member {} is beyond the {} stored states of {}",
             w.start,
             split.name(),
@@ -606,10 +610,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         // A checkpoint of an earlier version has no counts: they then restart at the resume.
         let (d, has_counts) = match ck_store::read(&ckpath, local.clone(), row_words) {
             Ok(d) => (d, true),
-            Err(_) => {
-                let d = ck_store::read(&ckpath, local.clone(), modes * words + modes);
-                (d.map_err(|e| StageError::Io(e.to_string()))?, false)
-            }
+            Err(_) => (ck_store::read(&ckpath, local.clone(), modes * words + modes)?, false),
         };
         if world.is_root() && !has_counts {
             log::warn!("{}: an earlier version's checkpoint; thermalization totals count from here", ckpath.display());
@@ -632,15 +633,15 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                 }
             }
         }
-        let f = File::open(&partial, Access::Serial, false).map_err(|e| StageError::Io(e.to_string()))?;
+        let f = File::open(&partial, Access::Serial, false)?;
         for s in &mut recs.series {
-            s.read(&f, &local).map_err(|e| StageError::Io(e.to_string()))?;
+            s.read(&f, &local)?;
         }
         if world.is_root() {
             log::info!("resuming from {} at emulator step {start_step}", ckpath.display());
         }
     } else {
-        let x0: Vec<Tensor> = local.clone().map(|j| read_norm(ics[j])).collect::<Result<_, _>>()?;
+        let x0: Vec<Tensor> = local.clone().map(|j| read_norm(ics[j])).collect::<Result<_>>()?;
         let x0 = if x0.is_empty() {
             Tensor::zeros([0, ch as i64, n as i64, n as i64], (Kind::Float, device))
         } else {
@@ -648,8 +649,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         };
         states = (0..modes).map(|_| x0.copy()).collect();
         let thresholds = (s_init, s_init_source.as_str());
-        create_output(&partial, world, c, &r, &recs, &ics, kbins, thresholds)
-            .map_err(|e| StageError::Io(e.to_string()))?;
+        create_output(&partial, world, c, &r, &recs, &ics, kbins, thresholds)?;
     }
     let schedule = Schedule::cosine(c.thermalizer().levels);
     let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
@@ -667,7 +667,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                   passes: &mut [Vec<usize>],
                   corrections: &mut [Vec<usize>],
                   levels: &[Option<Vec<usize>>]|
-     -> Result<(), StageError> {
+     -> Result<()> {
         let _g = tch::no_grad_guard();
         let due = |every: usize| every > 0 && step % every == 0;
         if !(due(r.record_every) || due(r.spectrum_every) || due(r.snapshot_every)) {
@@ -684,7 +684,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                     Ok(None)
                 }
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_>>()?;
         let at = |every: usize| (step % every == 0).then_some(step / every);
         for m in 0..local.len() {
             let tm = &truth[m];
@@ -750,30 +750,28 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             (0..modes).map(|i| models.thermalizer.as_ref().map(|t| t.levels(&states[i]))).collect();
         record(&mut recs, 0, &states, &diverged, &mut passes_since, &mut corrections_since, &levels)?;
     }
-    let write_all = |recs: &Records, diverged: &[Vec<i64>]| -> Result<(), StageError> {
-        let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
-        let f = File::open(&partial, Access::Parallel(world.comm()), true).map_err(io)?;
+    let write_all = |recs: &Records, diverged: &[Vec<i64>]| -> Result<()> {
+        let f = File::open(&partial, Access::Parallel(world.comm()), true)?;
         for s in &recs.series {
-            s.write(&f, &local).map_err(io)?;
+            s.write(&f, &local)?;
         }
-        let d = f.dataset("diverged_at").map_err(io)?;
+        let d = f.dataset("diverged_at")?;
         for (i, dv) in diverged.iter().enumerate() {
             d.write(
                 Some(&crate::store::h5::Hyperslab { start: &[i, local.start], count: &[1, local.len()] }),
                 dv,
                 true,
-            )
-            .map_err(io)?;
+            )?;
         }
         drop(d);
-        f.close().map_err(io)
+        f.close()
     };
     let save_checkpoint = |states: &[Tensor],
                            diverged: &[Vec<i64>],
                            counts: &[Vec<[u64; 3]>],
                            seconds: &[f64],
                            step: usize|
-     -> Result<(), StageError> {
+     -> Result<()> {
         let per_mode: Vec<Vec<f64>> = states.iter().map(to_vec).collect();
         let rows: Vec<Vec<f64>> = (0..local.len())
             .map(|m| {
@@ -791,7 +789,6 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             .collect();
         let data = CheckpointData { step: step as u64, states: rows, diverged_at: diverged[0].clone() };
         ck_store::write(&ckpath, world, &ident, r.members, local.clone(), &data)
-            .map_err(|e| StageError::Io(e.to_string()))
     };
     let (mut last_ck, mut last_log, t0) = (Instant::now(), Instant::now(), Instant::now());
     for step in start_step + 1..=r.steps {
@@ -899,12 +896,11 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     let threshold = window_statistics(&mut recs, &r, world, (n, kbins), &diverged);
     write_all(&recs, &diverged)?;
     summarise(&partial, world, &r, &diverged, (&counts, &seconds), threshold)?;
-    let done = world.root_decides(|| {
-        std::fs::rename(&partial, &out).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
+    world.root_decides(|| {
+        std::fs::rename(&partial, &out).context(|| format!("cannot rename {}", partial.display()))?;
         let _ = std::fs::remove_file(&ckpath);
         Ok(0)
-    });
-    done.map_err(StageError::Io)?;
+    })?;
     Ok(Outcome::Complete { path: out, already: false })
 }
 
@@ -917,8 +913,7 @@ fn summarise(
     diverged: &[Vec<i64>],
     (counts, seconds): (&[Vec<[u64; 3]>], &[f64]),
     spectral_threshold: f64,
-) -> Result<(), StageError> {
-    let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
+) -> Result<()> {
     let mut sums: Vec<f64> = Vec::new();
     for (i, per_member) in counts.iter().enumerate() {
         let survivors = diverged[i].iter().filter(|&&d| d < 0).count() as f64;
@@ -927,29 +922,27 @@ fn summarise(
     }
     world.sum_f64(&mut sums);
     let seconds: Vec<f64> = world.max_f64(seconds);
-    let f = File::open(path, Access::Parallel(world.comm()), true).map_err(io)?;
+    let f = File::open(path, Access::Parallel(world.comm()), true)?;
     for (i, mode) in r.modes.iter().enumerate() {
         let s = &sums[4 * i..4 * i + 4];
         let a = f.attrs();
         let p = mode.name();
-        a.set::<f64>(&format!("{p}_surviving_fraction"), &[s[3] / r.members as f64]).map_err(io)?;
-        a.set::<f64>(&format!("{p}_thermalized_fraction"), &[s[1] / s[0].max(1.0)]).map_err(io)?;
-        a.set::<f64>(&format!("{p}_passes_per_step"), &[s[2] / s[0].max(1.0)]).map_err(io)?;
-        a.set::<f64>(&format!("{p}_wall_seconds"), &[seconds[i]]).map_err(io)?;
+        a.set::<f64>(&format!("{p}_surviving_fraction"), &[s[3] / r.members as f64])?;
+        a.set::<f64>(&format!("{p}_thermalized_fraction"), &[s[1] / s[0].max(1.0)])?;
+        a.set::<f64>(&format!("{p}_passes_per_step"), &[s[2] / s[0].max(1.0)])?;
+        a.set::<f64>(&format!("{p}_wall_seconds"), &[seconds[i]])?;
     }
     for name in ["spectrum_mean", "histogram_mean", "truth_spectrum_mean", "truth_histogram_mean"] {
-        f.dataset(name).map_err(io)?.attrs().set::<f64>("window_start", &[r.window_start() as f64]).map_err(io)?;
+        f.dataset(name)?.attrs().set::<f64>("window_start", &[r.window_start() as f64])?;
     }
     {
-        let h = f.dataset("spectral_horizon").map_err(io)?; // closed before the file (parallel HDF5)
-        h.attrs().set::<f64>("spectral_threshold", &[spectral_threshold]).map_err(io)?;
-        h.attrs()
-            .set_str(
-                "definition",
-                "RMS over 1 <= k < N/2 of ln E(k) - <ln E_truth(k)> exceeds spectral_threshold, the largest such \
+        let h = f.dataset("spectral_horizon")?; // closed before the file (parallel HDF5)
+        h.attrs().set::<f64>("spectral_threshold", &[spectral_threshold])?;
+        h.attrs().set_str(
+            "definition",
+            "RMS over 1 <= k < N/2 of ln E(k) - <ln E_truth(k)> exceeds spectral_threshold, the largest such \
                  distance of any stored-truth record",
-            )
-            .map_err(io)?;
+        )?;
     }
-    f.close().map_err(io)
+    f.close()
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::config::{same_identity, Config, Stage};
+use crate::error::{Context, Result};
 use crate::store::checkpoint as ck_store;
 use crate::store::trajectories;
 
@@ -62,15 +63,15 @@ fn age(path: &Path) -> String {
 /// Metadata of a training checkpoint, from the safetensors header alone (an 8-byte
 /// little-endian length, then that much JSON): the tensors, hundreds of MB at the paper's size,
 /// are not read.
-fn checkpoint_meta(path: &Path) -> Result<std::collections::HashMap<String, String>, String> {
+fn checkpoint_meta(path: &Path) -> Result<std::collections::HashMap<String, String>> {
     use std::io::Read;
-    let bad = |e: &dyn std::fmt::Display| format!("{}: not safetensors ({e})", path.display());
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = || format!("{}: not safetensors", path.display());
+    let mut f = std::fs::File::open(path).context(|| path.display())?;
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| bad(&e))?;
+    f.read_exact(&mut len).context(bad)?;
     let mut header = vec![0u8; u64::from_le_bytes(len).min(100 << 20) as usize];
-    f.read_exact(&mut header).map_err(|e| bad(&e))?;
-    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    f.read_exact(&mut header).context(bad)?;
+    let json: serde_json::Value = serde_json::from_slice(&header).context(bad)?;
     Ok(serde_json::from_value(json["__metadata__"].clone()).unwrap_or_default())
 }
 

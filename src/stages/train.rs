@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use tch::nn::VarStore;
 use tch::Device;
 
-use super::StageError;
 use crate::config::{Config, Stage};
+use crate::error::{Error, Result};
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
@@ -48,17 +48,17 @@ pub struct TrainOptions {
 /// The device of this rank: `cuda` takes GPU (node-local rank mod GPUs) — one rank per GPU. The
 /// node-local rank comes from MPI ([`node_local_rank`]), so the binding is the same under
 /// mpirun, srun, MPICH's or Cray's launchers.
-pub fn choose_device(requested: Option<&str>) -> Result<Device, StageError> {
+pub fn choose_device(requested: Option<&str>) -> Result<Device> {
     let cuda = tch::Cuda::is_available();
     let (local, on_node) = node_local_rank();
     let device = match requested {
         Some("cpu") => Device::Cpu,
         Some("cuda") if !cuda => {
-            return Err(StageError::Input("--device cuda: CUDA is not available to libtorch on this machine".into()))
+            return Err(Error::Input("--device cuda: CUDA is not available to libtorch on this machine".into()))
         }
         Some("cuda") | None if cuda => Device::Cuda(local % tch::Cuda::device_count().max(1) as usize),
         None => Device::Cpu,
-        Some(other) => return Err(StageError::Input(format!("--device {other}: use cpu or cuda"))),
+        Some(other) => return Err(Error::Input(format!("--device {other}: use cpu or cuda"))),
     };
     log::debug!("node-local rank {local} of {on_node}: device {device:?}");
     Ok(device)
@@ -66,7 +66,7 @@ pub fn choose_device(requested: Option<&str>) -> Result<Device, StageError> {
 
 /// Refuses a config whose training windows need more stored states per member than `data` holds
 /// (a constraint between two stages, checked here rather than when `generate` loads the config).
-fn fits_the_file(c: &Config, model: Model, data: &Trajectories) -> Result<(), StageError> {
+fn fits_the_file(c: &Config, model: Model, data: &Trajectories) -> Result<()> {
     let (file, samples) = (data.path().display(), data.samples);
     let (key, value, why) = match model {
         Model::Emulator => {
@@ -81,21 +81,15 @@ fn fits_the_file(c: &Config, model: Model, data: &Trajectories) -> Result<(), St
     if value < samples {
         return Ok(());
     }
-    Err(StageError::Input(format!(
+    Err(Error::Input(format!(
         "{key} = {value}: {why}, but {file} has {samples} per member (set {key} below {samples})"
     )))
 }
 
 /// Trains `model` with the config's settings; the checkpoints go to `<run.dir>/<model>/`.
-pub fn run(
-    c: &Config,
-    world: &World,
-    stop: &StopFlag,
-    model: Model,
-    opts: &TrainOptions,
-) -> Result<Outcome, StageError> {
+pub fn run(c: &Config, world: &World, stop: &StopFlag, model: Model, opts: &TrainOptions) -> Result<Outcome> {
     let device = choose_device(opts.device.as_deref())?;
-    opts.allreduce.check(device).map_err(StageError::Input)?;
+    opts.allreduce.check(device)?;
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
     let path: PathBuf = c.run.dir.join("trajectories.h5");
     let data = Trajectories::open(&path, c.layers(), c.output_grid())?;
@@ -129,7 +123,7 @@ pub fn run(
             Box::new(ThermalizerTask { setup, schedule: Schedule::cosine(cfg.levels), cfg, net })
         }
     };
-    let reducer = reduce::for_device(world, device, opts.allreduce).map_err(StageError::Input)?;
+    let reducer = reduce::for_device(world, device, opts.allreduce)?;
     let stage = match model {
         Model::Emulator => Stage::TrainEmulator,
         Model::Thermalizer => Stage::TrainThermalizer,

@@ -15,8 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::StageError;
 use crate::config::{same_identity, Config, Stage, SystemKind};
+use crate::error::{Context, Error, Result};
 use crate::store::trajectories::{self, stored_config};
 use crate::store::well::{Field, Statistics, WellLayout, WellWriter};
 use crate::train::data::{Trajectories, Window, TEST, TRAIN, VALID};
@@ -60,10 +60,10 @@ fn parameters(config: &Config) -> Vec<(&'static str, f64)> {
 /// complete) and returns the files written. Bad input (no or unfinished trajectories.h5, one
 /// generated with another config, too few states, no training member left) is refused before
 /// anything is written.
-pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>, StageError> {
+pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>> {
     let source = config.run.dir.join("trajectories.h5");
     let data = Trajectories::open(&source, config.layers(), config.output_grid())?;
-    let bad = |why: String| StageError::Input(format!("trajectories file {}: {why}", source.display()));
+    let bad = |why: String| Error::Input(format!("trajectories file {}: {why}", source.display()));
     let stored = stored_config(&source).map_err(|e| bad(e.to_string()))?;
     if !same_identity(Stage::Generate, &stored, &config.identity(Stage::Generate)) {
         return Err(bad("was generated with another config (system or generate.* differ from this one)".into()));
@@ -88,10 +88,9 @@ pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>, StageError> {
     for (_, split) in SPLITS {
         let dir = out.join("data").join(split);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| StageError::Input(format!("--out {}: cannot create {}: {e}", out.display(), dir.display())))?;
+            .input_context(|| format!("--out {}: cannot create {}", out.display(), dir.display()))?;
     }
 
-    let io = |e: crate::store::h5::H5Error| StageError::Io(e.to_string());
     let mut stats = Statistics::new(fields.len(), data.grid);
     let mut written = Vec::new();
     for (code, split) in SPLITS {
@@ -111,11 +110,11 @@ pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>, StageError> {
             parameters: &parameters,
         };
         let path = out.join("data").join(split).join(format!("{dataset_name}.hdf5"));
-        let writer = WellWriter::create(&path, &layout).map_err(io)?;
+        let writer = WellWriter::create(&path, &layout)?;
         let a = writer.attrs();
         let as_i64 = |m: &[usize]| m.iter().map(|&v| v as i64).collect::<Vec<_>>();
-        a.set_list::<i64>("source_members", &as_i64(&members)).map_err(io)?;
-        a.set_list::<i64>("diverged_members", &as_i64(&diverged)).map_err(io)?;
+        a.set_list::<i64>("source_members", &as_i64(&members))?;
+        a.set_list::<i64>("diverged_members", &as_i64(&diverged))?;
         for (name, value) in [
             ("split", split),
             ("system", system),
@@ -123,11 +122,11 @@ pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>, StageError> {
             ("thermalizer_version", trajectories::VERSION),
             ("git_revision", trajectories::GIT_REVISION),
         ] {
-            a.set_str(name, value).map_err(io)?;
+            a.set_str(name, value)?;
         }
         for (i, &member) in members.iter().enumerate() {
             let states = data.read(Window { member, start: 0 }, data.samples)?;
-            writer.write_trajectory(i, &states).map_err(io)?;
+            writer.write_trajectory(i, &states)?;
             if code == TRAIN {
                 stats.add(&states);
             }
@@ -135,7 +134,7 @@ pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>, StageError> {
         if members.is_empty() {
             log::warn!("{split}: no member; {} holds no trajectory", path.display());
         }
-        written.push(writer.finish().map_err(io)?);
+        written.push(writer.finish()?);
         log::info!("{split}: {} trajectories of {} states", members.len(), data.samples);
     }
 
@@ -145,7 +144,7 @@ pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>, StageError> {
     let partial = crate::store::partial_path(&stats_path);
     std::fs::write(&partial, yaml)
         .and_then(|()| std::fs::rename(&partial, &stats_path))
-        .map_err(|e| StageError::Io(format!("{}: {e}", stats_path.display())))?;
+        .context(|| stats_path.display())?;
     written.push(stats_path);
     Ok(written)
 }

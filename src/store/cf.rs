@@ -5,9 +5,10 @@
 //! In a parallel file attribute values must be the same on every rank, so the creation time
 //! is agreed over ranks ([`creation_time`]) before it is written.
 
-use super::h5::{Attrs, Result};
+use super::h5::Attrs;
 use super::trajectories::{GIT_REVISION, VERSION};
 use crate::config::SystemKind;
+use crate::error::Result;
 use crate::parallel::World;
 
 /// The CF version the files follow.

@@ -10,7 +10,8 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::h5::{abandon_parallel_files, Access, File, H5Error, Hyperslab, Result};
+use super::h5::{abandon_parallel_files, Access, File, Hyperslab};
+use crate::error::{Error, Result};
 use crate::parallel::World;
 
 /// One rank's share of a checkpoint.
@@ -43,10 +44,12 @@ pub fn write(
     let tmp = tmp_path(path);
     let words = data.states.first().map(Vec::len).unwrap_or(0);
     let words = world.max_f64(&[words as f64])[0] as usize;
+    // Agreed, then a failure like this function's others: the caller says whether all its ranks
+    // hold it (generate agrees again; the rollout aborts).
     let agreed = |r: Result<()>| {
-        world.agree(r.map_err(|e| e.0)).map_err(|e| {
+        world.agree(r).map_err(|e| {
             abandon_parallel_files();
-            H5Error(e)
+            Error::Failure(e.to_string())
         })
     };
     {
@@ -70,12 +73,12 @@ pub fn write(
         agreed(f.close())?;
     }
     world.barrier();
-    let renamed = world.root_decides(|| {
+    world.root_decides(|| {
         std::fs::rename(&tmp, path)
             .map(|_| 0)
-            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
-    });
-    renamed.map(|_| ()).map_err(H5Error)
+            .map_err(|e| Error::Hdf5(format!("cannot rename {} to {}: {e}", tmp.display(), path.display())))
+    })?;
+    Ok(())
 }
 
 /// The config stored in a checkpoint (read by every rank, serially).
@@ -99,7 +102,7 @@ pub fn read(path: &Path, members: Range<usize>, words: usize) -> Result<Checkpoi
     let state = f.dataset("state")?;
     let shape = state.shape()?;
     if shape.len() != 2 || shape[1] != words || shape[0] < members.end {
-        return Err(H5Error(format!("{}: state has shape {shape:?}, expected [.., {words}]", path.display())));
+        return Err(Error::Hdf5(format!("{}: state has shape {shape:?}, expected [.., {words}]", path.display())));
     }
     let flat: Vec<f64> = state.read(Some(&Hyperslab { start: &[members.start, 0], count: &[members.len(), words] }))?;
     let states = flat.chunks_exact(words.max(1)).map(<[f64]>::to_vec).collect();

@@ -38,18 +38,13 @@ use hdf5_sys::h5t::{
 };
 use mpi::traits::AsRaw;
 
+use crate::error::{Error, Result};
+
 unsafe extern "C" {
     fn H5DSset_scale(dsid: hid_t, dimname: *const c_char) -> herr_t;
     fn H5DSattach_scale(did: hid_t, dsid: hid_t, idx: c_uint) -> herr_t;
     fn H5free_memory(mem: *mut std::ffi::c_void) -> herr_t;
 }
-
-/// An HDF5 failure, with the file and object it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("HDF5: {0}")]
-pub struct H5Error(pub String);
-
-pub type Result<T> = std::result::Result<T, H5Error>;
 
 /// Initialises the library once and silences its automatic error-stack printing (we report
 /// our own errors with file and object names).
@@ -85,7 +80,7 @@ impl Drop for Hid {
 
 fn check_id(id: hid_t, close: unsafe extern "C" fn(hid_t) -> herr_t, what: impl FnOnce() -> String) -> Result<Hid> {
     if id < 0 {
-        Err(H5Error(what()))
+        Err(Error::Hdf5(what()))
     } else {
         Ok(Hid { id, close })
     }
@@ -93,7 +88,7 @@ fn check_id(id: hid_t, close: unsafe extern "C" fn(hid_t) -> herr_t, what: impl 
 
 fn check(status: herr_t, what: impl FnOnce() -> String) -> Result<()> {
     if status < 0 {
-        Err(H5Error(what()))
+        Err(Error::Hdf5(what()))
     } else {
         Ok(())
     }
@@ -221,17 +216,17 @@ fn free_bytes(path: &Path) -> Option<u64> {
 /// The error of a failed write into the file `path`; `what` says what failed. Called right
 /// after the failure (it reads `errno`): a full file system (ENOSPC, or under
 /// [`NEARLY_FULL`] bytes free) or an exhausted quota (EDQUOT) is said first, in those words.
-fn write_error(path: &str, what: String) -> H5Error {
+fn write_error(path: &str, what: String) -> Error {
     let errno = std::io::Error::last_os_error().raw_os_error();
     let free = free_bytes(Path::new(path));
     if errno == Some(libc::EDQUOT) {
-        return H5Error(format!("disk quota exceeded writing {path} ({what})"));
+        return Error::Hdf5(format!("disk quota exceeded writing {path} ({what})"));
     }
     match free {
         Some(f) if errno == Some(libc::ENOSPC) || f < NEARLY_FULL => {
-            H5Error(format!("no space left on device writing {path} ({f} bytes free; {what})"))
+            Error::Hdf5(format!("no space left on device writing {path} ({f} bytes free; {what})"))
         }
-        _ => H5Error(what),
+        _ => Error::Hdf5(what),
     }
 }
 
@@ -259,7 +254,10 @@ impl File {
         let fapl = fapl(&access)?;
         let name = path.display().to_string();
         let id = unsafe { H5Fcreate(cstr(&name).as_ptr(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id) };
-        let hid = check_id(id, H5Fclose, || format!("cannot create {name}")).map_err(|e| write_error(&name, e.0))?;
+        if id < 0 {
+            return Err(write_error(&name, format!("cannot create {name}")));
+        }
+        let hid = Hid { id, close: H5Fclose };
         Ok(File { hid, path: name, parallel: matches!(access, Access::Parallel(_)) })
     }
 
@@ -352,7 +350,7 @@ impl File {
     /// Opens dataset `name`.
     pub fn dataset(&self, name: &str) -> Result<Dataset<'_>> {
         if !self.has(name) {
-            return Err(H5Error(format!("{}: no dataset '{name}'", self.path)));
+            return Err(Error::Hdf5(format!("{}: no dataset '{name}'", self.path)));
         }
         let id = unsafe { H5Dopen2(self.hid.id, cstr(name).as_ptr(), H5P_DEFAULT) };
         let hid = check_id(id, H5Dclose, || format!("{}: cannot open dataset {name}", self.path))?;
@@ -506,7 +504,7 @@ impl<'f> Dataset<'f> {
     /// open serially (see there).
     pub fn write_strings(&self, values: &[&str]) -> Result<()> {
         if self.file.parallel {
-            return Err(H5Error(format!(
+            return Err(Error::Hdf5(format!(
                 "{}: variable-length strings need a serial open (HDF5 cannot write them through MPI-IO)",
                 self.what()
             )));
@@ -524,7 +522,7 @@ impl<'f> Dataset<'f> {
     pub fn read_strings(&self) -> Result<Vec<String>> {
         let stored = check_id(unsafe { H5Dget_type(self.hid.id) }, H5Tclose, || self.what())?;
         if unsafe { H5Tis_variable_str(stored.id) } <= 0 {
-            return Err(H5Error(format!("{} is not a variable-length string dataset", self.what())));
+            return Err(Error::Hdf5(format!("{} is not a variable-length string dataset", self.what())));
         }
         let n: usize = self.shape()?.iter().product();
         let mut ptrs: Vec<*mut c_char> = vec![ptr::null_mut(); n.max(1)];
@@ -614,7 +612,7 @@ impl Attrs {
     fn open(&self, name: &str) -> Result<Hid> {
         let cname = cstr(name);
         if unsafe { H5Aexists(self.loc, cname.as_ptr()) } <= 0 {
-            return Err(H5Error(format!("{}: no attribute '{name}'", self.owner)));
+            return Err(Error::Hdf5(format!("{}: no attribute '{name}'", self.owner)));
         }
         check_id(unsafe { H5Aopen(self.loc, cname.as_ptr(), H5P_DEFAULT) }, H5Aclose, || {
             format!("{}: open attribute {name}", self.owner)
@@ -641,7 +639,7 @@ impl Attrs {
         let a = self.open(name)?;
         let stored = check_id(unsafe { H5Aget_type(a.id) }, H5Tclose, || self.owner.clone())?;
         if unsafe { H5Tis_variable_str(stored.id) } <= 0 {
-            return Err(H5Error(format!("{}: attribute {name} is not a variable-length string", self.owner)));
+            return Err(Error::Hdf5(format!("{}: attribute {name} is not a variable-length string", self.owner)));
         }
         let t = string_type()?;
         let mut p: *mut c_char = ptr::null_mut();

@@ -22,8 +22,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::{Context, Error, Result};
 use crate::parallel::World;
-use crate::stages::StageError;
 use crate::store::cf::iso8601;
 
 /// A held lock; dropping it removes the file.
@@ -137,62 +137,62 @@ pub fn path(dir: &Path, stage: &str) -> PathBuf {
 }
 
 /// Takes `stage`'s lock in `dir` (created if missing) for this process, or says who holds it.
-pub fn take(dir: &Path, stage: &str) -> Result<StageLock, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("run.dir = {}: cannot create it: {e}", dir.display()))?;
+pub fn take(dir: &Path, stage: &str) -> Result<StageLock> {
+    std::fs::create_dir_all(dir).input_context(|| format!("run.dir = {}: cannot create it", dir.display()))?;
     let path = path(dir, stage);
     let me = Holder::me(stage);
     // Twice at most: once more after removing a stale lock, unless another process got there first.
     for _ in 0..2 {
         match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut f) => {
-                f.write_all(me.to_text().as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                f.write_all(me.to_text().as_bytes()).input_context(|| format!("cannot write {}", path.display()))?;
                 return Ok(StageLock { path });
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
-                return Err(format!(
+                return Err(Error::Input(format!(
                     "run.dir = {}: not writable (cannot create {}: {e})",
                     dir.display(),
                     path.display()
-                ))
+                )))
             }
         }
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let Some(holder) = Holder::parse(&text) else {
-            return Err(format!(
+            return Err(Error::Input(format!(
                 "{} is in use by {stage} ({} is incomplete: being written, or damaged); remove it if no job is \
                  running there",
                 dir.display(),
                 path.display()
-            ));
+            )));
         };
         let Some(why) = holder.gone(&me) else {
-            return Err(format!(
+            return Err(Error::Input(format!(
                 "{} is in use by {}; remove {} if that job is gone",
                 dir.display(),
                 holder.describe(),
                 path.display()
-            ));
+            )));
         };
         log::warn!("taking over {} left by {}: {why}", path.display(), holder.describe());
-        std::fs::remove_file(&path).map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+        std::fs::remove_file(&path).input_context(|| format!("cannot remove stale {}", path.display()))?;
     }
-    Err(format!(
+    Err(Error::Input(format!(
         "{} is in use by another {stage} that started just now; remove {} if not",
         dir.display(),
         path.display()
-    ))
+    )))
 }
 
 /// Rank 0 takes `stage`'s lock in `dir`, then runs `preflight` (the stage's fresh / resume /
-/// done decision) under it; every rank gets rank 0's verdict as [`StageError::Input`] on
+/// done decision) under it; every rank gets rank 0's verdict as [`Error::Input`] on
 /// failure, and rank 0 the lock, to hold until the stage returns.
 pub fn preflight_locked(
     world: &World,
     dir: &Path,
     stage: &str,
-    preflight: impl FnOnce() -> Result<u8, String>,
-) -> Result<(u8, Option<StageLock>), StageError> {
+    preflight: impl FnOnce() -> Result<u8>,
+) -> Result<(u8, Option<StageLock>)> {
     let mut held = None;
     let decision = world
         .root_decides(|| {
@@ -214,7 +214,7 @@ pub fn preflight_locked(
                 }
             }
         })
-        .map_err(StageError::Input)?;
+        .map_err(|e| Error::Input(e.to_string()))?;
     Ok((decision, held))
 }
 

@@ -24,8 +24,9 @@
 use std::ops::Range;
 use std::path::Path;
 
-use super::h5::{Access, File, Hyperslab, Result};
+use super::h5::{Access, File, Hyperslab};
 use crate::config::{Config, Precision, SystemKind};
+use crate::error::Result;
 use crate::parallel::World;
 use crate::solver::qg::{QgParams, SmallScales};
 

@@ -27,8 +27,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::h5::{Access, Attrs, File, H5Bool, Hyperslab, Result};
+use super::h5::{Access, Attrs, File, H5Bool, Hyperslab};
 use super::partial_path;
+use crate::error::{Error, Result};
 
 /// One scalar field (The Well's tensor order 0).
 pub struct Field {
@@ -165,9 +166,8 @@ impl WellWriter {
     pub fn finish(self) -> Result<PathBuf> {
         let partial = partial_path(&self.path);
         self.file.close()?;
-        std::fs::rename(&partial, &self.path).map_err(|e| {
-            super::h5::H5Error(format!("cannot rename {} to {}: {e}", partial.display(), self.path.display()))
-        })?;
+        std::fs::rename(&partial, &self.path)
+            .map_err(|e| Error::Hdf5(format!("cannot rename {} to {}: {e}", partial.display(), self.path.display())))?;
         Ok(self.path)
     }
 }
@@ -225,7 +225,7 @@ impl Statistics {
 
     /// The YAML of `stats.yaml`, fields in the order given; an error names a statistic that is
     /// not a finite number (no data, or non-finite values in the training split).
-    pub fn to_yaml(&self, names: &[&str]) -> std::result::Result<String, String> {
+    pub fn to_yaml(&self, names: &[&str]) -> Result<String> {
         let moments = |n: f64, sum: f64, squares: f64| {
             let mean = sum / n;
             [mean, (squares / n - mean * mean).max(0.0).sqrt(), (squares / n).sqrt()]
@@ -245,7 +245,7 @@ impl Statistics {
             yaml.push_str(&format!("{key}:\n"));
             for (name, stats) in names.iter().zip(&per_field) {
                 if !stats[k].is_finite() {
-                    return Err(format!("{key} of {name} is {}", stats[k]));
+                    return Err(Error::Input(format!("{key} of {name} is {}", stats[k])));
                 }
                 yaml.push_str(&format!("  {name}: {}\n", yaml_float(stats[k])));
             }
@@ -298,6 +298,6 @@ mod tests {
         assert_eq!(value("mean", "b"), -1.0);
         assert_eq!(value("std", "b"), 0.0);
         assert_eq!(value("rms_delta", "b"), 0.0);
-        assert!(Statistics::new(1, 4).to_yaml(&["a"]).unwrap_err().contains("mean of a"));
+        assert!(Statistics::new(1, 4).to_yaml(&["a"]).unwrap_err().to_string().contains("mean of a"));
     }
 }

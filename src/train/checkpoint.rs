@@ -24,6 +24,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tch::{Device, Kind, Tensor};
 
+use crate::error::{Context, Error, Result};
+
 /// Identifies our checkpoints.
 pub const FORMAT: &str = "thermalizer-checkpoint-1";
 
@@ -86,12 +88,12 @@ fn stored_bytes(t: &Tensor, how: StoredAs) -> (Vec<usize>, Vec<u8>) {
 
 impl Checkpoint {
     /// Writes atomically (temporary file + rename), every tensor as float32.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<()> {
         self.save_as(path, StoredAs::Float32)
     }
 
-    /// Writes atomically, every tensor stored as `how`.
-    pub fn save_as(&self, path: &Path, how: StoredAs) -> Result<(), String> {
+    /// Writes atomically, every tensor stored as `how`; errors are failures.
+    pub fn save_as(&self, path: &Path, how: StoredAs) -> Result<()> {
         let owned: Vec<(String, StoredAs, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
@@ -109,64 +111,61 @@ impl Checkpoint {
             .collect();
         let tmp = path.with_extension("safetensors.tmp");
         safetensors::tensor::serialize_to_file(views, &Some(self.meta.clone()), &tmp)
-            .map_err(|e| format!("cannot write checkpoint {}: {e:?}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+            .map_err(|e| Error::Failure(format!("cannot write checkpoint {}: {e:?}", tmp.display())))?;
+        std::fs::rename(&tmp, path).context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
     }
 
-    /// Reads a checkpoint written by [`Checkpoint::save`]; errors say what is wrong with the file.
-    pub fn load(path: &Path) -> Result<Checkpoint, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("checkpoint {}: cannot read ({e})", path.display()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| format!("checkpoint {}: not a safetensors file ({e:?})", path.display()))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| format!("checkpoint {}: unreadable header ({e:?})", path.display()))?;
+    /// Reads a checkpoint written by [`Checkpoint::save`]; errors are input errors saying what
+    /// is wrong with the file.
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bad = |why: String| Error::Input(format!("checkpoint {}: {why}", path.display()));
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read ({e})")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file ({e:?})")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("unreadable header ({e:?})")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(format!(
-                "checkpoint {}: not a thermalizer checkpoint (metadata 'format' is {:?}, expected {FORMAT:?})",
-                path.display(),
+            return Err(bad(format!(
+                "not a thermalizer checkpoint (metadata 'format' is {:?}, expected {FORMAT:?})",
                 meta.get("format")
-            ));
+            )));
         }
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             let kind = match view.dtype() {
                 Dtype::F32 => Kind::Float,
                 Dtype::F16 => Kind::Half,
-                other => {
-                    return Err(format!(
-                        "checkpoint {}: tensor '{name}' is {other:?}, expected F32 or F16",
-                        path.display()
-                    ))
-                }
+                other => return Err(bad(format!("tensor '{name}' is {other:?}, expected F32 or F16"))),
             };
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let t = Tensor::f_from_data_size(view.data(), &shape, kind)
-                .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", path.display()))?;
+                .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
             tensors.insert(name, t.to_kind(Kind::Float));
         }
         Ok(Checkpoint { tensors, meta })
     }
 
-    /// Metadata value `key`, or an error naming the file and key.
-    pub fn meta(&self, key: &str, path: &Path) -> Result<&str, String> {
+    /// Metadata value `key`, or an input error naming the file and key.
+    pub fn meta(&self, key: &str, path: &Path) -> Result<&str> {
         self.meta
             .get(key)
             .map(String::as_str)
-            .ok_or_else(|| format!("checkpoint {}: metadata '{key}' missing", path.display()))
+            .ok_or_else(|| Error::Input(format!("checkpoint {}: metadata '{key}' missing", path.display())))
     }
 
-    /// Tensor `name` with the expected `shape`, or an error naming file, tensor and shapes.
-    pub fn tensor(&self, name: &str, shape: &[i64], path: &Path) -> Result<&Tensor, String> {
+    /// Tensor `name` with the expected `shape`, or an input error naming file, tensor and shapes.
+    pub fn tensor(&self, name: &str, shape: &[i64], path: &Path) -> Result<&Tensor> {
         let t = self.tensors.get(name).ok_or_else(|| {
-            format!("checkpoint {}: tensor '{name}' missing (a checkpoint of another model?)", path.display())
+            Error::Input(format!(
+                "checkpoint {}: tensor '{name}' missing (a checkpoint of another model?)",
+                path.display()
+            ))
         })?;
         if t.size() != shape {
-            return Err(format!(
+            return Err(Error::Input(format!(
                 "checkpoint {}: tensor '{name}' has shape {:?}, the configured model needs {shape:?}",
                 path.display(),
                 t.size()
-            ));
+            )));
         }
         Ok(t)
     }

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use rand::seq::SliceRandom;
 use tch::Tensor;
 
+use crate::error::{Error, Result};
 use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
-use crate::stages::StageError;
 use crate::store::h5::{self, Access, Hyperslab};
 
 /// Split codes of the `split` dataset.
@@ -49,8 +49,8 @@ pub struct Window {
 impl Trajectories {
     /// Opens `path` read-only and checks that it is a finished trajectories file of `channels`
     /// fields on a `grid`² grid. Errors name the file and what is wrong.
-    pub fn open(path: &Path, channels: usize, grid: usize) -> Result<Trajectories, StageError> {
-        let bad = |why: String| StageError::Input(format!("trajectories file {}: {why}", path.display()));
+    pub fn open(path: &Path, channels: usize, grid: usize) -> Result<Trajectories> {
+        let bad = |why: String| Error::Input(format!("trajectories file {}: {why}", path.display()));
         if !path.exists() {
             let partial = path.with_extension("h5.partial");
             let hint = if partial.exists() {
@@ -116,8 +116,8 @@ impl Trajectories {
     }
 
     /// The 1-D coordinate `name` (`time`, `y` or `x`) in the file's units.
-    pub fn coordinate(&self, name: &str) -> Result<Vec<f64>, StageError> {
-        self.file.dataset(name).and_then(|d| d.read::<f64>(None)).map_err(|e| StageError::Io(e.to_string()))
+    pub fn coordinate(&self, name: &str) -> Result<Vec<f64>> {
+        self.file.dataset(name).and_then(|d| d.read::<f64>(None))
     }
 
     /// All windows of `len` states starting at or after `first` in the members of `split`,
@@ -136,20 +136,20 @@ impl Trajectories {
     }
 
     /// Reads `len` states of a window, `[len, C, y, x]` row-major, physical units.
-    pub fn read(&self, w: Window, len: usize) -> Result<Vec<f32>, StageError> {
-        let ds = self.file.dataset(self.variable).map_err(|e| StageError::Io(e.to_string()))?;
+    pub fn read(&self, w: Window, len: usize) -> Result<Vec<f32>> {
+        let ds = self.file.dataset(self.variable)?;
         let g = self.grid;
         let (start, count): (Vec<usize>, Vec<usize>) = if self.channels == 1 {
             (vec![w.member, w.start, 0, 0], vec![1, len, g, g])
         } else {
             (vec![w.member, w.start, 0, 0, 0], vec![1, len, self.channels, g, g])
         };
-        ds.read::<f32>(Some(&Hyperslab { start: &start, count: &count })).map_err(|e| StageError::Io(e.to_string()))
+        ds.read::<f32>(Some(&Hyperslab { start: &start, count: &count }))
     }
 
     /// `len` consecutive stored states from `w` as a tensor `[len, C, N, N]` on `scale`'s device,
     /// divided by `scale` (`[1, C, 1, 1]`, physical units per normalised unit).
-    pub fn read_normalised(&self, w: Window, len: usize, scale: &Tensor) -> Result<Tensor, StageError> {
+    pub fn read_normalised(&self, w: Window, len: usize, scale: &Tensor) -> Result<Tensor> {
         let (c, g) = (self.channels as i64, self.grid as i64);
         Ok(Tensor::from_slice(&self.read(w, len)?).view([-1, c, g, g]).to_device(scale.device()) / scale)
     }
@@ -159,7 +159,7 @@ impl Trajectories {
     /// in shares by the ranks and the sums reduced in f64. The validation members are read too,
     /// to refuse (as bad input, before training) any member with NaN or ±inf that the file does
     /// not mark diverged: one such value would turn the scale or the losses into NaN.
-    pub fn channel_std(&self, world: &World) -> Result<Vec<f64>, StageError> {
+    pub fn channel_std(&self, world: &World) -> Result<Vec<f64>> {
         let members = self.members(TRAIN);
         let c = self.channels;
         let mut sums = vec![0.0f64; 2 * c + 1];
@@ -192,7 +192,7 @@ impl Trajectories {
         let bad = -world.max_f64(&[first_bad.map_or(f64::NEG_INFINITY, |i| -(i as f64))])[0];
         if bad.is_finite() {
             let (m, t) = (bad as usize / self.samples, bad as usize % self.samples);
-            return Err(StageError::Input(format!(
+            return Err(Error::Input(format!(
                 "{}: member {m} has non-finite values at time index {t} but is not marked diverged \
                  (diverged_at = {})",
                 self.path.display(),
@@ -203,7 +203,7 @@ impl Trajectories {
         let n = sums[2 * c];
         let std: Vec<f64> = (0..c).map(|ch| (sums[c + ch] / n - (sums[ch] / n).powi(2)).max(0.0).sqrt()).collect();
         if !(n > 0.0) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(StageError::Input(format!(
+            return Err(Error::Input(format!(
                 "trajectories file {}: the training split has no usable data (members {:?}, std {std:?})",
                 self.path.display(),
                 members.len()

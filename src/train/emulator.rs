@@ -13,8 +13,8 @@ use tch::{Kind, Tensor};
 
 use super::task::{normals, Draw, Setup, Split, Task};
 use crate::config::train::EmulatorConfig;
+use crate::error::Result;
 use crate::nn::unet::Unet;
-use crate::stages::StageError;
 
 pub struct EmulatorTask {
     pub setup: Setup,
@@ -34,7 +34,7 @@ impl Task for EmulatorTask {
         &self.setup
     }
 
-    fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor, StageError> {
+    fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor> {
         let x = self.setup.samples.batch(split, draws)?;
         let n = self.unroll(applied);
         let sigma = if split == Split::Train { self.cfg.sigma } else { 0.0 };

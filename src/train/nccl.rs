@@ -20,6 +20,7 @@ use cudarc::driver::result as driver;
 use tch::{Device, Kind, Tensor};
 
 use super::reduce::Reducer;
+use crate::error::{Error, Result};
 use crate::parallel::World;
 
 /// `ncclComm_t`: an opaque handle.
@@ -47,20 +48,22 @@ struct Nccl {
 }
 
 /// NCCL from `libnccl.so.2` (loaded once; the error says why it could not be).
-fn nccl() -> Result<&'static Nccl, String> {
-    static LIB: OnceLock<Result<Nccl, String>> = OnceLock::new();
+fn nccl() -> Result<&'static Nccl> {
+    static LIB: OnceLock<Result<Nccl>> = OnceLock::new();
     LIB.get_or_init(|| {
         // Safety: dlopen/dlsym with NUL-terminated names; each symbol is cast to the signature
         // that nccl.h declares for it. The library is never closed.
         unsafe {
             let handle = libc::dlopen(c"libnccl.so.2".as_ptr(), libc::RTLD_NOW);
             if handle.is_null() {
-                return Err("libnccl.so.2 cannot be loaded (not in libtorch's process nor on the library path)".into());
+                return Err(Error::failure(
+                    "libnccl.so.2 cannot be loaded (not in libtorch's process nor on the library path)",
+                ));
             }
             let symbol = |name: &CStr| {
                 let f = libc::dlsym(handle, name.as_ptr());
                 if f.is_null() {
-                    Err(format!("libnccl.so.2 has no {}", name.to_string_lossy()))
+                    Err(Error::Failure(format!("libnccl.so.2 has no {}", name.to_string_lossy())))
                 } else {
                     Ok(f)
                 }
@@ -77,12 +80,12 @@ fn nccl() -> Result<&'static Nccl, String> {
         }
     })
     .as_ref()
-    .map_err(Clone::clone)
+    .map_err(|e| Error::Failure(e.to_string()))
 }
 
 impl Nccl {
     /// `Ok` for success, else "`what`: NCCL's error string (its last error message)".
-    fn check(&self, what: &str, status: Status, comm: Comm) -> Result<(), String> {
+    fn check(&self, what: &str, status: Status, comm: Comm) -> Result<()> {
         if status == 0 {
             return Ok(());
         }
@@ -95,11 +98,11 @@ impl Nccl {
             }
         };
         let detail = text(unsafe { (self.last_error)(comm) });
-        Err(format!(
+        Err(Error::Failure(format!(
             "{what}: {} (code {status}){}",
             text(unsafe { (self.error_string)(status) }),
             if detail.is_empty() { String::new() } else { format!(": {detail}") }
-        ))
+        )))
     }
 }
 
@@ -112,12 +115,15 @@ pub struct NcclReducer {
 impl NcclReducer {
     /// Joins every rank of `world` into one NCCL communicator on CUDA device `device`
     /// (collective: all ranks call it, and all get an error if any cannot load NCCL or join).
-    pub fn new(world: &World, device: usize) -> Result<NcclReducer, String> {
+    pub fn new(world: &World, device: usize) -> Result<NcclReducer> {
         // Safety: the probe only tries to load the driver library.
         let driver_present = unsafe { cudarc::driver::sys::is_culib_present() };
-        let lib = if driver_present { nccl() } else { Err("the CUDA driver (libcuda) cannot be loaded".into()) };
+        let lib =
+            if driver_present { nccl() } else { Err(Error::failure("the CUDA driver (libcuda) cannot be loaded")) };
         if world.any(lib.is_err()) {
-            return Err(lib.err().unwrap_or_else(|| "NCCL or the CUDA driver cannot be loaded on another rank".into()));
+            return Err(lib
+                .err()
+                .unwrap_or_else(|| Error::failure("NCCL or the CUDA driver cannot be loaded on another rank")));
         }
         let lib = lib?;
         let mut id = vec![0f32; 32]; // 128 bytes of ncclUniqueId, carried as f32 words
@@ -129,7 +135,7 @@ impl NcclReducer {
             Ok(())
         };
         if world.any(drawn.is_err()) {
-            return Err(drawn.err().unwrap_or_else(|| "ncclGetUniqueId failed on rank 0".into()));
+            return Err(drawn.err().unwrap_or_else(|| Error::failure("ncclGetUniqueId failed on rank 0")));
         }
         // Safety (both copies): 128 plain bytes each way.
         unsafe { std::ptr::copy_nonoverlapping(uid.0.as_ptr(), id.as_mut_ptr().cast::<u8>(), 128) };
@@ -139,14 +145,16 @@ impl NcclReducer {
         // one the CUDA runtime (and so libtorch) uses. NCCL writes the handle into `comm`.
         let joined = unsafe {
             (|| {
-                driver::init().map_err(|e| format!("cuInit: {e:?}"))?;
-                let dev = driver::device::get(device as i32).map_err(|e| format!("cuDeviceGet({device}): {e:?}"))?;
-                let ctx = driver::primary_ctx::retain(dev).map_err(|e| format!("cuDevicePrimaryCtxRetain: {e:?}"))?;
-                driver::ctx::set_current(ctx).map_err(|e| format!("cuCtxSetCurrent: {e:?}"))?;
+                driver::init().map_err(|e| Error::Failure(format!("cuInit: {e:?}")))?;
+                let dev = driver::device::get(device as i32)
+                    .map_err(|e| Error::Failure(format!("cuDeviceGet({device}): {e:?}")))?;
+                let ctx = driver::primary_ctx::retain(dev)
+                    .map_err(|e| Error::Failure(format!("cuDevicePrimaryCtxRetain: {e:?}")))?;
+                driver::ctx::set_current(ctx).map_err(|e| Error::Failure(format!("cuCtxSetCurrent: {e:?}")))?;
                 let mut comm: Comm = std::ptr::null_mut();
                 let status = (lib.comm_init_rank)(&mut comm, world.size() as c_int, uid, world.rank() as c_int);
                 lib.check("ncclCommInitRank", status, comm)?;
-                Ok::<_, String>(comm)
+                Ok::<_, Error>(comm)
             })()
         };
         // All ranks take the same reducer: if any rank could not join, those that did leave.
@@ -156,7 +164,7 @@ impl NcclReducer {
             (true, Ok(comm)) => {
                 // Safety: the communicator was just created and is not used.
                 unsafe { (lib.comm_destroy)(comm) };
-                Err("another rank could not join the NCCL communicator".into())
+                Err(Error::failure("another rank could not join the NCCL communicator"))
             }
         }
     }

@@ -9,6 +9,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::error::{Error, Result};
 use crate::parallel::World;
 
 /// Sums and broadcasts flat f32 tensors across the ranks of a data-parallel job.
@@ -71,22 +72,23 @@ pub enum Allreduce {
 
 impl Allreduce {
     /// Parses `auto`, `nccl` or `mpi`.
-    pub fn parse(name: &str) -> Result<Allreduce, String> {
+    pub fn parse(name: &str) -> Result<Allreduce> {
         match name {
             "auto" => Ok(Allreduce::Auto),
             "nccl" => Ok(Allreduce::Nccl),
             "mpi" => Ok(Allreduce::Mpi),
-            other => Err(format!("--allreduce {other}: use auto, nccl or mpi")),
+            other => Err(Error::Input(format!("--allreduce {other}: use auto, nccl or mpi"))),
         }
     }
 
-    /// Whether this choice can work on `device` in this build (checked before any compute).
-    pub fn check(self, device: Device) -> Result<(), String> {
+    /// Whether this choice can work on `device` in this build (checked before any compute; an
+    /// input error if not).
+    pub fn check(self, device: Device) -> Result<()> {
         match (self, device) {
             (Allreduce::Nccl, _) if !cfg!(feature = "cuda") => {
-                Err("--allreduce nccl: this binary was built without the `cuda` feature".into())
+                Err(Error::input("--allreduce nccl: this binary was built without the `cuda` feature"))
             }
-            (Allreduce::Nccl, Device::Cpu) => Err("--allreduce nccl needs --device cuda".into()),
+            (Allreduce::Nccl, Device::Cpu) => Err(Error::input("--allreduce nccl needs --device cuda")),
             _ => Ok(()),
         }
     }
@@ -94,9 +96,9 @@ impl Allreduce {
 
 /// The reducer for training on `device` (collective: every rank calls it and gets the same
 /// kind): NCCL on a GPU in a `cuda` build when `choice` allows it and every rank can join,
-/// MPI host buffers otherwise (logged either way); an error only when `choice` is
+/// MPI host buffers otherwise (logged either way); an input error only when `choice` is
 /// [`Allreduce::Nccl`] and NCCL is not usable.
-pub fn for_device(world: &World, device: Device, choice: Allreduce) -> Result<Box<dyn Reducer + '_>, String> {
+pub fn for_device(world: &World, device: Device, choice: Allreduce) -> Result<Box<dyn Reducer + '_>> {
     choice.check(device)?;
     #[cfg(feature = "cuda")]
     if let (Device::Cuda(ordinal), Allreduce::Auto | Allreduce::Nccl) = (device, choice) {
@@ -107,7 +109,9 @@ pub fn for_device(world: &World, device: Device, choice: Allreduce) -> Result<Bo
                 }
                 return Ok(Box::new(r));
             }
-            Err(e) if choice == Allreduce::Nccl => return Err(format!("--allreduce nccl: NCCL not usable ({e})")),
+            Err(e) if choice == Allreduce::Nccl => {
+                return Err(Error::Input(format!("--allreduce nccl: NCCL not usable ({e})")))
+            }
             Err(e) => {
                 if world.is_root() {
                     log::warn!("gradient allreduce: NCCL not usable ({e}); using MPI through host memory");
@@ -127,12 +131,12 @@ mod tests {
 
     #[test]
     fn allreduce_choices_parse_and_nccl_is_refused_where_it_cannot_work() {
-        assert_eq!(Allreduce::parse("mpi"), Ok(Allreduce::Mpi));
-        assert_eq!(Allreduce::parse("auto"), Ok(Allreduce::Auto));
-        assert!(Allreduce::parse("gloo").unwrap_err().contains("auto, nccl or mpi"));
-        let err = Allreduce::Nccl.check(Device::Cpu).unwrap_err();
+        assert_eq!(Allreduce::parse("mpi").unwrap(), Allreduce::Mpi);
+        assert_eq!(Allreduce::parse("auto").unwrap(), Allreduce::Auto);
+        assert!(Allreduce::parse("gloo").unwrap_err().to_string().contains("auto, nccl or mpi"));
+        let err = Allreduce::Nccl.check(Device::Cpu).unwrap_err().to_string();
         assert!(err.contains(if cfg!(feature = "cuda") { "--device cuda" } else { "`cuda` feature" }), "{err}");
-        assert_eq!(Allreduce::Auto.check(Device::Cpu), Ok(()));
-        assert_eq!(Allreduce::Mpi.check(Device::Cpu), Ok(()));
+        assert!(Allreduce::Auto.check(Device::Cpu).is_ok());
+        assert!(Allreduce::Mpi.check(Device::Cpu).is_ok());
     }
 }

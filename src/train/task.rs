@@ -7,8 +7,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::data::{Trajectories, Window, TRAIN, VALID};
 use crate::config::train::{LoopConfig, OptimizerConfig};
+use crate::error::Result;
 use crate::rng::{member_stream, Purpose};
-use crate::stages::StageError;
 
 /// Which list of samples.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,7 +62,7 @@ pub trait Task {
     fn setup(&self) -> &Setup;
     /// Σ over `draws` of each sample's loss, divided by `denom` (the global batch size); with
     /// the autograd graph when `split` is `Train`. `applied` is the number of updates so far.
-    fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor, StageError>;
+    fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor>;
     /// Whether a validation loss now may make a `best` checkpoint (the emulator: only once the
     /// curriculum has reached its longest unroll, as the authors').
     fn best_counts(&self, applied: u64) -> bool;
@@ -76,7 +76,7 @@ pub trait Task {
     }
     /// Σ over the validation `draws` of each diagnostic (the trainer sums over ranks and
     /// divides by the number of validation samples).
-    fn diagnostics(&self, _draws: &[Draw]) -> Result<Vec<f64>, StageError> {
+    fn diagnostics(&self, _draws: &[Draw]) -> Result<Vec<f64>> {
         Ok(Vec::new())
     }
 }
@@ -109,7 +109,7 @@ impl Samples {
     }
 
     /// The windows of `draws` as one normalised tensor `[b, len, C, N, N]` on the device.
-    pub fn batch(&self, split: Split, draws: &[Draw]) -> Result<Tensor, StageError> {
+    pub fn batch(&self, split: Split, draws: &[Draw]) -> Result<Tensor> {
         let (c, n) = (self.data.channels as i64, self.data.grid as i64);
         let mut host = Vec::with_capacity(draws.len() * self.len * self.data.state_len());
         for d in draws {

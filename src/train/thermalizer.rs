@@ -13,9 +13,9 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::task::{normals, Draw, Setup, Split, Task};
 use crate::config::train::ThermalizerConfig;
+use crate::error::Result;
 use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::{level_labels, Schedule};
-use crate::stages::StageError;
 
 pub struct ThermalizerTask {
     pub setup: Setup,
@@ -29,7 +29,7 @@ impl Task for ThermalizerTask {
         &self.setup
     }
 
-    fn loss(&self, split: Split, draws: &[Draw], denom: f64, _applied: u64) -> Result<Tensor, StageError> {
+    fn loss(&self, split: Split, draws: &[Draw], denom: f64, _applied: u64) -> Result<Tensor> {
         let x0 = self.setup.samples.batch(split, draws)?.select(1, 0);
         let per = x0.size()[1..].iter().product::<i64>() as usize;
         let (mut levels, mut eps) = (Vec::with_capacity(draws.len()), Vec::with_capacity(per * draws.len()));
@@ -55,7 +55,7 @@ impl Task for ThermalizerTask {
         &["clean_level", "low_within_2"]
     }
 
-    fn diagnostics(&self, draws: &[Draw]) -> Result<Vec<f64>, StageError> {
+    fn diagnostics(&self, draws: &[Draw]) -> Result<Vec<f64>> {
         let x0 = self.setup.samples.batch(Split::Valid, draws)?.select(1, 0);
         let per = x0.size()[1..].iter().product::<i64>() as usize;
         let top = LOW_LEVELS.min(self.schedule.levels() - 1);
@@ -68,10 +68,8 @@ impl Task for ThermalizerTask {
         let eps = Tensor::from_slice(&eps).view(x0.size().as_slice()).to_device(x0.device());
         let xt = self.schedule.noised(&x0, &levels, &eps);
         let predict = |x: &Tensor| Vec::<i64>::try_from(self.net.noise_level(x).to_device(tch::Device::Cpu));
-        let io = |e: tch::TchError| StageError::Io(e.to_string());
-        let clean: i64 = predict(&x0).map_err(io)?.iter().sum();
-        let within =
-            predict(&xt).map_err(io)?.iter().zip(&levels).filter(|(p, &t)| (**p - t as i64).abs() <= 2).count();
+        let clean: i64 = predict(&x0)?.iter().sum();
+        let within = predict(&xt)?.iter().zip(&levels).filter(|(p, &t)| (**p - t as i64).abs() <= 2).count();
         Ok(vec![clean as f64, within as f64])
     }
 }

@@ -27,9 +27,9 @@ use super::optim::{clip_grad_norm, AdamW, Ema, Parameters};
 use super::reduce::Reducer;
 use super::task::{Draw, Split, Task};
 use crate::config::{same_identity, Stage};
+use crate::error::{Context, Error, Result};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{split_range, World};
-use crate::stages::StageError;
 use crate::store::lock;
 use crate::store::trajectories::{GIT_REVISION, VERSION};
 
@@ -85,8 +85,8 @@ fn latest(dir: &Path) -> PathBuf {
 
 /// Rank 0 inspects the checkpoint directory: fresh, resume or done (and refuses foreign or
 /// changed-config checkpoints).
-fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
-    std::fs::create_dir_all(&s.dir).map_err(|e| format!("cannot create {}: {e}", s.dir.display()))?;
+fn preflight(task: &dyn Task, s: &Session) -> Result<u8> {
+    std::fs::create_dir_all(&s.dir).input_context(|| format!("cannot create {}", s.dir.display()))?;
     let path = latest(&s.dir);
     if !path.exists() {
         return Ok(FRESH);
@@ -94,15 +94,19 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8, String> {
     let ck = Checkpoint::load(&path)?;
     let model = ck.meta("model", &path)?;
     if model != task.setup().name {
-        return Err(format!("checkpoint {}: holds a {model} model, not the {}", path.display(), task.setup().name));
+        return Err(Error::Input(format!(
+            "checkpoint {}: holds a {model} model, not the {}",
+            path.display(),
+            task.setup().name
+        )));
     }
     let changed = !same_identity(s.stage, &ck.meta("identity", &path)?, &s.identity);
     if changed && !s.allow_config_change {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "checkpoint {}: was trained with a different config (data, model or training settings); pass \
              --allow-config-change to continue it with this one, or use another run.dir",
             path.display()
-        ));
+        )));
     }
     let params = Parameters::of(&task.setup().vs);
     for (name, t) in &params.named {
@@ -119,19 +123,20 @@ struct State {
     progress: Progress,
 }
 
-fn parse<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T, String> {
+fn parse<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T> {
     let v = ck.meta(key, path)?;
-    v.parse().map_err(|_| format!("checkpoint {}: metadata '{key}' = {v:?} is not a number", path.display()))
+    v.parse()
+        .map_err(|_| Error::Input(format!("checkpoint {}: metadata '{key}' = {v:?} is not a number", path.display())))
 }
 
-fn opt_f64(ck: &Checkpoint, key: &str, path: &Path) -> Result<Option<f64>, String> {
+fn opt_f64(ck: &Checkpoint, key: &str, path: &Path) -> Result<Option<f64>> {
     match ck.meta(key, path)? {
         "" => Ok(None),
         _ => parse(ck, key, path).map(Some),
     }
 }
 
-fn restore(st: &mut State, path: &Path, device: Device) -> Result<(), String> {
+fn restore(st: &mut State, path: &Path, device: Device) -> Result<()> {
     let ck = Checkpoint::load(path)?;
     let _g = tch::no_grad_guard();
     for (name, p) in &st.params.named {
@@ -146,7 +151,7 @@ fn restore(st: &mut State, path: &Path, device: Device) -> Result<(), String> {
             .named
             .iter()
             .map(|(name, p)| ck.tensor(&format!("ema/{name}"), &p.size(), path).map(|t| t.reshape([-1])))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_>>()?;
         ema.flat.copy_(&Tensor::cat(&parts, 0).to_device(device));
     }
     st.progress = Progress {
@@ -164,7 +169,7 @@ fn restore(st: &mut State, path: &Path, device: Device) -> Result<(), String> {
     Ok(())
 }
 
-fn save(task: &dyn Task, st: &State, s: &Session, name: &str) -> Result<(), String> {
+fn save(task: &dyn Task, st: &State, s: &Session, name: &str) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> =
         st.params.named.iter().map(|(k, t)| (k.clone(), t.detach().shallow_clone())).collect();
     if let Some(ema) = &st.ema {
@@ -206,7 +211,7 @@ struct Csv(Option<BufWriter<File>>);
 impl Csv {
     /// Opens `path` for appending after keeping only rows whose first column (the update) is
     /// at most `keep_until` (a resumed run rewrites what followed its checkpoint).
-    fn open(path: &Path, header: &str, keep_until: Option<u64>, root: bool) -> Result<Csv, String> {
+    fn open(path: &Path, header: &str, keep_until: Option<u64>, root: bool) -> Result<Csv> {
         if !root {
             return Ok(Csv(None));
         }
@@ -220,9 +225,8 @@ impl Csv {
                     .filter(|l| l.split(',').next().and_then(|u| u.parse::<u64>().ok()).is_some_and(|u| u <= limit)),
             );
         }
-        let io = |e: std::io::Error| format!("{}: {e}", path.display());
-        std::fs::write(path, rows.join("\n") + "\n").map_err(io)?;
-        Ok(Csv(Some(BufWriter::new(OpenOptions::new().append(true).open(path).map_err(io)?))))
+        std::fs::write(path, rows.join("\n") + "\n").context(|| path.display())?;
+        Ok(Csv(Some(BufWriter::new(OpenOptions::new().append(true).open(path).context(|| path.display())?))))
     }
 
     fn row(&mut self, fields: &[String]) {
@@ -240,7 +244,7 @@ impl Csv {
 
 /// Mean validation loss, then the task's mean diagnostics, over the fixed validation subset
 /// (NaN without validation samples); and the size of that subset.
-fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<(Vec<f64>, usize), StageError> {
+fn validate(task: &dyn Task, s: &Session, applied: u64) -> Result<(Vec<f64>, usize)> {
     let n = task.setup().len(Split::Valid);
     let picks = evenly_spaced(n, task.setup().training.valid_samples);
     let mine = split_range(picks.len(), s.world.size(), s.world.rank());
@@ -264,7 +268,7 @@ fn eta(seconds: f64) -> String {
 }
 
 /// Trains `task` to the end (or until stopped), resuming from `latest` if present.
-pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
+pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
     let world = s.world;
     // One writer per model and run directory, held (on rank 0) until training returns.
     let run_dir = s.dir.parent().unwrap_or(&s.dir);
@@ -274,14 +278,14 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let n_train = task.setup().len(Split::Train);
     let per_epoch = (n_train / lc.batch_size) as u64;
     if per_epoch == 0 {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "{}.training.batch_size = {}: the training split has only {n_train} samples",
             task.setup().name,
             lc.batch_size
         )));
     }
     if lc.batch_size < world.size() {
-        return Err(StageError::Input(format!(
+        return Err(Error::Input(format!(
             "{}.training.batch_size = {}: smaller than the {} ranks of this job (each rank needs at least one sample \
              of every batch)",
             task.setup().name,
@@ -301,7 +305,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
             ema.flat.copy_(&flat);
         }
     } else {
-        restore(&mut st, &latest(&s.dir), s.device).map_err(StageError::Input)?;
+        restore(&mut st, &latest(&s.dir), s.device)?;
     }
     if decision == DONE {
         let p = &st.progress;
@@ -310,9 +314,8 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     let total = lc.max_updates.unwrap_or(u64::MAX).min(per_epoch * lc.epochs as u64);
     let root = world.is_root();
     let keep = (decision == RESUME).then_some(st.progress.applied);
-    let mut history = Csv::open(&s.dir.join("history.csv"), HISTORY_HEADER, keep, root).map_err(StageError::Io)?;
-    let mut valid_csv =
-        Csv::open(&s.dir.join("validation.csv"), &validation_header(task), keep, root).map_err(StageError::Io)?;
+    let mut history = Csv::open(&s.dir.join("history.csv"), HISTORY_HEADER, keep, root)?;
+    let mut valid_csv = Csv::open(&s.dir.join("validation.csv"), &validation_header(task), keep, root)?;
     if root {
         log::info!(
             "{}: {} parameters, {n_train} training / {} validation samples, batch {} over {} rank(s), {} updates per \
@@ -377,7 +380,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                     );
                 }
                 if p.skipped_in_a_row > lc.max_skipped {
-                    return Err(StageError::Io(format!(
+                    return Err(Error::Failure(format!(
                         "{}: {} consecutive non-finite updates (limit {}.training.max_skipped = {}); the last good \
                          checkpoint is {}; lower the learning rate or check the data",
                         task.setup().name,
@@ -428,7 +431,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
                 history.flush();
                 valid_csv.flush();
                 if root {
-                    save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
+                    save(task, &st, s, "latest.safetensors")?;
                 }
                 world.barrier();
                 last_ck = Instant::now();
@@ -449,7 +452,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
         st.progress.batch = 0;
         history.flush();
         if root {
-            save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
+            save(task, &st, s, "latest.safetensors")?;
         }
     }
     if validated_at != Some(st.progress.applied) {
@@ -458,7 +461,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome, StageError> {
     st.progress.finished = true;
     history.flush();
     if root {
-        save(task, &st, s, "latest.safetensors").map_err(StageError::Io)?;
+        save(task, &st, s, "latest.safetensors")?;
     }
     world.barrier();
     Ok(Outcome::Finished { updates: st.progress.applied, already: false, best: st.progress.best })
@@ -491,13 +494,7 @@ impl WallClock {
 }
 
 /// Validation, its CSV row and log line, and the `best` checkpoint when it improved.
-fn end_of_validation(
-    task: &dyn Task,
-    s: &Session,
-    st: &mut State,
-    csv: &mut Csv,
-    clock: &WallClock,
-) -> Result<(), StageError> {
+fn end_of_validation(task: &dyn Task, s: &Session, st: &mut State, csv: &mut Csv, clock: &WallClock) -> Result<()> {
     let began = Instant::now();
     let (values, samples) = validate(task, s, st.progress.applied)?;
     let (v, diagnostics) = (values[0], &values[1..]);
@@ -525,7 +522,7 @@ fn end_of_validation(
             if improved { " (best)" } else { "" }
         );
         if improved {
-            save(task, st, s, "best.safetensors").map_err(StageError::Io)?;
+            save(task, st, s, "best.safetensors")?;
         }
     }
     Ok(())
