@@ -98,8 +98,7 @@ fn output_is_bitwise_identical_on_1_2_and_3_ranks() {
     }
 }
 
-/// Waits until `path` exists (the run has checkpointed at least once) or `child` ends.
-
+/// Settings that make a run long enough to be killed after its first checkpoint.
 const LONG: [&str; 2] = ["generate.samples=250", "system.grid=48"];
 
 /// Starts `config` with `sets` as a plain process, SIGKILLs it once it has checkpointed, checks

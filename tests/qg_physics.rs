@@ -14,7 +14,7 @@ fn smooth_q(model: &Qg<f64>, seed: u64) -> Vec<Complex<f64>> {
         let mut real = vec![0.0; g.n * g.n];
         for _ in 0..12 {
             let (kx, ky): (f64, f64) = (rng.random_range(-8..=8) as f64, rng.random_range(-8..=8) as f64);
-            let (a, ph): (f64, f64) = (rng.random_range(0.2..1.0), rng.random_range(0.0..6.28));
+            let (a, ph): (f64, f64) = (rng.random_range(0.2..1.0), rng.random_range(0.0..std::f64::consts::TAU));
             for j in 0..g.n {
                 for i in 0..g.n {
                     let arg = 2.0 * std::f64::consts::PI * (kx * i as f64 + ky * j as f64) / g.n as f64;

@@ -47,7 +47,7 @@ fn initial_pv(n: usize, member: u64) -> Vec<f64> {
         let amp = if layer == 0 { 1e-5 } else { 1.5e-6 };
         for _ in 0..10 {
             let (kx, ky) = (rng.random_range(-6..=6) as f64, rng.random_range(-6..=6) as f64);
-            let (a, ph): (f64, f64) = (rng.random_range(0.1..0.4), rng.random_range(0.0..6.28));
+            let (a, ph): (f64, f64) = (rng.random_range(0.1..0.4), rng.random_range(0.0..std::f64::consts::TAU));
             for j in 0..n {
                 for i in 0..n {
                     let arg = 2.0 * std::f64::consts::PI * (kx * i as f64 + ky * j as f64) / n as f64;

@@ -581,7 +581,7 @@ fn check_report(dir: &Path) {
             .skip_while(|l| !l.starts_with("Short-horizon skill"))
             .find(|l| l.starts_with(&format!("| {mode} |")));
         let mse: f64 = skill.expect("a skill row per mode").split('|').nth(2).unwrap().trim().parse().unwrap();
-        assert!(mse >= 0.0 && mse < 1.0, "one-step MSE of {mode}: {mse}");
+        assert!((0.0..1.0).contains(&mse), "one-step MSE of {mode}: {mse}");
         // summary.json holds the same numbers.
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap()).unwrap();

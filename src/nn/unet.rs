@@ -142,15 +142,17 @@ impl ResidualBlock {
     }
 }
 
+/// A residual block is three times the size of a convolution: boxed, so that the layer lists
+/// do not pad every convolution to its size.
 #[derive(Debug)]
 enum DownLayer {
-    Res(ResidualBlock),
+    Res(Box<ResidualBlock>),
     Downsample(PeriodicConv),
 }
 
 #[derive(Debug)]
 enum UpLayer {
-    Res(ResidualBlock),
+    Res(Box<ResidualBlock>),
     Upsample(nn::ConvTranspose2D),
 }
 
@@ -182,7 +184,7 @@ impl Unet {
             let c_out = c_in * m;
             for _ in 0..s.blocks {
                 let k = down.len();
-                down.push(DownLayer::Res(ResidualBlock::new(&dp / k / "res", c_in, c_out)));
+                down.push(DownLayer::Res(Box::new(ResidualBlock::new(&dp / k / "res", c_in, c_out))));
                 c_in = c_out;
             }
             if i + 1 < levels {
@@ -197,11 +199,11 @@ impl Unet {
         for i in (0..levels).rev() {
             for _ in 0..s.blocks {
                 let k = up.len();
-                up.push(UpLayer::Res(ResidualBlock::new(&upp / k / "res", 2 * c_in, c_in)));
+                up.push(UpLayer::Res(Box::new(ResidualBlock::new(&upp / k / "res", 2 * c_in, c_in))));
             }
             let c_out = c_in / s.dim_mults[i];
             let k = up.len();
-            up.push(UpLayer::Res(ResidualBlock::new(&upp / k / "res", c_in + c_out, c_out)));
+            up.push(UpLayer::Res(Box::new(ResidualBlock::new(&upp / k / "res", c_in + c_out, c_out))));
             c_in = c_out;
             if i > 0 {
                 let k = up.len();

@@ -81,6 +81,9 @@ fn dataset_attr(f: &File, dataset: &str, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// A cut of one member's row into the (x, y) points of a line.
+type Cut<'a> = dyn Fn(&[f64]) -> Vec<(f64, f64)> + 'a;
+
 fn read(f: &File, name: &str) -> Result<Array> {
     let d = f.dataset(name)?;
     Ok(Array { shape: d.shape()?, v: d.read::<f64>(None)? })
@@ -477,7 +480,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
     let window_from = dataset_attr(&f, "spectrum_mean", "window_start");
     let spectrum_mean = read(&f, "spectrum_mean").context(at)?;
     let truth_spectrum_mean = read(&f, "truth_spectrum_mean").context(at)?;
-    let spread_lines = |truth: &Array, a: &Array, cut: &dyn Fn(&[f64]) -> Vec<(f64, f64)>| -> Vec<Line> {
+    let spread_lines = |truth: &Array, a: &Array, cut: &Cut<'_>| -> Vec<Line> {
         let mut lines = Vec::new();
         let mut add = |a: &Array, mode: Option<usize>, label: &str, color: RGBColor| {
             for m in 0..members {

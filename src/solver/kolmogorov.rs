@@ -11,9 +11,9 @@
 //! `F` is the curl of the body force `f = (A sin(k_f y), 0)`; `A = 1` in the paper. `ν = 1/Re`.
 //!
 //! Discretisation: pseudo-spectral. The advection is evaluated in Basdevant's (1983) form
-//! `u·∇ω = (∂x² − ∂y²)(uv) + ∂x∂y(v² − u²)` from the products of `u` and `v` on the grid (2 inverse
-//! + 2 forward real FFTs per evaluation, against 5 for `u·∇ω` directly) and projected onto the
-//! 2/3-rule band `|kx|, |ky| ≤ kmax = (N−1)/3`; the forcing is added in spectral space (it is
+//! `u·∇ω = (∂x² − ∂y²)(uv) + ∂x∂y(v² − u²)` from the products of `u` and `v` on the grid
+//! (2 inverse + 2 forward real FFTs per evaluation, against 5 for `u·∇ω` directly) and projected
+//! onto the 2/3-rule band `|kx|, |ky| ≤ kmax = (N−1)/3`; the forcing is added in spectral space (it is
 //! constant, so it costs no FFT). Viscosity and drag, `L = −ν|k|² − α`, are treated implicitly.
 //! The state is kept inside the band (initial conditions are projected onto it), which makes the
 //! truncation a Galerkin projection: the nonlinear term conserves energy and enstrophy exactly.

@@ -11,8 +11,8 @@ const LANES: usize = 4;
 /// was finite.
 pub struct PeakSpeed<T: Real> {
     max: [T; LANES],
-    /// `Σ (s − s)` over the squared speeds `s` seen: exactly 0 while all are finite, NaN after
-    /// the first infinite or NaN one.
+    /// `Σ 0·s` over the squared speeds `s` seen: exactly 0 while all are finite, NaN after the
+    /// first infinite or NaN one (0·∞ and 0·NaN are NaN).
     probe: [T; LANES],
 }
 
@@ -41,7 +41,7 @@ impl<T: Real> PeakSpeed<T> {
     fn take(&mut self, lane: usize, u: T, v: T) {
         let s = u * u + v * v;
         self.max[lane] = if s > self.max[lane] { s } else { self.max[lane] };
-        self.probe[lane] = self.probe[lane] + (s - s);
+        self.probe[lane] = self.probe[lane] + s * T::zero();
     }
 
     /// The largest speed seen, or NaN if any velocity was not finite.

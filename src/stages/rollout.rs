@@ -94,7 +94,7 @@ impl Records {
 
 /// Record counts: scalars, spectra, snapshots.
 fn record_counts(r: &RolloutConfig) -> (usize, usize, usize) {
-    let snaps = if r.snapshot_every > 0 { r.steps / r.snapshot_every + 1 } else { 0 };
+    let snaps = r.steps.checked_div(r.snapshot_every).map_or(0, |k| k + 1);
     (r.steps / r.record_every + 1, r.steps / r.spectrum_every + 1, snaps)
 }
 
@@ -397,9 +397,9 @@ fn create_output(
     r: &RolloutConfig,
     recs: &Records,
     ics: &[Window],
-    kbins: usize,
     (s_init, s_init_source): (usize, &str),
 ) -> Result<()> {
+    let kbins = stats::bins(c.output_grid() as i64) as usize;
     let f = File::create(path, Access::Parallel(world.comm()))?;
     let m = r.members;
     let (nr, ns, np) = record_counts(r);
@@ -515,6 +515,8 @@ fn stored_threshold(partial: &Path) -> Result<(usize, String)> {
 }
 
 /// Runs the rollout of `c.rollout`.
+// `x = x + noise`, not `x += noise`: tch's `+=` adds in place, into a tensor the step may share.
+#[allow(clippy::assign_op_pattern)]
 pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result<Outcome> {
     let r = c.rollout.clone().ok_or_else(|| Error::Input("the config has no rollout section".into()))?;
     let dir = &c.run.dir;
@@ -649,7 +651,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         };
         states = (0..modes).map(|_| x0.copy()).collect();
         let thresholds = (s_init, s_init_source.as_str());
-        create_output(&partial, world, c, &r, &recs, &ics, kbins, thresholds)?;
+        create_output(&partial, world, c, &r, &recs, &ics, thresholds)?;
     }
     let schedule = Schedule::cosine(c.thermalizer().levels);
     let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };

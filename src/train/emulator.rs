@@ -34,6 +34,8 @@ impl Task for EmulatorTask {
         &self.setup
     }
 
+    // `t = t + u`, not `t += u`: tch's `+=` adds in place, into `x` (a view of which `state` starts as).
+    #[allow(clippy::assign_op_pattern)]
     fn loss(&self, split: Split, draws: &[Draw], denom: f64, applied: u64) -> Result<Tensor> {
         let x = self.setup.samples.batch(split, draws)?;
         let n = self.unroll(applied);

@@ -100,7 +100,7 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8> {
             task.setup().name
         )));
     }
-    let changed = !same_identity(s.stage, &ck.meta("identity", &path)?, &s.identity);
+    let changed = !same_identity(s.stage, ck.meta("identity", &path)?, &s.identity);
     if changed && !s.allow_config_change {
         return Err(Error::Input(format!(
             "checkpoint {}: was trained with a different config (data, model or training settings); pass \
