@@ -32,15 +32,13 @@ pub enum Error {
     /// itself, without aborting the job (exit status 1).
     #[error("{0}")]
     Collective(String),
-    /// An HDF5 call failed (a failure); the message names the file and object.
+    /// An HDF5 call failed (a failure; made by `store/h5.rs`); the message names the file and
+    /// object.
     #[error("HDF5: {0}")]
     Hdf5(String),
     /// A libtorch call failed (a failure).
     #[error(transparent)]
     Torch(#[from] tch::TchError),
-    /// An I/O call failed without a context saying on what (a failure).
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 impl Error {
@@ -99,7 +97,5 @@ mod tests {
         let e = Err::<(), _>("not a number").input_context(|| "a.yaml: key = x").unwrap_err();
         assert_eq!(e.to_string(), "a.yaml: key = x: not a number");
         assert_eq!(e.exit_status(), 2);
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(Error::from(io).exit_status(), 1);
     }
 }

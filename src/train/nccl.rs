@@ -48,6 +48,8 @@ struct Nccl {
 }
 
 /// NCCL from `libnccl.so.2` (loaded once; the error says why it could not be).
+// Each transmute's target type is its field's, declared in `Nccl` with nccl.h's signature.
+#[allow(clippy::missing_transmute_annotations)]
 fn nccl() -> Result<&'static Nccl> {
     static LIB: OnceLock<Result<Nccl>> = OnceLock::new();
     LIB.get_or_init(|| {
