@@ -558,11 +558,11 @@ fn bench_rollout(
 }
 
 /// A `--precisions` value: a `rollout.inference_precision`.
-fn parse_precision(s: &str) -> Result<Precision, String> {
+fn parse_precision(s: &str) -> Result<Precision, Error> {
     [Precision::F32, Precision::Bf16, Precision::F16]
         .into_iter()
         .find(|p| p.name() == s)
-        .ok_or_else(|| format!("{s}: expected f32, bf16 or f16"))
+        .ok_or_else(|| Error::Input(format!("{s}: expected f32, bf16 or f16")))
 }
 
 /// The `--models` JSON of the benchmarks (default: the built-in list), checked against its grid.
