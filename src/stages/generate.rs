@@ -120,7 +120,7 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8> {
     let _ = std::fs::remove_file(&probe);
     let mine = c.identity(Stage::Generate);
     if paths.output.exists() {
-        let theirs = crate::store::trajectories::stored_config(&paths.output)?;
+        let theirs = crate::store::stored_config(&paths.output)?;
         return if same_identity(Stage::Generate, &theirs, &mine) {
             Ok(DONE)
         } else {
@@ -131,7 +131,7 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8> {
         };
     }
     if paths.checkpoint.exists() && paths.partial.exists() {
-        let theirs = checkpoint::stored_config(&paths.checkpoint)?;
+        let theirs = crate::store::stored_config(&paths.checkpoint)?;
         return if same_identity(Stage::Generate, &theirs, &mine) {
             Ok(RESUME)
         } else {

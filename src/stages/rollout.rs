@@ -538,7 +538,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             };
         }
         if ckpath.exists() && partial.exists() {
-            let stored = ck_store::stored_config(&ckpath)?;
+            let stored = crate::store::stored_config(&ckpath)?;
             return if same_identity(Stage::Rollout, &stored, &ident) {
                 Ok(1)
             } else {

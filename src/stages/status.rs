@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use crate::config::{same_identity, Config, Stage};
 use crate::error::{Context, Result};
+use crate::store;
 use crate::store::checkpoint as ck_store;
-use crate::store::trajectories;
 
 /// Where a stage stands.
 #[derive(Debug, PartialEq)]
@@ -103,7 +103,7 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
     // generate
     let traj = run_dir.join("trajectories.h5");
     let traj_ck = run_dir.join("trajectories.checkpoint.h5");
-    let generated = trajectories::stored_config(&traj).ok().map(|config| Made { config, file: traj.clone() });
+    let generated = store::stored_config(&traj).ok().map(|config| Made { config, file: traj.clone() });
     out.push(match &generated {
         Some(m) => stale_or("generate", m, Stage::Generate, &[]).unwrap_or(StageStatus {
             stage: "generate",
@@ -166,8 +166,8 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
     let (done, partial, ck) =
         (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
     // rollout.h5 stores its config as its checkpoint does: the root attribute `config`.
-    let rolled = ck_store::stored_config(&done).ok().map(|config| Made { config, file: done.clone() });
-    let resumable = ck_store::stored_config(&ck).ok().map(|config| Made { config, file: ck.clone() });
+    let rolled = store::stored_config(&done).ok().map(|config| Made { config, file: done.clone() });
+    let resumable = store::stored_config(&ck).ok().map(|config| Made { config, file: ck.clone() });
     let upstream = |m: &Made| -> Vec<(&Option<Made>, Stage)> {
         let r = serde_saphyr::from_str::<Config>(&m.config).ok().and_then(|c| c.rollout);
         let shipped = r.as_ref().is_some_and(|r| r.models.is_some());

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{same_identity, Config, Stage, SystemKind};
 use crate::error::{Context, Error, Result};
-use crate::store::trajectories::{self, stored_config};
+use crate::store::stored_config;
+use crate::store::trajectories;
 use crate::store::well::{Field, Statistics, WellLayout, WellWriter};
 use crate::train::data::{Trajectories, Window, TEST, TRAIN, VALID};
 

@@ -81,11 +81,6 @@ pub fn write(
     Ok(())
 }
 
-/// The config stored in a checkpoint (read by every rank, serially).
-pub fn stored_config(path: &Path) -> Result<String> {
-    File::open(path, Access::Serial, false)?.attrs().get_str("config")
-}
-
 /// The step a checkpoint was written at.
 pub fn stored_step(path: &Path) -> Result<u64> {
     step_of(&File::open(path, Access::Serial, false)?)

@@ -280,8 +280,3 @@ fn write_root_attributes(f: &File, config: &Config, stored: usize, ranks: usize)
     a.set::<i64>("mpi_ranks", &[ranks as i64])?;
     Ok(())
 }
-
-/// The resolved config stored in a finished or partial trajectories file.
-pub fn stored_config(path: &Path) -> Result<String> {
-    File::open(path, Access::Serial, false)?.attrs().get_str("config")
-}
