@@ -89,30 +89,12 @@ fn read(f: &File, name: &str) -> Result<Array> {
     Ok(Array { shape: d.shape()?, v: d.read::<f64>(None)? })
 }
 
-/// One rollout mode's headline numbers.
-pub struct ModeHeadline {
-    pub name: String,
-    /// Median over members of the stable horizon (emulator steps).
-    pub median_horizon: f64,
-    /// The median is only a lower bound: at least half the members never diverged.
-    pub lower_bound: bool,
-    /// Fraction of members still running at the last step.
-    pub surviving: f64,
-    /// Denoising passes per member-step (0 for the emulator alone).
-    pub passes_per_step: f64,
-    /// Median over members of the spectral horizon (the rollout length for members that never
-    /// left the truth's spread).
-    pub spectral_horizon: f64,
-    /// RMS over 1 ≤ k < N/2 of ln E_mode − ln E_truth, with E the ensemble mean of the members'
-    /// time-mean spectra over the stationary window (NaN when no member survived it).
-    pub spectrum_error: f64,
-}
-
 /// What the report found, for the caller's headline.
 pub struct Headline {
     pub dir: PathBuf,
     pub members: usize,
-    pub modes: Vec<ModeHeadline>,
+    /// Every mode's row of the modes table (as in `summary.json`).
+    pub modes: Vec<ModeRow>,
 }
 
 impl Headline {
@@ -122,30 +104,30 @@ impl Headline {
             .modes
             .iter()
             .map(|m| {
-                let bound = if m.lower_bound { "≥ " } else { "" };
-                let passes = if m.passes_per_step > 0.0 {
-                    format!(", {:.1} denoising passes per step", m.passes_per_step)
+                let bound = if m.median_is_lower_bound { "≥ " } else { "" };
+                let passes = if m.denoising_passes_per_step > 0.0 {
+                    format!(", {:.1} denoising passes per step", m.denoising_passes_per_step)
                 } else {
                     String::new()
                 };
                 format!(
                     "{} {bound}{:.0} steps ({:.0} % surviving{passes})",
-                    m.name,
-                    m.median_horizon,
-                    m.surviving * 100.0
+                    m.mode,
+                    m.median_stable_horizon,
+                    m.surviving_fraction * 100.0
                 )
             })
             .collect();
         let mut line = format!("median stable horizon over {} members: {}", self.members, parts.join("; "));
-        let find = |n: &str| self.modes.iter().find(|m| m.name == n);
+        let find = |n: &str| self.modes.iter().find(|m| m.mode == n);
         if let (Some(e), Some(t)) = (find("emulator"), find("thermalized")) {
-            if e.median_horizon > 0.0 {
-                line += &format!("; thermalized/emulator ×{:.2}", t.median_horizon / e.median_horizon);
+            if e.median_stable_horizon > 0.0 {
+                line += &format!("; thermalized/emulator ×{:.2}", t.median_stable_horizon / e.median_stable_horizon);
             }
-            if !(e.spectral_horizon.is_nan() || t.spectral_horizon.is_nan()) {
+            if !(e.median_spectral_horizon.is_nan() || t.median_spectral_horizon.is_nan()) {
                 line += &format!(
                     "; median spectral horizon: emulator {:.0}, thermalized {:.0} steps",
-                    e.spectral_horizon, t.spectral_horizon
+                    e.median_spectral_horizon, t.median_spectral_horizon
                 );
             }
         }
@@ -155,23 +137,23 @@ impl Headline {
 
 /// One sentence on whether thermalization extended the stable horizon, from the numbers alone
 /// (a change of less than 10 % of the median is called no change).
-fn verdict(modes: &[ModeHeadline]) -> String {
-    let find = |n: &str| modes.iter().find(|m| m.name == n);
+fn verdict(modes: &[ModeRow]) -> String {
+    let find = |n: &str| modes.iter().find(|m| m.mode == n);
     let (Some(e), Some(t)) = (find("emulator"), find("thermalized")) else {
         return "Only one mode was run: no comparison of emulator and thermalized.".into();
     };
-    let (eh, th) = (e.median_horizon, t.median_horizon);
-    if e.lower_bound && t.lower_bound {
+    let (eh, th) = (e.median_stable_horizon, t.median_stable_horizon);
+    if e.median_is_lower_bound && t.median_is_lower_bound {
         let neither = format!(
             "Neither mode diverged in most members within the {eh:.0} steps of the rollout: the median stable horizon \
              is at least {eh:.0} steps in both"
         );
-        if e.spectrum_error.is_nan() || t.spectrum_error.is_nan() {
+        if e.time_mean_spectrum_error.is_nan() || t.time_mean_spectrum_error.is_nan() {
             return format!("{neither} (time-mean spectra not available to compare).");
         }
-        let closer = if t.spectrum_error < 0.9 * e.spectrum_error {
+        let closer = if t.time_mean_spectrum_error < 0.9 * e.time_mean_spectrum_error {
             "**Thermalization kept the time-mean spectrum closer to the truth's**"
-        } else if t.spectrum_error <= 1.1 * e.spectrum_error {
+        } else if t.time_mean_spectrum_error <= 1.1 * e.time_mean_spectrum_error {
             "**Thermalization did not measurably change the time-mean spectrum's distance from the truth's**"
         } else {
             "**Thermalization moved the time-mean spectrum further from the truth's**"
@@ -179,10 +161,10 @@ fn verdict(modes: &[ModeHeadline]) -> String {
         return format!(
             "{neither} (roll out longer to compare them). {closer} (RMS log-spectral error {:.3} thermalized, {:.3} \
              alone).",
-            t.spectrum_error, e.spectrum_error
+            t.time_mean_spectrum_error, e.time_mean_spectrum_error
         );
     }
-    let bound = if t.lower_bound { "at least " } else { "" };
+    let bound = if t.median_is_lower_bound { "at least " } else { "" };
     let ratio = th / eh.max(1.0);
     if ratio > 1.1 {
         format!(
@@ -201,9 +183,9 @@ fn verdict(modes: &[ModeHeadline]) -> String {
 
 /// One sentence on the median spectral horizons of the emulator alone and thermalized, and
 /// their ratio (none when either mode is missing or an interim report has none).
-fn spectral_verdict(modes: &[ModeHeadline], rollout_steps: f64) -> Option<String> {
-    let find = |n: &str| modes.iter().find(|m| m.name == n);
-    let (es, ts) = (find("emulator")?.spectral_horizon, find("thermalized")?.spectral_horizon);
+fn spectral_verdict(modes: &[ModeRow], rollout_steps: f64) -> Option<String> {
+    let find = |n: &str| modes.iter().find(|m| m.mode == n);
+    let (es, ts) = (find("emulator")?.median_spectral_horizon, find("thermalized")?.median_spectral_horizon);
     if es.is_nan() || ts.is_nan() {
         return None;
     }
@@ -653,7 +635,6 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
     };
     let emulator_index = modes.iter().position(|m| m == "emulator");
     let emulator_rate = emulator_index.map_or(f64::NAN, |e| attr("emulator_wall_seconds") / member_steps(e));
-    let mut head = Vec::new();
     let mut rows = Vec::new();
     let mut horizons = Vec::new();
     for (i, name) in modes.iter().enumerate() {
@@ -709,15 +690,6 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
             row.denoising_passes_per_step,
         );
         rows.push(row);
-        head.push(ModeHeadline {
-            name: name.clone(),
-            median_horizon: med,
-            lower_bound: surv >= 0.5,
-            surviving: surv,
-            passes_per_step: attr(&format!("{name}_passes_per_step")),
-            spectral_horizon: spectral_median,
-            spectrum_error,
-        });
     }
     let index = |n: &str| modes.iter().position(|m| m == n);
     let mut pair_rows = Vec::new();
@@ -744,8 +716,8 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
     };
 
     // The answer first: horizons and their ratio, the pairing, the calibration, the cost, survival.
-    let _ = writeln!(md, "## The answer\n\n{}", verdict(&head));
-    for line in spectral_verdict(&head, last)
+    let _ = writeln!(md, "## The answer\n\n{}", verdict(&rows));
+    for line in spectral_verdict(&rows, last)
         .into_iter()
         .chain(paired("thermalized", "emulator", "thermalized", "the emulator alone"))
         .chain(paired("guarded_thermalized", "thermalized", "guarded and thermalized", "thermalized"))
@@ -810,7 +782,7 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
         steps: last,
         s_init: attr("s_init"),
         s_init_source: f.attrs().get_str("s_init_source").ok(),
-        modes: rows,
+        modes: rows.clone(),
         paired: pair_rows,
         short_horizon_mse: skill_rows,
     };
@@ -821,5 +793,5 @@ pub fn write(run_dir: &Path, partial: bool) -> Result<Headline> {
     };
     write("summary.json", json + "\n")?;
     write("summary.md", md)?;
-    Ok(Headline { dir, members, modes: head })
+    Ok(Headline { dir, members, modes: rows })
 }

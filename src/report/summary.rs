@@ -25,7 +25,7 @@ pub struct Summary {
 }
 
 /// One row of the modes table.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct ModeRow {
     pub mode: String,
     pub median_stable_horizon: f64,

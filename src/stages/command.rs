@@ -156,10 +156,10 @@ pub fn report(run_dir: &Path, world: &World, partial: bool) -> (i32, Option<Head
             for m in &h.modes {
                 log::info!(
                     "{}: median stable horizon {}{:.0} steps, {:.0} % surviving",
-                    m.name,
-                    if m.lower_bound { "≥ " } else { "" },
-                    m.median_horizon,
-                    m.surviving * 100.0
+                    m.mode,
+                    if m.median_is_lower_bound { "≥ " } else { "" },
+                    m.median_stable_horizon,
+                    m.surviving_fraction * 100.0
                 );
             }
             println!("{}", h.dir.join("summary.md").display());
