@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use thermalizer::config::rollout::Precision;
-use thermalizer::config::{validate, Config};
-use thermalizer::error::Error;
+use thermalizer::bench::command as bench;
+use thermalizer::config::rollout::Precision as InferencePrecision;
+use thermalizer::config::{validate, Config, Dealias, Precision, SystemKind};
 use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::command::{self, exit_status};
 use thermalizer::stages::generate::Plan;
 use thermalizer::stages::models;
-use thermalizer::stages::train::{choose_device, Model, TrainOptions};
+use thermalizer::stages::train::{Model, TrainOptions};
 use thermalizer::store::{h5, trajectories};
 use thermalizer::train::checkpoint::StoredAs;
 use thermalizer::train::reduce::Allreduce;
@@ -63,8 +63,8 @@ enum Command {
     /// ranks; checkpoints in <run.dir>/<model>/ (resumes from latest.safetensors if present).
     Train {
         /// `emulator` or `thermalizer`.
-        #[arg(value_parser = ["emulator", "thermalizer"])]
-        model: String,
+        #[arg(value_enum)]
+        model: Model,
         #[command(flatten)]
         args: ConfigArgs,
         #[command(flatten)]
@@ -223,8 +223,8 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         levels: i64,
         /// Precisions the networks run in, as `rollout.inference_precision` (f32, bf16, f16).
-        #[arg(long, num_args = 1.., default_values = ["f32"], value_parser = parse_precision)]
-        precisions: Vec<Precision>,
+        #[arg(long, value_enum, num_args = 1.., default_values = ["f32"])]
+        precisions: Vec<InferencePrecision>,
         /// Threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -267,8 +267,8 @@ enum BenchCommand {
         #[arg(long, num_args = 1.., default_values_t = [64usize, 128, 256, 512])]
         grids: Vec<usize>,
         /// Precisions (f64, f32).
-        #[arg(long, num_args = 1.., default_values = ["f64", "f32"])]
-        precision: Vec<String>,
+        #[arg(long, value_enum, num_args = 1.., default_values = ["f64", "f32"])]
+        precision: Vec<Precision>,
         /// Seconds per timed block.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
@@ -279,12 +279,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1e-3)]
         viscosity: f64,
         /// System: kolmogorov or qg (pyqg's eddy configuration).
-        #[arg(long, default_value = "kolmogorov")]
-        system: String,
+        #[arg(long, value_enum, default_value = "kolmogorov")]
+        system: SystemKind,
         /// QG small scales: exponential (pyqg's filter) or two_thirds (the 2/3 rule, the
         /// paper's data; only the band's columns are transformed). Kolmogorov ignores it.
-        #[arg(long, default_value = "exponential")]
-        dealias: String,
+        #[arg(long, value_enum, default_value = "exponential")]
+        dealias: Dealias,
         /// Also time the batched libtorch Kolmogorov solver on this device (`cpu` or `cuda`)
         /// and check it against the native solver.
         #[arg(long)]
@@ -333,10 +333,7 @@ fn dispatch(command: Command, world: &World) -> i32 {
         },
         Command::Train { model, args, train } => match load(&args) {
             Err(code) => code,
-            Ok(config) => {
-                let which = if model == "emulator" { Model::Emulator } else { Model::Thermalizer };
-                command::train(&config, world, &StopFlag::install(), which, &train.into())
-            }
+            Ok(config) => command::train(&config, world, &StopFlag::install(), model, &train.into()),
         },
         Command::Calibrate { args, device } => match load(&args) {
             Err(code) => code,
@@ -395,42 +392,60 @@ fn dispatch(command: Command, world: &World) -> i32 {
             }
             0
         }
-        Command::Bench {
-            what:
-                BenchCommand::Rollout { models, batches, passes, levels, precisions, threads, seconds, repeats, device },
-        } => {
-            if !world.is_root() {
-                return 0;
-            }
-            match choose_device(device.as_deref()) {
-                Ok(d) => {
-                    let pieces = (batches.as_slice(), passes, levels, precisions.as_slice());
-                    bench_rollout(world, models.as_deref(), pieces, threads, (seconds, repeats), d)
-                }
-                Err(e) => exit_status(world, e),
-            }
+        Command::Bench { what } => bench(what, world),
+    }
+}
+
+/// `bench rollout|train|solver`.
+fn bench(what: BenchCommand, world: &World) -> i32 {
+    match what {
+        BenchCommand::Rollout { models, batches, passes, levels, precisions, threads, seconds, repeats, device } => {
+            let o = bench::RolloutOptions {
+                models: models.as_deref(),
+                batches: &batches,
+                passes,
+                levels,
+                precisions: &precisions,
+                threads,
+                timing: (seconds, repeats),
+                device: device.as_deref(),
+            };
+            bench::rollout(world, &o)
         }
-        Command::Bench { what: BenchCommand::Train { models, threads, seconds, repeats, json, device } } => {
-            match choose_device(device.as_deref()) {
-                Ok(d) => bench_train(world, models.as_deref(), &threads, (seconds, repeats), json.as_deref(), d),
-                Err(e) => exit_status(world, e),
-            }
+        BenchCommand::Train { models, threads, seconds, repeats, json, device } => {
+            let o = bench::TrainOptions {
+                models: models.as_deref(),
+                threads: &threads,
+                timing: (seconds, repeats),
+                json: json.as_deref(),
+                device: device.as_deref(),
+            };
+            bench::train(world, &o)
         }
-        Command::Bench {
-            what:
-                BenchCommand::Solver { grids, precision, seconds, repeats, viscosity, system, dealias, json, device, batch },
+        BenchCommand::Solver {
+            grids,
+            precision,
+            seconds,
+            repeats,
+            viscosity,
+            system,
+            dealias,
+            device,
+            batch,
+            json,
         } => {
-            if !world.is_root() {
-                return 0;
-            }
-            let opts = BenchOptions { seconds, repeats, viscosity, system, dealias };
-            let code = bench_solver(&grids, &precision, &opts, json.as_deref());
-            match device.map(|d| choose_device(Some(&d))) {
-                None => code,
-                Some(Err(e)) => exit_status(world, e),
-                Some(Ok(d)) if code == 0 => bench_batched_solver(&grids, &precision, &opts, (batch, d)),
-                Some(Ok(_)) => code,
-            }
+            let o = bench::SolverOptions {
+                grids: &grids,
+                precisions: &precision,
+                timing: (seconds, repeats),
+                viscosity,
+                system,
+                dealias,
+                device: device.as_deref(),
+                batch,
+                json: json.as_deref(),
+            };
+            bench::solver(world, &o)
         }
     }
 }
@@ -508,245 +523,4 @@ fn print_info(world: &World) {
         if cuda { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".to_string() }
     );
     println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
-}
-
-fn bench_rollout(
-    world: &World,
-    models: Option<&str>,
-    (batches, passes, levels, precisions): (&[i64], usize, i64, &[Precision]),
-    threads: usize,
-    timing: (f64, usize),
-    device: tch::Device,
-) -> i32 {
-    use thermalizer::bench::rollout::costs;
-    let models = match parse_bench_models(world, models) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
-    tch::set_num_threads(threads as i32);
-    println!("# thermalizer bench rollout: ms per member-step on {device:?}, {threads} thread(s), {levels} levels; thermalized = emulator + classifier + {passes} denoising passes, thermalized/s its member-steps per second");
-    println!(
-        "{:>12} {:>9} {:>6} {:>12} {:>12} {:>12} {:>16} {:>10} {:>16}",
-        "model", "precision", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator", "thermalized/s"
-    );
-    for m in &models {
-        let shape = thermalizer::nn::unet::UnetShape {
-            in_channels: m.channels,
-            out_channels: m.channels,
-            hidden: m.hidden,
-            dim_mults: m.dim_mults.clone(),
-            blocks: m.blocks,
-        };
-        for (&p, &b) in precisions.iter().flat_map(|p| batches.iter().map(move |b| (p, b))) {
-            let r = costs(&shape, (m.grid, levels, b), p.kind(), timing.0, timing.1, device);
-            let therm = r.emulator_ms + r.classifier_ms + passes as f64 * r.denoise_ms;
-            println!(
-                "{:>12} {:>9} {:>6} {:>12.3} {:>12.3} {:>12.3} {:>16.3} {:>10.2} {:>16.1}",
-                m.name,
-                p.name(),
-                b,
-                r.emulator_ms,
-                r.classifier_ms,
-                r.denoise_ms,
-                therm,
-                therm / r.emulator_ms,
-                1e3 / therm
-            );
-        }
-    }
-    0
-}
-
-/// A `--precisions` value: a `rollout.inference_precision`.
-fn parse_precision(s: &str) -> Result<Precision, Error> {
-    [Precision::F32, Precision::Bf16, Precision::F16]
-        .into_iter()
-        .find(|p| p.name() == s)
-        .ok_or_else(|| Error::Input(format!("{s}: expected f32, bf16 or f16")))
-}
-
-/// The `--models` JSON of the benchmarks (default: the built-in list), checked against its grid.
-fn parse_bench_models(world: &World, models: Option<&str>) -> Result<Vec<thermalizer::bench::train::BenchModel>, i32> {
-    use thermalizer::bench::train::{default_models, BenchModel};
-    let models: Vec<BenchModel> = match models {
-        None => default_models(),
-        Some(text) => match serde_json::from_str(text) {
-            Ok(m) => m,
-            Err(e) => return Err(exit_status(world, Error::Input(format!("--models: not a list of models ({e})")))),
-        },
-    };
-    if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
-        return Err(exit_status(
-            world,
-            Error::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)),
-        ));
-    }
-    Ok(models)
-}
-
-fn bench_train(
-    world: &World,
-    models: Option<&str>,
-    threads: &[usize],
-    timing: (f64, usize),
-    json: Option<&std::path::Path>,
-    device: tch::Device,
-) -> i32 {
-    use thermalizer::bench::train::update_time;
-    let models = match parse_bench_models(world, models) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
-    let root = world.is_root();
-    if root {
-        println!(
-            "# thermalizer bench train: one emulator update (fwd+bwd+allreduce+AdamW) on {device:?}, {} rank(s)",
-            world.size()
-        );
-        println!(
-            "{:>12} {:>11} {:>8} {:>6} {:>7} {:>12} {:>12}",
-            "model", "parameters", "threads", "ranks", "batch", "ms/update", "samples/s"
-        );
-    }
-    let mut rows = Vec::new();
-    for m in &models {
-        for &t in threads {
-            let r = update_time(m, t, timing, world, device);
-            if root {
-                println!(
-                    "{:>12} {:>11} {:>8} {:>6} {:>7} {:>12.2} {:>12.2}",
-                    m.name,
-                    r.parameters,
-                    t,
-                    world.size(),
-                    m.batch,
-                    r.ms_per_update,
-                    r.samples_per_s
-                );
-            }
-            rows.push(serde_json::json!({
-                "code": "thermalizer", "model": m.name, "threads": t, "ranks": world.size(), "batch": m.batch,
-                "parameters": r.parameters, "ms_per_update": r.ms_per_update, "samples_per_s": r.samples_per_s,
-            }));
-        }
-    }
-    if let (Some(path), true) = (json, root) {
-        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n") {
-            eprintln!("error: --json {}: {e}", path.display());
-            return 1;
-        }
-    }
-    0
-}
-
-struct BenchOptions {
-    seconds: f64,
-    repeats: usize,
-    viscosity: f64,
-    system: String,
-    dealias: String,
-}
-
-/// The table of the batched libtorch solver (`bench solver --device`), after [`bench_solver`]
-/// has accepted the options.
-fn bench_batched_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, run: (usize, tch::Device)) -> i32 {
-    use thermalizer::bench::{batched, batched_qg};
-    let qg = (o.system == "qg").then(|| small_scales(&o.dealias)).flatten();
-    let what = if qg.is_some() {
-        format!("two-layer QG model ({} dealiasing)", o.dealias)
-    } else {
-        "Kolmogorov solver".into()
-    };
-    println!("# batched libtorch {what} on {:?}, {} members per step", run.1, run.0);
-    println!(
-        "{:>6} {:>5} {:>18} {:>16} {:>18}",
-        "grid", "prec", "ms/member-step", "member-steps/s", "vs native (20 st.)"
-    );
-    for &n in grids {
-        for p in precisions {
-            let r = match (qg, p == "f32") {
-                (Some(s), true) => batched_qg::<f32>(n, s, run, o.seconds, o.repeats),
-                (Some(s), false) => batched_qg::<f64>(n, s, run, o.seconds, o.repeats),
-                (None, true) => batched::<f32>(n, o.viscosity, run, o.seconds, o.repeats),
-                (None, false) => batched::<f64>(n, o.viscosity, run, o.seconds, o.repeats),
-            };
-            println!(
-                "{:>6} {:>5} {:>18.4} {:>16.1} {:>18.2e}",
-                r.grid,
-                r.precision,
-                r.ms_per_member_step,
-                1e3 / r.ms_per_member_step,
-                r.vs_native
-            );
-        }
-    }
-    0
-}
-
-/// The QG model's small-scale treatment named as the config's `system.dealias`.
-fn small_scales(dealias: &str) -> Option<thermalizer::solver::qg::SmallScales> {
-    serde_saphyr::from_str::<thermalizer::config::Dealias>(dealias).ok().map(|d| d.small_scales())
-}
-
-fn bench_solver(grids: &[usize], precisions: &[String], o: &BenchOptions, json: Option<&std::path::Path>) -> i32 {
-    use thermalizer::bench;
-    let Some(small_scales) = small_scales(&o.dealias) else {
-        eprintln!("error: --dealias {}: use exponential or two_thirds", o.dealias);
-        return 2;
-    };
-    let what = match o.system.as_str() {
-        "kolmogorov" => "one Kolmogorov trajectory, CN-RK4".to_string(),
-        "qg" => format!("one two-layer QG trajectory (eddy, {} dealiasing), AB3", o.dealias),
-        other => {
-            eprintln!("error: --system {other}: use kolmogorov or qg");
-            return 2;
-        }
-    };
-    println!("# thermalizer bench solver: {what}, 1 thread");
-    println!(
-        "{:>6} {:>5} {:>12} {:>16} {:>12} {:>12} {:>10}",
-        "grid", "prec", "ms/step", "member-steps/s", "fft µs", "floor ms", "÷floor"
-    );
-    let mut rows = Vec::new();
-    for &n in grids {
-        if n < 8 || n % 2 != 0 {
-            eprintln!("error: --grids {n}: grids must be even and >= 8");
-            return 2;
-        }
-        for p in precisions {
-            let r = match (o.system.as_str(), p.as_str()) {
-                ("qg", "f64") => bench::qg::<f64>(n, small_scales, o.seconds, o.repeats),
-                ("qg", "f32") => bench::qg::<f32>(n, small_scales, o.seconds, o.repeats),
-                (_, "f64") => bench::solver::<f64>(n, o.viscosity, o.seconds, o.repeats),
-                (_, "f32") => bench::solver::<f32>(n, o.viscosity, o.seconds, o.repeats),
-                (_, other) => {
-                    eprintln!("error: --precision {other}: use f64 or f32");
-                    return 2;
-                }
-            };
-            println!(
-                "{:>6} {:>5} {:>12.4} {:>16.1} {:>12.2} {:>12.4} {:>10.2}",
-                r.grid,
-                r.precision,
-                r.ms_per_step,
-                1e3 / r.ms_per_step,
-                r.fft_us,
-                r.floor_ms,
-                r.ms_per_step / r.floor_ms
-            );
-            // `dealias` only for QG (the Kolmogorov solver always uses the 2/3 rule).
-            let dealias = if o.system == "qg" { format!(",\"dealias\":\"{}\"", o.dealias) } else { String::new() };
-            rows.push(format!(
-                "{{\"code\":\"thermalizer\",\"grid\":{},\"precision\":\"{}\"{dealias},\"ms_per_step\":{},\"floor_ms\":{},\"fft_us\":{}}}",
-                r.grid, r.precision, r.ms_per_step, r.floor_ms, r.fft_us
-            ));
-        }
-    }
-    if let Some(path) = json {
-        if let Err(e) = std::fs::write(path, format!("[{}]\n", rows.join(",\n"))) {
-            eprintln!("error: --json {}: {e}", path.display());
-            return 1;
-        }
-    }
-    0
 }

@@ -13,6 +13,7 @@
 //! `batch` members at once on that device, and checks it against the native solver after 20
 //! steps.
 
+pub mod command;
 pub mod rollout;
 pub mod train;
 
@@ -22,6 +23,7 @@ use num_complex::Complex;
 use rand::Rng;
 
 use crate::rng::{member_stream, Purpose};
+use crate::rollout::stats::median;
 use crate::solver::batched::BatchedDynamics;
 use crate::solver::grid::Grid;
 use crate::solver::initial::filtered_vorticity;
@@ -43,11 +45,6 @@ pub struct SolverBench {
     pub ms_per_step: f64,
     pub floor_ms: f64,
     pub fft_us: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Times `f` (which does `per_call` units of work) in `repeats` blocks of about `seconds`;

@@ -17,6 +17,7 @@ use crate::nn::classifier::Thermalizer;
 use crate::nn::diffusion::Schedule;
 use crate::nn::precision::Reduced;
 use crate::nn::unet::{Unet, UnetShape};
+use crate::rollout::stats::median;
 
 /// Per member-step costs in milliseconds at one batch size.
 pub struct RolloutRow {
@@ -31,7 +32,7 @@ fn median_ms(seconds: f64, repeats: usize, batch: i64, mut f: impl FnMut()) -> f
     let t = Instant::now();
     f();
     let per_block = ((seconds / t.elapsed().as_secs_f64().max(1e-9)).ceil() as usize).max(1);
-    let mut times: Vec<f64> = (0..repeats.max(1))
+    let times: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             let t = Instant::now();
             for _ in 0..per_block {
@@ -40,8 +41,7 @@ fn median_ms(seconds: f64, repeats: usize, batch: i64, mut f: impl FnMut()) -> f
             t.elapsed().as_secs_f64() / per_block as f64
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2] * 1e3 / batch as f64
+    median(times) * 1e3 / batch as f64
 }
 
 /// Waits for the work queued on `device` (a no-op on the CPU).

@@ -16,6 +16,7 @@ use crate::bench::rollout::synchronize;
 use crate::config::train::{EmulatorConfig, OptimizerConfig};
 use crate::nn::unet::{Unet, UnetShape};
 use crate::parallel::World;
+use crate::rollout::stats::median;
 use crate::train::optim::{clip_grad_norm, AdamW, Parameters};
 use crate::train::reduce;
 
@@ -100,7 +101,7 @@ pub fn update_time(
     update();
     let probe = world.max_f64(&[t.elapsed().as_secs_f64()])[0];
     let per_block = ((seconds / probe).ceil() as usize).max(1);
-    let mut times: Vec<f64> = (0..repeats.max(1))
+    let times: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             world.barrier();
             let t = Instant::now();
@@ -110,8 +111,7 @@ pub fn update_time(
             world.max_f64(&[t.elapsed().as_secs_f64()])[0] / per_block as f64
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    let ms = times[times.len() / 2] * 1e3;
+    let ms = median(times) * 1e3;
     TrainRow {
         parameters: params.numel(),
         ms_per_update: ms,

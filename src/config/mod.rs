@@ -72,7 +72,7 @@ fn default_log_interval() -> f64 {
 }
 
 /// Which system is simulated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SystemKind {
     /// Forced 2D Navier–Stokes in vorticity form (jax-cfd's ForcedNavierStokes2D).
@@ -82,7 +82,7 @@ pub enum SystemKind {
 }
 
 /// Floating-point precision of the solver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
@@ -180,8 +180,9 @@ pub enum QgPreset {
 }
 
 /// QG small-scale treatment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Dealias {
     /// pyqg's exponential spectral filter.
     Exponential,

@@ -74,7 +74,7 @@ impl StartSplit {
 /// `rollout.inference_precision`: the floating-point type the emulator and the thermalizer run
 /// in during a rollout ([`crate::nn::precision`]). Only the networks: the states between steps,
 /// the diffusion schedule's arithmetic, the statistics and the stored outputs stay float32.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]

@@ -30,6 +30,7 @@ use plotters::style::RGBColor;
 
 use crate::error::{Context, Error, Result};
 use crate::rollout::calibration::Calibration;
+use crate::rollout::stats::median;
 use crate::rollout::window;
 use crate::store::checkpoint as ck_store;
 use crate::store::h5::{Access, File};
@@ -278,19 +279,6 @@ fn ensemble_mean(a: &Array, mode: Option<usize>, members: usize) -> (Vec<f64>, u
         }
     }
     (sum.iter().map(|s| if count > 0 { s / count as f64 } else { f64::NAN }).collect(), count)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }
 
 /// Writes the report of `run_dir/rollout.h5`.

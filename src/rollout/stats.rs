@@ -14,6 +14,8 @@
 //! **Histograms** of the normalised field over [−range, range] in `bins` equal bins, as a
 //! density (integrates to 1 over the range; values outside are not counted but their fraction
 //! is reported).
+//!
+//! The [`median`] of a list of numbers, which the report and the benchmarks share.
 
 use tch::{Device, Kind, Tensor};
 
@@ -104,4 +106,18 @@ pub fn mean_square(x: &Tensor) -> Tensor {
 /// Mean squared difference of each member `[B]` (f64).
 pub fn mse(x: &Tensor, y: &Tensor) -> Tensor {
     mean_square(&(x - y))
+}
+
+/// The median of `v`: for an even count the mean of the two middle values; NaN for none.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }

@@ -21,7 +21,7 @@ use crate::train::thermalizer::ThermalizerTask;
 use crate::train::trainer::{self, Outcome, Session};
 
 /// Which model to train.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 pub enum Model {
     Emulator,
     Thermalizer,
