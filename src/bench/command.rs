@@ -5,13 +5,13 @@
 use std::path::Path;
 
 use serde::Serialize;
+use tch::Device;
 
 use crate::bench::rollout::costs;
 use crate::bench::train::{default_models, update_time, BenchModel};
 use crate::config::rollout::Precision as InferencePrecision;
 use crate::config::{Dealias, Precision, SystemKind};
-use crate::error::Error;
-use crate::nn::unet::UnetShape;
+use crate::error::{Error, Result};
 use crate::parallel::World;
 use crate::stages::command::exit_status;
 use crate::stages::train::choose_device;
@@ -37,13 +37,9 @@ pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
     if !world.is_root() {
         return 0;
     }
-    let device = match choose_device(o.device) {
-        Ok(d) => d,
+    let (device, models) = match device_and_models(o.device, o.models) {
+        Ok(v) => v,
         Err(e) => return exit_status(world, e),
-    };
-    let models = match parse_models(world, o.models) {
-        Ok(m) => m,
-        Err(code) => return code,
     };
     let (threads, levels, passes) = (o.threads, o.levels, o.passes);
     tch::set_num_threads(threads as i32);
@@ -53,13 +49,7 @@ pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
         "model", "precision", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator", "thermalized/s"
     );
     for m in &models {
-        let shape = UnetShape {
-            in_channels: m.channels,
-            out_channels: m.channels,
-            hidden: m.hidden,
-            dim_mults: m.dim_mults.clone(),
-            blocks: m.blocks,
-        };
+        let shape = m.shape();
         for (&p, &b) in o.precisions.iter().flat_map(|p| o.batches.iter().map(move |b| (p, b))) {
             let r = costs(&shape, (m.grid, levels, b), p.kind(), o.timing.0, o.timing.1, device);
             let therm = r.emulator_ms + r.classifier_ms + passes as f64 * r.denoise_ms;
@@ -80,22 +70,20 @@ pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
     0
 }
 
-/// The `--models` JSON of the benchmarks (default: the built-in list), checked against its grid.
-fn parse_models(world: &World, models: Option<&str>) -> Result<Vec<BenchModel>, i32> {
+/// The device, then the `--models` JSON of the benchmarks (default: the built-in list), checked
+/// against its grid.
+fn device_and_models(device: Option<&str>, models: Option<&str>) -> Result<(Device, Vec<BenchModel>)> {
+    let device = choose_device(device)?;
     let models: Vec<BenchModel> = match models {
         None => default_models(),
-        Some(text) => match serde_json::from_str(text) {
-            Ok(m) => m,
-            Err(e) => return Err(exit_status(world, Error::Input(format!("--models: not a list of models ({e})")))),
-        },
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| Error::Input(format!("--models: not a list of models ({e})")))?
+        }
     };
     if let Some(m) = models.iter().find(|m| m.dim_mults.is_empty() || m.grid % (1 << (m.dim_mults.len() - 1)) != 0) {
-        return Err(exit_status(
-            world,
-            Error::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)),
-        ));
+        return Err(Error::Input(format!("--models: {} does not fit its {}² grid", m.name, m.grid)));
     }
-    Ok(models)
+    Ok((device, models))
 }
 
 /// Options of `bench train`.
@@ -126,13 +114,9 @@ struct TrainJson<'a> {
 
 /// `bench train`: samples/s of one emulator update, on every rank (weak scaling).
 pub fn train(world: &World, o: &TrainOptions) -> i32 {
-    let device = match choose_device(o.device) {
-        Ok(d) => d,
+    let (device, models) = match device_and_models(o.device, o.models) {
+        Ok(v) => v,
         Err(e) => return exit_status(world, e),
-    };
-    let models = match parse_models(world, o.models) {
-        Ok(m) => m,
-        Err(code) => return code,
     };
     let root = world.is_root();
     if root {

@@ -33,6 +33,19 @@ pub struct BenchModel {
     pub batch: i64,
 }
 
+impl BenchModel {
+    /// The UNet of this model: as many output channels as input channels (an emulator).
+    pub fn shape(&self) -> UnetShape {
+        UnetShape {
+            in_channels: self.channels,
+            out_channels: self.channels,
+            hidden: self.hidden,
+            dim_mults: self.dim_mults.clone(),
+            blocks: self.blocks,
+        }
+    }
+}
+
 /// The default models: the quickstart emulator and a 4-level width-32 UNet, both on 64².
 pub fn default_models() -> Vec<BenchModel> {
     let m = |name: &str, hidden, dim_mults: Vec<i64>, blocks| BenchModel {
@@ -65,13 +78,7 @@ pub fn update_time(
     tch::set_num_threads(threads as i32);
     tch::manual_seed(0);
     let vs = VarStore::new(device);
-    let shape = UnetShape {
-        in_channels: m.channels,
-        out_channels: m.channels,
-        hidden: m.hidden,
-        dim_mults: m.dim_mults.clone(),
-        blocks: m.blocks,
-    };
+    let shape = m.shape();
     let net = Unet::new(&vs.root(), &shape);
     let params = Parameters::of(&vs);
     // The emulator's training optimiser (AdamW 5e-5, wd 0.05, clipping at 1.0), constant lr.
