@@ -132,13 +132,13 @@ impl World {
     }
 
     /// Rank 0's `Result` on every rank: rank 0 runs `f` (e.g. a file-system check) and the
-    /// outcome, a small code or an error (its kind, input or failure, and its message), is
-    /// broadcast so that all ranks act alike.
-    pub fn root_decides(&self, f: impl FnOnce() -> Result<u8>) -> Result<u8> {
+    /// outcome, a small [`Verdict`] or an error (its kind, input or failure, and its message),
+    /// is broadcast so that all ranks act alike.
+    pub fn root_decides<V: Verdict>(&self, f: impl FnOnce() -> Result<V>) -> Result<V> {
         let (mut code, mut input, mut msg) = (0u8, false, Vec::new());
         if self.is_root() {
             match f() {
-                Ok(c) => code = c,
+                Ok(v) => code = v.code(),
                 Err(e) => (input, msg) = (e.is_input(), e.to_string().into_bytes()),
             }
         }
@@ -146,7 +146,7 @@ impl World {
         let root = self.comm.process_at_rank(0);
         root.broadcast_into(&mut head[..]);
         if head[1] == 0 {
-            return Ok(head[0] as u8);
+            return Ok(V::from_code(head[0] as u8));
         }
         msg.resize(head[1] as usize, 0);
         root.broadcast_into(&mut msg[..]);
@@ -255,6 +255,28 @@ fn slurm_world_check(env: impl Fn(&str) -> Option<String>, size: usize) -> Resul
              {SKIP_SLURM_CHECK}=1 skips this check)"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// A verdict small enough to broadcast as one byte ([`World::root_decides`]).
+pub trait Verdict: Sized {
+    fn code(&self) -> u8;
+    fn from_code(code: u8) -> Self;
+}
+
+impl Verdict for () {
+    fn code(&self) -> u8 {
+        0
+    }
+    fn from_code(_: u8) -> Self {}
+}
+
+impl Verdict for bool {
+    fn code(&self) -> u8 {
+        *self as u8
+    }
+    fn from_code(code: u8) -> Self {
+        code != 0
     }
 }
 

@@ -34,6 +34,7 @@ use crate::rollout::stats::median;
 use crate::rollout::window;
 use crate::store::checkpoint as ck_store;
 use crate::store::h5::{Access, File};
+use crate::store::resume::StageFiles;
 use figures::{field_panels, heat_map, line_plot, Axes, Line};
 use paired::Pairs;
 use summary::{ModeRow, PairRow, SkillRow, Summary};
@@ -286,8 +287,7 @@ fn ensemble_mean(a: &Array, mode: Option<usize>, members: usize) -> (Vec<f64>, u
 /// directory it writes: `rollout.h5` into `report/`, or with `partial` the rollout in progress
 /// up to its last checkpoint into `report-interim/`.
 fn source(run_dir: &Path, partial: bool) -> Result<(PathBuf, Option<f64>, PathBuf)> {
-    let (done, running, ck) =
-        (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
+    let StageFiles { output: done, partial: running, checkpoint: ck } = StageFiles::rollout(run_dir);
     if !partial {
         if done.exists() {
             return Ok((done, None, run_dir.join("report")));

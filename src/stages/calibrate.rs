@@ -22,7 +22,7 @@ use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
 use crate::rollout::calibration::{level_at_percentile, share_above, Calibration, NoisedLevel};
 use crate::rollout::thermalize::Denoiser;
-use crate::store::lock;
+use crate::store::resume::{self, Decision};
 use crate::store::trajectories::GIT_REVISION;
 use crate::train::data::{Trajectories, Window, VALID};
 use crate::train::task::normals;
@@ -65,9 +65,9 @@ fn current_or_new(c: &Config, r: &RolloutConfig, world: &World, device: Device) 
     let modified = modified_seconds(&thermalizer.path);
     let model = thermalizer.path.display().to_string();
     let reusable = world.root_decides(|| {
-        Ok(Calibration::read(&path).is_ok_and(|k| k.is_for(&model, modified, r.calibration_percentile)) as u8)
+        Ok(Calibration::read(&path).is_ok_and(|k| k.is_for(&model, modified, r.calibration_percentile)))
     })?;
-    if reusable == 1 {
+    if reusable {
         return Calibration::read(&path);
     }
     if world.is_root() && path.exists() {
@@ -92,7 +92,7 @@ fn run_with(
     thermalizer: &models::LoadedThermalizer,
 ) -> Result<Calibration> {
     // One calibration per run directory at a time, held (on rank 0) until it is written.
-    let (_, _lock) = lock::preflight_locked(world, &c.run.dir, "calibrate", || Ok(0))?;
+    let (_, _lock) = resume::decide_locked(world, &c.run.dir, "calibrate", || Ok(Decision::Fresh))?;
     let data = Trajectories::open(&c.run.dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
     let levels = c.thermalizer().levels;
     let counts = rate_split(&data, VALID, world, thermalizer, levels)?;
@@ -123,7 +123,7 @@ fn run_with(
     world.root_decides(|| {
         std::fs::create_dir_all(path.parent().expect("a directory"))
             .context(|| format!("cannot create {}", path.display()))?;
-        calibration.write(&path).map(|_| 0)
+        calibration.write(&path)
     })?;
     if world.is_root() {
         log::info!("calibration: s_init = {}, {}", calibration.s_init, calibration.describe());

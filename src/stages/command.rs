@@ -6,17 +6,17 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::generate::{self, Outcome as GenerateOutcome};
-use super::rollout::{self, Outcome as RolloutOutcome};
 use super::train::{self, Model, TrainOptions};
 use super::{calibrate, models, status, well};
+use super::{generate, rollout};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
 use crate::report::{self, Headline};
+use crate::store::resume::Outcome;
 use crate::train::checkpoint::StoredAs;
-use crate::train::trainer::Outcome as TrainOutcome;
+use crate::train::trainer::Trained;
 
 /// Prints a stage error (once for input errors and failures all ranks hold, from the failing
 /// rank otherwise) and returns the exit status; a run-time failure of one rank in a multi-rank
@@ -77,11 +77,11 @@ pub fn generate(config: &Config, world: &World, stop: &StopFlag, device: Option<
         Err(e) => return exit_status(world, e),
     };
     match generate::run(config, world, stop, device) {
-        Ok(GenerateOutcome::Complete { path, already }) => {
+        Ok(Outcome::Complete { result: path, already }) => {
             finished(world, &path, already, "complete");
             0
         }
-        Ok(GenerateOutcome::Interrupted { step }) => stopped(world, &format!("at solver step {step}")),
+        Ok(Outcome::Interrupted { step }) => stopped(world, &format!("at solver step {step}")),
         Err(e) => exit_status(world, e),
     }
 }
@@ -89,7 +89,7 @@ pub fn generate(config: &Config, world: &World, stop: &StopFlag, device: Option<
 /// `thermalizer train <model>`: checkpoints in `<run.dir>/<model>/`.
 pub fn train(config: &Config, world: &World, stop: &StopFlag, model: Model, opts: &TrainOptions) -> i32 {
     match train::run(config, world, stop, model, opts) {
-        Ok(TrainOutcome::Finished { updates, already, best }) => {
+        Ok(Outcome::Complete { result: Trained { updates, best }, already }) => {
             let dir = config.run.dir.join(model.name());
             if world.is_root() {
                 log::info!(
@@ -101,7 +101,7 @@ pub fn train(config: &Config, world: &World, stop: &StopFlag, model: Model, opts
             finished(world, &dir.join("latest.safetensors"), already, "trained");
             0
         }
-        Ok(TrainOutcome::Stopped { updates }) => stopped(world, &format!("after update {updates}")),
+        Ok(Outcome::Interrupted { step }) => stopped(world, &format!("after update {step}")),
         Err(e) => exit_status(world, e),
     }
 }
@@ -120,11 +120,11 @@ pub fn calibrate(config: &Config, world: &World, device: Option<&str>) -> i32 {
 /// `thermalizer rollout`: statistics to `<run.dir>/rollout.h5`.
 pub fn rollout(config: &Config, world: &World, stop: &StopFlag, device: Option<&str>) -> i32 {
     match train::choose_device(device).and_then(|d| rollout::run(config, world, stop, d)) {
-        Ok(RolloutOutcome::Complete { path, already }) => {
+        Ok(Outcome::Complete { result: path, already }) => {
             finished(world, &path, already, "complete");
             0
         }
-        Ok(RolloutOutcome::Interrupted { step }) => stopped(world, &format!("at emulator step {step}")),
+        Ok(Outcome::Interrupted { step }) => stopped(world, &format!("at emulator step {step}")),
         Err(e) => exit_status(world, e),
     }
 }

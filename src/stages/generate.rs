@@ -26,7 +26,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use tch::Device;
 
-use crate::config::{same_identity, Config, Precision, Stage, SystemKind};
+use crate::config::{Config, Precision, Stage, SystemKind};
 use crate::error::{Context, Error, Result};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
@@ -39,31 +39,10 @@ use crate::solver::qg::{Qg, QgState};
 use crate::solver::real::Real;
 use crate::solver::resize::Downsampler;
 use crate::solver::{Dynamics, KolmogorovSolver, QgSolver};
+use crate::store::checkpoint;
 use crate::store::h5::{Access, File, Hyperslab};
+use crate::store::resume::{self, Decision, Outcome, StageFiles};
 use crate::store::trajectories::{variable, TrajectoryLayout, TrajectoryWriter};
-use crate::store::{checkpoint, lock, partial_path};
-
-/// How a generate run ended.
-pub enum Outcome {
-    /// The file was written (now or by an earlier run of the same config).
-    Complete { path: PathBuf, already: bool },
-    /// Stopped on request after a checkpoint at `step`; rerun to continue.
-    Interrupted { step: u64 },
-}
-
-/// Output paths of the stage.
-pub struct Paths {
-    pub output: PathBuf,
-    pub partial: PathBuf,
-    pub checkpoint: PathBuf,
-}
-
-impl Paths {
-    pub fn new(run_dir: &Path) -> Paths {
-        let output = run_dir.join("trajectories.h5");
-        Paths { partial: partial_path(&output), checkpoint: run_dir.join("trajectories.checkpoint.h5"), output }
-    }
-}
 
 /// The work a config asks for (printed by `validate`).
 pub struct Plan {
@@ -102,14 +81,9 @@ impl Plan {
     }
 }
 
-/// What rank 0 found before any compute.
-const FRESH: u8 = 0;
-const RESUME: u8 = 1;
-const DONE: u8 = 2;
-
 /// Checks inputs and the run directory (rank 0), and decides fresh / resume / done; errors are
 /// input errors.
-fn preflight(c: &Config, paths: &Paths) -> Result<u8> {
+fn preflight(c: &Config, files: &StageFiles) -> Result<Decision> {
     if let Some(ic) = c.ic_file() {
         check_ic_file(&ic, c)?;
     }
@@ -118,31 +92,7 @@ fn preflight(c: &Config, paths: &Paths) -> Result<u8> {
     let probe = dir.join(".thermalizer-write-test");
     std::fs::write(&probe, b"").input_context(|| format!("run.dir = {}: not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
-    let mine = c.identity(Stage::Generate);
-    if paths.output.exists() {
-        let theirs = crate::store::stored_config(&paths.output)?;
-        return if same_identity(Stage::Generate, &theirs, &mine) {
-            Ok(DONE)
-        } else {
-            Err(Error::Input(format!(
-                "{} exists and was generated with a different config; remove it or choose another run.dir",
-                paths.output.display()
-            )))
-        };
-    }
-    if paths.checkpoint.exists() && paths.partial.exists() {
-        let theirs = crate::store::stored_config(&paths.checkpoint)?;
-        return if same_identity(Stage::Generate, &theirs, &mine) {
-            Ok(RESUME)
-        } else {
-            Err(Error::Input(format!(
-                "{} belongs to a run with a different config; remove it (and {}) to start afresh",
-                paths.checkpoint.display(),
-                paths.partial.display()
-            )))
-        };
-    }
-    Ok(FRESH)
+    files.decide(Stage::Generate, &c.identity(Stage::Generate))
 }
 
 /// An initial-condition file must hold `vorticity[member, y, x]` (Kolmogorov) or
@@ -168,7 +118,7 @@ fn check_ic_file(path: &Path, c: &Config) -> Result<()> {
 
 /// Runs the stage on all ranks: with the native CPU solver, or with `device` the batched
 /// libtorch solver of the system on that device.
-pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome> {
+pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome<PathBuf>> {
     if let (Some(d), true) = (device, world.is_root()) {
         log::info!("solver: libtorch, each rank's members as one batch on {d:?}");
     }
@@ -178,7 +128,12 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -
     }
 }
 
-fn run_precision<T: Real>(c: &Config, world: &World, stop: &StopFlag, device: Option<Device>) -> Result<Outcome> {
+fn run_precision<T: Real>(
+    c: &Config,
+    world: &World,
+    stop: &StopFlag,
+    device: Option<Device>,
+) -> Result<Outcome<PathBuf>> {
     let (n, m, length) = (c.system.grid, c.output_grid(), c.domain_length());
     match c.system.kind {
         SystemKind::Kolmogorov => {
@@ -246,12 +201,12 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     stop: &StopFlag,
     (solver, batch): (&D, Option<&dyn Segment<D::State>>),
     down: &Downsampler<T>,
-) -> Result<Outcome> {
-    let paths = Paths::new(&c.run.dir);
+) -> Result<Outcome<PathBuf>> {
+    let paths = StageFiles::generate(&c.run.dir);
     // Held (on rank 0) until the stage returns, whichever way.
-    let (decision, _lock) = lock::preflight_locked(world, &c.run.dir, "generate", || preflight(c, &paths))?;
-    if decision == DONE {
-        return Ok(Outcome::Complete { path: paths.output, already: true });
+    let (decision, _lock) = resume::decide_locked(world, &c.run.dir, "generate", || preflight(c, &paths))?;
+    if decision == Decision::Done {
+        return Ok(Outcome::Complete { result: paths.output, already: true });
     }
     let plan = Plan::of(c);
     let (n, m_out, layers) = (c.system.grid, c.output_grid(), solver.layers());
@@ -265,7 +220,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     let collective = |r: Result<()>| world.agree(r).inspect_err(|_| crate::store::h5::abandon_parallel_files());
     let yaml = c.to_yaml();
 
-    let (mut members, mut step, writer) = if decision == RESUME {
+    let (mut members, mut step, writer) = if decision == Decision::Resume {
         let words = solver.save(&solver.state(vec![Complex::default(); layers * solver.grid().spec_len()])).len();
         let ck = checkpoint::read(&paths.checkpoint, local.clone(), words)?;
         let members = local
@@ -401,13 +356,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     }
     let diverged: Vec<i64> = members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect();
     writer.finish(&diverged)?;
-    world.barrier();
-    world.root_decides(|| {
-        std::fs::rename(&paths.partial, &paths.output)
-            .context(|| format!("cannot rename {} to {}", paths.partial.display(), paths.output.display()))?;
-        let _ = std::fs::remove_file(&paths.checkpoint);
-        Ok(0)
-    })?;
+    paths.publish(world)?;
     let io_max = world.max_f64(&[io_time])[0];
     if world.is_root() {
         let mb = plan.output_bytes as f64 / 1e6;
@@ -420,7 +369,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
             mb / io_max.max(1e-9)
         );
     }
-    Ok(Outcome::Complete { path: paths.output, already: false })
+    Ok(Outcome::Complete { result: paths.output, already: false })
 }
 
 /// Initial states of this rank's members: random (own stream per member) or from the file

@@ -17,8 +17,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::{calibrate, models};
 use crate::config::rollout::{Mode, Precision, RolloutConfig};
-use crate::config::{same_identity, Config, Stage, SystemKind};
-use crate::error::{Context, Error, Result};
+use crate::config::{Config, Stage, SystemKind};
+use crate::error::{Error, Result};
 use crate::nn::diffusion::Schedule;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::World;
@@ -29,18 +29,13 @@ use crate::rollout::records::Series;
 use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
+use crate::store::cf;
 use crate::store::checkpoint::{self as ck_store, CheckpointData};
 use crate::store::h5::{Access, File, H5Scalar};
+use crate::store::resume::{self, Decision, Outcome, StageFiles};
 use crate::store::trajectories::{variable, Variable};
-use crate::store::{cf, lock};
 use crate::train::data::{Trajectories, Window};
 use crate::train::task::normals;
-
-/// How the stage ended.
-pub enum Outcome {
-    Complete { path: PathBuf, already: bool },
-    Interrupted { step: usize },
-}
 
 /// The runaway guard's bounds from every stored state of the training split, normalised by
 /// `scale` (each rank reads them all: a few tens of MB at the sizes rolled out here, and no
@@ -501,8 +496,7 @@ fn create_output(
     world.root_decides(|| {
         let f = File::open(path, Access::Serial, true)?;
         f.dataset("mode").and_then(|d| d.write_strings(&names))?;
-        f.close()?;
-        Ok(0)
+        f.close()
     })?;
     Ok(())
 }
@@ -517,38 +511,16 @@ fn stored_threshold(partial: &Path) -> Result<(usize, String)> {
 /// Runs the rollout of `c.rollout`.
 // `x = x + noise`, not `x += noise`: tch's `+=` adds in place, into a tensor the step may share.
 #[allow(clippy::assign_op_pattern)]
-pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result<Outcome> {
+pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result<Outcome<PathBuf>> {
     let r = c.rollout.clone().ok_or_else(|| Error::Input("the config has no rollout section".into()))?;
     let dir = &c.run.dir;
-    let (out, partial, ckpath) =
-        (dir.join("rollout.h5"), dir.join("rollout.h5.partial"), dir.join("rollout.checkpoint.h5"));
+    let files = StageFiles::rollout(dir);
     let ident = c.identity(Stage::Rollout);
+    let (partial, ckpath) = (&files.partial, &files.checkpoint);
     // Held (on rank 0) until the stage returns, whichever way.
-    let (decision, _lock) = lock::preflight_locked(world, dir, "rollout", || {
-        if out.exists() {
-            let f = File::open(&out, Access::Serial, false)?;
-            let stored = f.attrs().get_str("identity")?;
-            return if same_identity(Stage::Rollout, &stored, &ident) {
-                Ok(2)
-            } else {
-                Err(Error::Input(format!(
-                    "{} exists from a different config; move it away or use another run.dir",
-                    out.display()
-                )))
-            };
-        }
-        if ckpath.exists() && partial.exists() {
-            let stored = crate::store::stored_config(&ckpath)?;
-            return if same_identity(Stage::Rollout, &stored, &ident) {
-                Ok(1)
-            } else {
-                Err(Error::Input(format!("{} is from a different config; delete it to start over", ckpath.display())))
-            };
-        }
-        Ok(0)
-    })?;
-    if decision == 2 {
-        return Ok(Outcome::Complete { path: out, already: true });
+    let (decision, _lock) = resume::decide_locked(world, dir, "rollout", || files.decide(Stage::Rollout, &ident))?;
+    if decision == Decision::Done {
+        return Ok(Outcome::Complete { result: files.output, already: true });
     }
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
     let models = models::load(c, &r, device)?;
@@ -559,7 +531,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     // A resumed run keeps the s_init it started with (a calibration may have been made since).
     let (s_init, s_init_source) = match (&models.thermalizer, decision) {
         (None, _) => (0, "no thermalizer".to_string()),
-        (Some(_), 1) => stored_threshold(&partial)?,
+        (Some(_), Decision::Resume) => stored_threshold(partial)?,
         (Some(_), _) => calibrate::resolve_s_init(c, &r, world, device)?,
     };
     if world.is_root() && models.thermalizer.is_some() {
@@ -608,11 +580,11 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
     // A checkpoint row: each mode's state, then each mode's diverged_at, then each mode's counts
     // and seconds.
     let row_words = modes * words + modes + 4 * modes;
-    if decision == 1 {
+    if decision == Decision::Resume {
         // A checkpoint of an earlier version has no counts: they then restart at the resume.
-        let (d, has_counts) = match ck_store::read(&ckpath, local.clone(), row_words) {
+        let (d, has_counts) = match ck_store::read(ckpath, local.clone(), row_words) {
             Ok(d) => (d, true),
-            Err(_) => (ck_store::read(&ckpath, local.clone(), modes * words + modes)?, false),
+            Err(_) => (ck_store::read(ckpath, local.clone(), modes * words + modes)?, false),
         };
         if world.is_root() && !has_counts {
             log::warn!("{}: an earlier version's checkpoint; thermalization totals count from here", ckpath.display());
@@ -635,7 +607,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
                 }
             }
         }
-        let f = File::open(&partial, Access::Serial, false)?;
+        let f = File::open(partial, Access::Serial, false)?;
         for s in &mut recs.series {
             s.read(&f, &local)?;
         }
@@ -651,7 +623,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         };
         states = (0..modes).map(|_| x0.copy()).collect();
         let thresholds = (s_init, s_init_source.as_str());
-        create_output(&partial, world, c, &r, &recs, &ics, thresholds)?;
+        create_output(partial, world, c, &r, &recs, &ics, thresholds)?;
     }
     let schedule = Schedule::cosine(c.thermalizer().levels);
     let th = Thresholds { s_init, s_stop: r.s_stop, noise_limit: r.noise_limit, forward_noise: r.forward_noise };
@@ -753,7 +725,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
         record(&mut recs, 0, &states, &diverged, &mut passes_since, &mut corrections_since, &levels)?;
     }
     let write_all = |recs: &Records, diverged: &[Vec<i64>]| -> Result<()> {
-        let f = File::open(&partial, Access::Parallel(world.comm()), true)?;
+        let f = File::open(partial, Access::Parallel(world.comm()), true)?;
         for s in &recs.series {
             s.write(&f, &local)?;
         }
@@ -790,7 +762,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             })
             .collect();
         let data = CheckpointData { step: step as u64, states: rows, diverged_at: diverged[0].clone() };
-        ck_store::write(&ckpath, world, &ident, r.members, local.clone(), &data)
+        ck_store::write(ckpath, world, &ident, r.members, local.clone(), &data)
     };
     let (mut last_ck, mut last_log, t0) = (Instant::now(), Instant::now(), Instant::now());
     for step in start_step + 1..=r.steps {
@@ -891,19 +863,15 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, device: Device) -> Result
             save_checkpoint(&states, &diverged, &counts, &seconds, step)?;
             last_ck = Instant::now();
             if flags[0] > 0 {
-                return Ok(Outcome::Interrupted { step });
+                return Ok(Outcome::Interrupted { step: step as u64 });
             }
         }
     }
     let threshold = window_statistics(&mut recs, &r, world, (n, kbins), &diverged);
     write_all(&recs, &diverged)?;
-    summarise(&partial, world, &r, &diverged, (&counts, &seconds), threshold)?;
-    world.root_decides(|| {
-        std::fs::rename(&partial, &out).context(|| format!("cannot rename {}", partial.display()))?;
-        let _ = std::fs::remove_file(&ckpath);
-        Ok(0)
-    })?;
-    Ok(Outcome::Complete { path: out, already: false })
+    summarise(partial, world, &r, &diverged, (&counts, &seconds), threshold)?;
+    files.publish(world)?;
+    Ok(Outcome::Complete { result: files.output, already: false })
 }
 
 /// Per-mode summary attributes of the output from each local member's counts (member-steps,

@@ -15,6 +15,7 @@ use crate::config::{same_identity, Config, Stage};
 use crate::error::{Context, Result};
 use crate::store;
 use crate::store::checkpoint as ck_store;
+use crate::store::resume::StageFiles;
 
 /// Where a stage stands.
 #[derive(Debug, PartialEq)]
@@ -101,8 +102,7 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
     };
 
     // generate
-    let traj = run_dir.join("trajectories.h5");
-    let traj_ck = run_dir.join("trajectories.checkpoint.h5");
+    let StageFiles { output: traj, checkpoint: traj_ck, .. } = StageFiles::generate(run_dir);
     let generated = store::stored_config(&traj).ok().map(|config| Made { config, file: traj.clone() });
     out.push(match &generated {
         Some(m) => stale_or("generate", m, Stage::Generate, &[]).unwrap_or(StageStatus {
@@ -163,8 +163,7 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
     });
 
     // rollout: its models come from the run directory unless the config names other files.
-    let (done, partial, ck) =
-        (run_dir.join("rollout.h5"), run_dir.join("rollout.h5.partial"), run_dir.join("rollout.checkpoint.h5"));
+    let StageFiles { output: done, partial, checkpoint: ck } = StageFiles::rollout(run_dir);
     // rollout.h5 stores its config as its checkpoint does: the root attribute `config`.
     let rolled = store::stored_config(&done).ok().map(|config| Made { config, file: done.clone() });
     let resumable = store::stored_config(&ck).ok().map(|config| Made { config, file: ck.clone() });

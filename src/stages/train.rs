@@ -13,12 +13,13 @@ use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{node_local_rank, World};
+use crate::store::resume::Outcome;
 use crate::train::data::Trajectories;
 use crate::train::emulator::EmulatorTask;
 use crate::train::reduce::{self, Allreduce};
 use crate::train::task::{Samples, Setup, Task};
 use crate::train::thermalizer::ThermalizerTask;
-use crate::train::trainer::{self, Outcome, Session};
+use crate::train::trainer::{self, Session, Trained};
 
 /// Which model to train.
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
@@ -87,7 +88,7 @@ fn fits_the_file(c: &Config, model: Model, data: &Trajectories) -> Result<()> {
 }
 
 /// Trains `model` with the config's settings; the checkpoints go to `<run.dir>/<model>/`.
-pub fn run(c: &Config, world: &World, stop: &StopFlag, model: Model, opts: &TrainOptions) -> Result<Outcome> {
+pub fn run(c: &Config, world: &World, stop: &StopFlag, model: Model, opts: &TrainOptions) -> Result<Outcome<Trained>> {
     let device = choose_device(opts.device.as_deref())?;
     opts.allreduce.check(device)?;
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);

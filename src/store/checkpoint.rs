@@ -75,7 +75,7 @@ pub fn write(
     world.barrier();
     world.root_decides(|| {
         std::fs::rename(&tmp, path)
-            .map(|_| 0)
+            .map(|_| ())
             .map_err(|e| Error::Hdf5(format!("cannot rename {} to {}: {e}", tmp.display(), path.display())))
     })?;
     Ok(())

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Context, Error, Result};
-use crate::parallel::World;
 use crate::store::cf::iso8601;
 
 /// A held lock; dropping it removes the file.
@@ -182,40 +181,6 @@ pub fn take(dir: &Path, stage: &str) -> Result<StageLock> {
         dir.display(),
         path.display()
     )))
-}
-
-/// Rank 0 takes `stage`'s lock in `dir`, then runs `preflight` (the stage's fresh / resume /
-/// done decision) under it; every rank gets rank 0's verdict as [`Error::Input`] on
-/// failure, and rank 0 the lock, to hold until the stage returns.
-pub fn preflight_locked(
-    world: &World,
-    dir: &Path,
-    stage: &str,
-    preflight: impl FnOnce() -> Result<u8>,
-) -> Result<(u8, Option<StageLock>)> {
-    let mut held = None;
-    let decision = world
-        .root_decides(|| {
-            // A refused run leaves no trace: the directories the lock created go with it.
-            let created: Vec<&Path> =
-                dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
-            let lock = take(dir, stage)?;
-            match preflight() {
-                Ok(decision) => {
-                    held = Some(lock);
-                    Ok(decision)
-                }
-                Err(e) => {
-                    drop(lock);
-                    for d in created {
-                        let _ = std::fs::remove_dir(d); // only when empty
-                    }
-                    Err(e)
-                }
-            }
-        })
-        .map_err(|e| Error::Input(e.to_string()))?;
-    Ok((decision, held))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod cf;
 pub mod checkpoint;
 pub mod h5;
 pub mod lock;
+pub mod resume;
 pub mod trajectories;
 pub mod well;
 

@@ -30,7 +30,7 @@ use crate::config::{same_identity, Stage};
 use crate::error::{Context, Error, Result};
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{split_range, World};
-use crate::store::lock;
+use crate::store::resume::{self, Decision, Outcome};
 use crate::store::trajectories::{GIT_REVISION, VERSION};
 
 /// Run-level settings of a training.
@@ -51,13 +51,13 @@ pub struct Session<'a> {
     pub device: Device,
 }
 
-/// How a training ended.
+/// What a finished training holds.
 #[derive(Debug, PartialEq)]
-pub enum Outcome {
-    /// All epochs or `max_updates` done; `already` if a previous run had finished.
-    Finished { updates: u64, already: bool, best: Option<f64> },
-    /// Stopped by a signal after writing a checkpoint.
-    Stopped { updates: u64 },
+pub struct Trained {
+    /// Optimizer updates applied, over every session of the run.
+    pub updates: u64,
+    /// Lowest validation loss seen (its weights are `best.safetensors`).
+    pub best: Option<f64>,
 }
 
 /// Where training stands (all of it is in the checkpoint).
@@ -75,21 +75,17 @@ struct Progress {
     wall_seconds: f64,
 }
 
-const FRESH: u8 = 0;
-const RESUME: u8 = 1;
-const DONE: u8 = 2;
-
 fn latest(dir: &Path) -> PathBuf {
     dir.join("latest.safetensors")
 }
 
 /// Rank 0 inspects the checkpoint directory: fresh, resume or done (and refuses foreign or
 /// changed-config checkpoints).
-fn preflight(task: &dyn Task, s: &Session) -> Result<u8> {
+fn preflight(task: &dyn Task, s: &Session) -> Result<Decision> {
     std::fs::create_dir_all(&s.dir).input_context(|| format!("cannot create {}", s.dir.display()))?;
     let path = latest(&s.dir);
     if !path.exists() {
-        return Ok(FRESH);
+        return Ok(Decision::Fresh);
     }
     let ck = Checkpoint::load(&path)?;
     let model = ck.meta("model", &path)?;
@@ -113,7 +109,7 @@ fn preflight(task: &dyn Task, s: &Session) -> Result<u8> {
         ck.tensor(name, &t.size(), &path)?;
     }
     // A finished run continues only under a deliberately changed config (e.g. more epochs).
-    Ok(if ck.meta("finished", &path)? == "true" && !changed { DONE } else { RESUME })
+    Ok(if ck.meta("finished", &path)? == "true" && !changed { Decision::Done } else { Decision::Resume })
 }
 
 struct State {
@@ -268,12 +264,12 @@ fn eta(seconds: f64) -> String {
 }
 
 /// Trains `task` to the end (or until stopped), resuming from `latest` if present.
-pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
+pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome<Trained>> {
     let world = s.world;
     // One writer per model and run directory, held (on rank 0) until training returns.
     let run_dir = s.dir.parent().unwrap_or(&s.dir);
     let stage = format!("train {}", task.setup().name);
-    let (decision, _lock) = lock::preflight_locked(world, run_dir, &stage, || preflight(task, s))?;
+    let (decision, _lock) = resume::decide_locked(world, run_dir, &stage, || preflight(task, s))?;
     let lc = task.setup().training.clone();
     let n_train = task.setup().len(Split::Train);
     let per_epoch = (n_train / lc.batch_size) as u64;
@@ -297,7 +293,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
     let adam = AdamW::new(&task.setup().optimizer, params.numel(), s.device);
     let ema = task.setup().optimizer.ema_decay.map(|d| Ema::new(d, &params));
     let mut st = State { params, adam, ema, progress: Progress::default() };
-    if decision == FRESH {
+    if decision == Decision::Fresh {
         let mut flat = st.params.flat();
         s.reducer.broadcast_in_place(&mut flat);
         st.params.set_flat(&flat);
@@ -307,13 +303,13 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
     } else {
         restore(&mut st, &latest(&s.dir), s.device)?;
     }
-    if decision == DONE {
+    if decision == Decision::Done {
         let p = &st.progress;
-        return Ok(Outcome::Finished { updates: p.applied, already: true, best: p.best });
+        return Ok(Outcome::Complete { result: Trained { updates: p.applied, best: p.best }, already: true });
     }
     let total = lc.max_updates.unwrap_or(u64::MAX).min(per_epoch * lc.epochs as u64);
     let root = world.is_root();
-    let keep = (decision == RESUME).then_some(st.progress.applied);
+    let keep = (decision == Decision::Resume).then_some(st.progress.applied);
     let mut history = Csv::open(&s.dir.join("history.csv"), HISTORY_HEADER, keep, root)?;
     let mut valid_csv = Csv::open(&s.dir.join("validation.csv"), &validation_header(task), keep, root)?;
     if root {
@@ -326,7 +322,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
             lc.batch_size,
             world.size(),
             per_epoch,
-            if decision == RESUME {
+            if decision == Decision::Resume {
                 format!(
                     "; resuming at update {} (epoch {}, batch {})",
                     st.progress.applied, st.progress.epoch, st.progress.batch
@@ -437,7 +433,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
                 last_ck = Instant::now();
             }
             if stop {
-                return Ok(Outcome::Stopped { updates: st.progress.applied });
+                return Ok(Outcome::Interrupted { step: st.progress.applied });
             }
             if st.progress.applied >= total {
                 break;
@@ -464,7 +460,7 @@ pub fn train(task: &dyn Task, s: &Session) -> Result<Outcome> {
         save(task, &st, s, "latest.safetensors")?;
     }
     world.barrier();
-    Ok(Outcome::Finished { updates: st.progress.applied, already: false, best: st.progress.best })
+    Ok(Outcome::Complete { result: Trained { updates: st.progress.applied, best: st.progress.best }, already: false })
 }
 
 /// The columns of `history.csv`: `wall_seconds` is training time since the run began (summed
