@@ -8,14 +8,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use thermalizer::bench::command as bench;
 use thermalizer::config::rollout::Precision as InferencePrecision;
-use thermalizer::config::{validate, Config, Dealias, Precision, SystemKind};
+use thermalizer::config::{Config, Dealias, Precision, SystemKind};
 use thermalizer::parallel::signals::StopFlag;
 use thermalizer::parallel::{self, World};
 use thermalizer::stages::command::{self, exit_status};
-use thermalizer::stages::generate::Plan;
-use thermalizer::stages::models;
+use thermalizer::stages::describe;
 use thermalizer::stages::train::{Model, TrainOptions};
-use thermalizer::store::{h5, trajectories};
+use thermalizer::store::h5;
 use thermalizer::train::checkpoint::StoredAs;
 use thermalizer::train::reduce::Allreduce;
 
@@ -373,25 +372,9 @@ fn dispatch(command: Command, world: &World) -> i32 {
         },
         Command::Validate(args) => match Config::load(&args.config, &args.set) {
             Err(e) => exit_status(world, e),
-            Ok(config) => match models::check_shipped(&config) {
-                Err(e) => exit_status(world, e),
-                Ok(shipped) => {
-                    if world.is_root() {
-                        print_plan(&config, world.size());
-                        if let Some(dir) = shipped {
-                            println!("shipped models:     {} (they load into these models)", dir.display());
-                        }
-                    }
-                    0
-                }
-            },
+            Ok(config) => describe::validate(&config, world),
         },
-        Command::Info => {
-            if world.is_root() {
-                print_info(world);
-            }
-            0
-        }
+        Command::Info => describe::info(world),
         Command::Bench { what } => bench(what, world),
     }
 }
@@ -468,59 +451,4 @@ fn init_logging(world: &World, verbose: u8, quiet: bool) {
             writeln!(buf, "{} {:<5} [{rank}/{size}] {}", buf.timestamp_seconds(), record.level(), record.args())
         })
         .init();
-}
-
-fn print_plan(c: &Config, ranks: usize) {
-    let plan = Plan::of(c);
-    println!("# resolved config\n{}", c.to_yaml().trim_end());
-    println!("# planned work ({ranks} rank(s))");
-    println!("members:            {}", plan.members);
-    println!(
-        "solver steps:       {} ({} spin-up, then {} stored states every {} steps)",
-        plan.total_steps, plan.spinup_steps, plan.samples, c.generate.steps_per_sample
-    );
-    println!("simulated time:     {:.4}", plan.total_steps as f64 * c.system.dt);
-    println!("member-steps:       {}", plan.total_steps * plan.members as u64);
-    println!("grid:               {}² solver → {}² stored ({:?})", c.system.grid, c.output_grid(), c.system.precision);
-    println!(
-        "output:             {} ({:.1} MB)",
-        c.run.dir.join("trajectories.h5").display(),
-        plan.output_bytes as f64 / 1e6
-    );
-    println!("memory per rank:    ~{:.1} MB", Plan::memory_per_rank(c, ranks) as f64 / 1e6);
-    println!("CFL estimate:       {:.3}", validate::cfl_estimate(c));
-    let (channels, image) = (c.layers() as i64, c.output_grid() as i64);
-    let count = |build: &dyn Fn(&tch::nn::Path)| {
-        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        build(&vs.root());
-        thermalizer::nn::parameter_count(&vs)
-    };
-    let (e, t) = (c.emulator(), c.thermalizer());
-    let emulator = count(&|p| drop(thermalizer::nn::unet::Unet::new(p, &e.model.shape(channels))));
-    let therm = count(&|p| {
-        drop(thermalizer::nn::classifier::Thermalizer::new(p, &t.model.shape(channels), image, t.levels as i64))
-    });
-    println!(
-        "emulator:           {emulator} parameters (hidden {}, dim_mults {:?})",
-        e.model.hidden, e.model.dim_mults
-    );
-    println!("thermalizer:        {therm} parameters (UNet + classifier head, {} levels)", t.levels);
-}
-
-fn print_info(world: &World) {
-    println!("thermalizer   {}", trajectories::VERSION);
-    println!("git revision  {}", trajectories::GIT_REVISION);
-    println!(
-        "MPI           {} ({} rank(s))",
-        mpi::environment::library_version().unwrap_or_default().trim(),
-        world.size()
-    );
-    println!("HDF5          {} (parallel, MPI-IO)", h5::library_version());
-    println!("libtorch      {}", env!("THERMALIZER_LIBTORCH_VERSION"));
-    let cuda = tch::Cuda::is_available();
-    println!(
-        "CUDA          {}",
-        if cuda { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".to_string() }
-    );
-    println!("threads       {} core(s) visible", std::thread::available_parallelism().map_or(1, |v| v.get()));
 }

@@ -3,6 +3,7 @@
 
 pub mod calibrate;
 pub mod command;
+pub mod describe;
 pub mod generate;
 pub mod models;
 pub mod rollout;
