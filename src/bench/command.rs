@@ -62,6 +62,9 @@ pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
     if !world.is_root() {
         return 0;
     }
+    if o.levels < 2 {
+        return exit_status(world, Error::Input(format!("--levels {}: a schedule needs at least 2 levels", o.levels)));
+    }
     let (device, models) = match device_and_models(o.device, o.models) {
         Ok(v) => v,
         Err(e) => return exit_status(world, e),
