@@ -62,6 +62,8 @@ ours, peer = {}, {}   # key -> {round: JSON row}
 for r in range(1, rounds + 1):
     for f in sorted(glob.glob(os.path.join(out, f"r{r}-*-ours*.json"))):
         for row in json.load(open(f)):
+            if row["solver"] != "native":
+                continue
             ours.setdefault((row["grid"], row["precision"], row.get("dealias", "")), {})[r] = row
     for f in sorted(glob.glob(os.path.join(out, f"r{r}-*-peer.json"))):
         for row in json.load(open(f)):

@@ -28,10 +28,23 @@ Usage (python from scripts/setup-torch-bench.sh):
   python scripts/bench_torch_train.py --models '[{"name":"qs","hidden":16,"dim_mults":[1,2,2],"blocks":1,
       "channels":1,"grid":64,"batch":32}]' --threads 1 2 [--seconds 1.0] [--repeats 3] [--json OUT]
   python scripts/bench_torch_train.py --self-check     # parameter count and shapes of the paper's UNet
+  python scripts/bench_torch_train.py --flops --models ... [--levels 1000] [--json OUT]
+      # FLOPs per sample of each model (no timing), as JSON on stdout
 --models takes a JSON list (or the path of a file holding one) of
   {"name", "hidden", "dim_mults", "blocks", "channels", "grid", "batch"}.
 JSON: a list of {"code": "pytorch", "model": name, "threads": t, "batch": B, "ms_per_update": x,
   "samples_per_s": y, "parameters": n, "ranks": 1, ...extras}.
+FLOPs (--flops): per sample, PyTorch's FlopCounterMode convention: 2 x multiply-adds of every
+  convolution, transposed convolution and linear layer (2 * prod(weight shape) * output points, or
+  input points for a transposed conv), nothing for GELU, additions, padding or concatenation; counted
+  by forward hooks, and checked against torch.utils.flop_counter.FlopCounterMode where it exists
+  (torch >= 2.1). Rows {"model", "grid", "channels", "levels", "forward_flops" (one UNet forward: the
+  emulator step and a denoising pass of `bench rollout`), "classifier_flops" (the thermalizer's
+  encoder, middle and classifier head, as src/nn/classifier.rs: GELU, 3x3 conv at the bottleneck
+  width, GELU, 1x1 conv to f = round(4096 / s^2) filters, Linear(f s^2 -> levels), GELU,
+  Linear(levels -> levels)), "train_flops" (3 x forward_flops: the usual forward + backward
+  convention; AdamW and the loss are not counted), "flop_counter": FlopCounterMode's forward and
+  classifier counts, or null without it}; exit status 1 (after writing) where it disagrees.
 """
 import argparse
 import json
@@ -99,7 +112,8 @@ class Unet(nn.Module):
                 self.up.append(nn.ConvTranspose2d(c, c, 4, stride=2, padding=1))
         self.final = conv3(c, channels)
 
-    def forward(self, x):
+    def encode(self, x):
+        """Encoder and middle blocks: the bottleneck map and the skips."""
         x = self.image_proj(x)
         skips = [x]
         for layer in self.down:
@@ -107,6 +121,10 @@ class Unet(nn.Module):
             skips.append(x)
         for block in self.middle:
             x = block(x)
+        return x, skips
+
+    def forward(self, x):
+        x, skips = self.encode(x)
         for layer in self.up:
             if isinstance(layer, ResidualBlock):
                 x = layer(torch.cat([x, skips.pop()], dim=1))
@@ -114,6 +132,22 @@ class Unet(nn.Module):
                 x = layer(x)
         assert not skips, "one skip per decoder block"
         return self.final(F.gelu(x))
+
+
+class ClassifierHead(nn.Module):
+    """The thermalizer's noise-level head on an s x s bottleneck of c channels (src/nn/classifier.rs)."""
+
+    def __init__(self, c, s, levels):
+        super().__init__()
+        filters = max(1, round(4096 / (s * s)))   # never a tie for integer s: 4096 / s^2 = k + 1/2 has no solution
+        self.conv1 = conv3(c, c)
+        self.conv2 = nn.Conv2d(c, filters, 1)
+        self.linear1 = nn.Linear(filters * s * s, levels)
+        self.linear2 = nn.Linear(levels, levels)
+
+    def forward(self, x):
+        h = self.conv2(F.gelu(self.conv1(F.gelu(x)))).flatten(1)
+        return self.linear2(F.gelu(self.linear1(h)))
 
 
 def build(spec):
@@ -175,6 +209,58 @@ def bench(spec, threads, seconds, repeats, seed=0, device="cpu"):
                 device=device, version=f"torch {torch.__version__}")
 
 
+def hook_flops(model, run):
+    """FLOPs of `run()` by the conv, transposed-conv and linear layers of `model` (FlopCounterMode's
+    convention: 2 * prod(weight shape) * points of the output, or of the input for a transposed conv)."""
+    total = [0]
+
+    def count(layer, inputs, output):
+        w = layer.weight.shape
+        if isinstance(layer, nn.ConvTranspose2d):
+            points = inputs[0].shape[0] * math.prod(inputs[0].shape[2:])
+        elif isinstance(layer, nn.Conv2d):
+            points = output.shape[0] * math.prod(output.shape[2:])
+        else:
+            points = math.prod(output.shape[:-1])
+        total[0] += 2 * math.prod(w) * points
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def flops(spec, levels):
+    """FLOPs per sample of `spec` (the --flops row): forward, classifier and training."""
+    unet = build(spec)
+    levels_down = len(spec["dim_mults"]) - 1
+    s = spec["grid"] >> levels_down
+    width = spec["hidden"] * math.prod(spec["dim_mults"])
+    head = ClassifierHead(width, s, levels)
+    model = nn.ModuleDict(dict(unet=unet, head=head))
+    x = torch.randn(1, spec["channels"], spec["grid"], spec["grid"])
+    runs = dict(forward_flops=lambda: unet(x), classifier_flops=lambda: head(unet.encode(x)[0]))
+    row = dict(model=spec["name"], grid=spec["grid"], channels=spec["channels"], levels=levels)
+    row.update({k: hook_flops(model, f) for k, f in runs.items()})
+    row["train_flops"] = 3 * row["forward_flops"]
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:                # torch < 2.1: the hooks' count stands alone
+        row["flop_counter"] = None
+    else:
+        row["flop_counter"] = {}
+        for k, f in runs.items():
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                f()
+            row["flop_counter"][k] = counter.get_total_flops()
+    return row
+
+
 def self_check():
     ok = True
     model = build(PAPER_SHAPE)
@@ -208,6 +294,9 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu or cuda (timed blocks end with a synchronize)")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     p.add_argument("--self-check", action="store_true", help="check the paper UNet's parameter count and exit")
+    p.add_argument("--flops", action="store_true", help="print FLOPs per sample of each model as JSON and exit")
+    p.add_argument("--levels", type=int, default=1000, help="--flops: classes of the classifier head "
+                   "(bench rollout --levels)")
     a = p.parse_args()
 
     torch.set_num_interop_threads(1)      # once, before any parallel work
@@ -226,6 +315,19 @@ def main():
         check_grid(m)
     if any(t < 1 for t in a.threads) or a.repeats < 1:
         raise SystemExit("--threads and --repeats must be >= 1")
+    if a.flops:
+        if a.levels < 1:
+            raise SystemExit(f"--levels {a.levels}: must be >= 1")
+        rows = [flops(m, a.levels) for m in models]
+        print(json.dumps(rows, indent=1))
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(rows, fh, indent=1)
+        wrong = [f"{r['model']} {k}: {r[k]} by hooks, {n} by FlopCounterMode"
+                 for r in rows for k, n in (r["flop_counter"] or {}).items() if n != r[k]]
+        for w in wrong:
+            print(f"error: {w}", file=sys.stderr)
+        return 1 if wrong else 0
 
     omp = os.environ.get("OMP_NUM_THREADS")
     print(f"# torch {torch.__version__} (eager, {a.device}, float32), mkldnn {torch.backends.mkldnn.is_available()}, "

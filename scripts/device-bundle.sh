@@ -14,6 +14,7 @@
 #   DIR/data/kolmogorov-small/  the small experiment's shipped models
 #   DIR/gpu-checks.sh      every GPU check in one script (see there)
 #   DIR/bench_torch_train.py  the PyTorch side of `bench train`, run there on the GPU
+#   DIR/hardware-table.py  the device's peaks and copy bandwidth, and the efficiency table
 # and refuses a bundle over 64 MiB. Run it there as:  DIR/gpu-checks.sh  (results under $OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,7 +81,7 @@ done
 cp -r /usr/share/openmpi "$out/share/openmpi"
 cp configs/kolmogorov-quickstart.yaml configs/kolmogorov-small.yaml configs/qg.yaml "$out/configs/"
 mkdir -p "$out/data" && cp -r data/kolmogorov-small "$out/data/"
-cp scripts/gpu-checks.sh scripts/bench_torch_train.py "$out/"
+cp scripts/gpu-checks.sh scripts/bench_torch_train.py scripts/hardware-table.py "$out/"
 
 bytes=$(du -sb "$out" | cut -f1)
 echo "bundle: $out ($((bytes / 1048576)) MiB: binary $(( $(stat -c %s "$out/thermalizer") / 1048576 )) MiB, $(find "$out/lib" -type f | wc -l) libraries, $(find "$out/openmpi/plugins" -type f | wc -l) Open MPI components)"

@@ -27,7 +27,12 @@
 #    (f32, bf16, f16);
 # 8. `bench solver --device cuda` (256 members per step) against the native CPU solver after 20
 #    steps, with its speed beside the native one-core solver: the Kolmogorov solver, then the
-#    QG model under each dealiasing rule.
+#    QG model under each dealiasing rule;
+# 9. the hardware-efficiency table, $OUT/hardware.md (scripts/hardware-table.py): the GPU's
+#    nominal peaks and measured copy bandwidth, the FLOPs per sample of both models, then per
+#    benchmark of steps 6-8 its rate, achieved bandwidth (solvers) or FLOP/s (train, rollout),
+#    % of nominal peak and of copy bandwidth, and the goals (solvers >= 50 % of peak bandwidth
+#    at 256² and up; a thermalized step with 6 passes <= 4 emulator steps).
 # Each step's stdout/stderr go to $OUT/<step>.{out,err}; a summary line per step is printed.
 set -uo pipefail
 B=$(cd "$(dirname "$0")" && pwd)
@@ -116,23 +121,34 @@ step generate-gpu-qg "$T" generate --device cuda --config "$B/configs/qg.yaml" -
 
 paper='[{"name":"paper","hidden":64,"dim_mults":[2,2,2],"blocks":2,"channels":1,"grid":64,"batch":64},
         {"name":"quickstart","hidden":16,"dim_mults":[1,2,2],"blocks":1,"channels":1,"grid":64,"batch":64}]'
-step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --seconds 2 --repeats 3
+step bench-train "$T" bench train --device cuda --models "$paper" --threads 8 --seconds 2 --repeats 3 \
+  --json "$OUT/bench-train.json"
 step bench-train-torch "$PY" "$B/bench_torch_train.py" --device cuda --models "$paper" --threads 8 \
-  --seconds 2 --repeats 3
+  --seconds 2 --repeats 3 --json "$OUT/bench-train-torch.json"
 cat "$OUT/bench-train.out" "$OUT/bench-train-torch.out"
 # One step per rollout.inference_precision (each as long as the float32 one); thermalized/s is
 # member-steps per second.
 for p in f32 bf16 f16; do
   step "bench-rollout-$p" "$T" bench rollout --device cuda --models "$paper" --batches 1 16 64 256 --precisions "$p" \
-    --seconds 1 --repeats 3
+    --seconds 1 --repeats 3 --levels 1000 --json "$OUT/bench-rollout-$p.json"
 done
 cat "$OUT"/bench-rollout-{f32,bf16,f16}.out
 step solver "$T" bench solver --grids 64 128 256 512 --precision f64 f32 --seconds 0.5 --repeats 3 \
-  --device cuda --batch 256
+  --device cuda --batch 256 --json "$OUT/solver.json"
 cat "$OUT/solver.out"
 for d in two_thirds exponential; do
   step "solver-qg-$d" "$T" bench solver --system qg --dealias "$d" --grids 64 128 256 512 --precision f64 f32 \
-    --seconds 0.5 --repeats 3 --device cuda --batch 256
+    --seconds 0.5 --repeats 3 --device cuda --batch 256 --json "$OUT/solver-qg-$d.json"
   cat "$OUT/solver-qg-$d.out"
 done
+step flops "$PY" "$B/bench_torch_train.py" --flops --models "$paper" --levels 1000 --json "$OUT/flops.json"
+step device-peaks "$PY" "$B/hardware-table.py" device --device cuda --json "$OUT/device.json"
+# The table of whatever benchmarks of steps 6-8 wrote their JSON.
+present() { for f in "$@"; do [ -s "$f" ] && echo "$f"; done; }
+mapfile -t solvers < <(present "$OUT"/solver.json "$OUT"/solver-qg-{two_thirds,exponential}.json)
+mapfile -t trains < <(present "$OUT"/bench-train.json "$OUT"/bench-train-torch.json)
+mapfile -t rollouts < <(present "$OUT"/bench-rollout-{f32,bf16,f16}.json)
+step hardware "$PY" "$B/hardware-table.py" table --device-json "$OUT/device.json" --flops "$OUT/flops.json" \
+  --solver "${solvers[@]}" --train "${trains[@]}" --rollout "${rollouts[@]}"
+[ -s "$OUT/hardware.out" ] && cp "$OUT/hardware.out" "$OUT/hardware.md" && cat "$OUT/hardware.md"
 exit $failed

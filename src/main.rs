@@ -236,6 +236,9 @@ enum BenchCommand {
         /// `cpu` or `cuda` (default: cuda when libtorch sees a GPU).
         #[arg(long)]
         device: Option<String>,
+        /// Also write the rows as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Samples/s of one emulator training update (forward, backward, allreduce, AdamW) on random
     /// data; under mpirun each rank trains its own batch (weak scaling).
@@ -382,7 +385,18 @@ fn dispatch(command: Command, world: &World) -> i32 {
 /// `bench rollout|train|solver`.
 fn bench(what: BenchCommand, world: &World) -> i32 {
     match what {
-        BenchCommand::Rollout { models, batches, passes, levels, precisions, threads, seconds, repeats, device } => {
+        BenchCommand::Rollout {
+            models,
+            batches,
+            passes,
+            levels,
+            precisions,
+            threads,
+            seconds,
+            repeats,
+            device,
+            json,
+        } => {
             let o = bench::RolloutOptions {
                 models: models.as_deref(),
                 batches: &batches,
@@ -392,6 +406,7 @@ fn bench(what: BenchCommand, world: &World) -> i32 {
                 threads,
                 timing: (seconds, repeats),
                 device: device.as_deref(),
+                json: json.as_deref(),
             };
             bench::rollout(world, &o)
         }

@@ -30,12 +30,40 @@ pub struct RolloutOptions<'a> {
     /// Seconds per timed block and timed blocks.
     pub timing: (f64, usize),
     pub device: Option<&'a str>,
+    /// Also write the rows as JSON to this file.
+    pub json: Option<&'a Path>,
+}
+
+/// One row of `bench rollout --json`: costs in ms per member-step, rates in member-steps/s;
+/// thermalized = emulator + classifier + `passes` × denoise.
+#[derive(Serialize)]
+struct RolloutJson<'a> {
+    code: &'static str,
+    model: &'a str,
+    grid: i64,
+    device: String,
+    precision: &'static str,
+    batch: i64,
+    threads: usize,
+    levels: i64,
+    passes: usize,
+    emulator_ms: f64,
+    classifier_ms: f64,
+    denoise_ms: f64,
+    thermalized_ms: f64,
+    /// thermalized_ms / emulator_ms.
+    thermalized_over_emulator: f64,
+    emulator_member_steps_per_s: f64,
+    thermalized_member_steps_per_s: f64,
 }
 
 /// `bench rollout`: inference cost per member-step, on rank 0 only.
 pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
     if !world.is_root() {
         return 0;
+    }
+    if o.levels < 2 {
+        return exit_status(world, Error::Input(format!("--levels {}: a schedule needs at least 2 levels", o.levels)));
     }
     let (device, models) = match device_and_models(o.device, o.models) {
         Ok(v) => v,
@@ -48,6 +76,7 @@ pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
         "{:>12} {:>9} {:>6} {:>12} {:>12} {:>12} {:>16} {:>10} {:>16}",
         "model", "precision", "batch", "emulator", "classifier", "denoise", "thermalized", "÷emulator", "thermalized/s"
     );
+    let mut rows = Vec::new();
     for m in &models {
         let shape = m.shape();
         for (&p, &b) in o.precisions.iter().flat_map(|p| o.batches.iter().map(move |b| (p, b))) {
@@ -65,9 +94,36 @@ pub fn rollout(world: &World, o: &RolloutOptions) -> i32 {
                 therm / r.emulator_ms,
                 1e3 / therm
             );
+            rows.push(RolloutJson {
+                code: "thermalizer",
+                model: &m.name,
+                grid: m.grid,
+                device: device_label(device),
+                precision: p.name(),
+                batch: b,
+                threads,
+                levels,
+                passes,
+                emulator_ms: r.emulator_ms,
+                classifier_ms: r.classifier_ms,
+                denoise_ms: r.denoise_ms,
+                thermalized_ms: therm,
+                thermalized_over_emulator: therm / r.emulator_ms,
+                emulator_member_steps_per_s: 1e3 / r.emulator_ms,
+                thermalized_member_steps_per_s: 1e3 / therm,
+            });
         }
     }
-    0
+    o.json.map_or(0, |path| write_json(path, &rows))
+}
+
+/// `device` as torch spells it (`cpu`, `cuda:0`), for the JSON rows.
+fn device_label(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// The device, then the `--models` JSON of the benchmarks (default: the built-in list), checked
@@ -104,6 +160,8 @@ pub struct TrainOptions<'a> {
 struct TrainJson<'a> {
     code: &'static str,
     model: &'a str,
+    grid: i64,
+    device: String,
     threads: usize,
     ranks: usize,
     batch: i64,
@@ -148,6 +206,8 @@ pub fn train(world: &World, o: &TrainOptions) -> i32 {
             rows.push(TrainJson {
                 code: "thermalizer",
                 model: &m.name,
+                grid: m.grid,
+                device: device_label(device),
                 threads: t,
                 ranks: world.size(),
                 batch: m.batch,
@@ -177,22 +237,55 @@ pub struct SolverOptions<'a> {
     /// Also time the batched libtorch solver on this device, `batch` members per step.
     pub device: Option<&'a str>,
     pub batch: usize,
-    /// Also write the native solver's rows as JSON to this file.
+    /// Also write the rows (native, then batched) as JSON to this file.
     pub json: Option<&'a Path>,
 }
 
-/// One row of `bench solver --json`; `dealias` only for QG (the Kolmogorov solver always uses
-/// the 2/3 rule).
+/// One row of `bench solver --json`, tagged `"solver": "native"` (one trajectory on one core) or
+/// `"batched"` (the libtorch solver, `--device`).
 #[derive(Serialize)]
-struct SolverJson {
+#[serde(tag = "solver", rename_all = "lowercase")]
+enum SolverJson {
+    Native(NativeJson),
+    Batched(BatchedJson),
+}
+
+/// The system, grid and precision of a `bench solver --json` row; `dealias` only for QG (the
+/// Kolmogorov solver always uses the 2/3 rule).
+#[derive(Serialize)]
+struct SolverCase {
     code: &'static str,
+    system: &'static str,
     grid: usize,
     precision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     dealias: Option<&'static str>,
+}
+
+/// A native solver row: ms per step, the FFT floor and one transform's µs.
+#[derive(Serialize)]
+struct NativeJson {
+    #[serde(flatten)]
+    case: SolverCase,
     ms_per_step: f64,
     floor_ms: f64,
     fft_us: f64,
+}
+
+/// A batched solver row; `eff_gb_per_s` = `bytes_per_member_step` × `member_steps_per_s` / 1e9,
+/// a lower bound of the bandwidth achieved (see [`crate::bench::fft_bytes`]).
+#[derive(Serialize)]
+struct BatchedJson {
+    #[serde(flatten)]
+    case: SolverCase,
+    device: String,
+    batch: usize,
+    ms_per_member_step: f64,
+    member_steps_per_s: f64,
+    ffts_per_step: f64,
+    bytes_per_member_step: f64,
+    eff_gb_per_s: f64,
+    vs_native: f64,
 }
 
 /// `bench solver`: time per step of the native solver on one core, then with `--device` the
@@ -208,10 +301,11 @@ pub fn solver(world: &World, o: &SolverOptions) -> i32 {
         Ok(d) => d,
         Err(e) => return exit_status(world, e),
     };
-    match native_solver(o) {
-        0 => device.map_or(0, |d| batched_solver(o, d)),
-        code => code,
+    let mut rows = native_solver(o);
+    if let Some(d) = device {
+        rows.extend(batched_solver(o, d));
     }
+    o.json.map_or(0, |path| write_json(path, &rows))
 }
 
 /// `--dealias` as the config spells it.
@@ -222,8 +316,18 @@ fn dealias_name(d: Dealias) -> &'static str {
     }
 }
 
-/// The table (and JSON) of the native solver.
-fn native_solver(o: &SolverOptions) -> i32 {
+impl SolverCase {
+    fn new(o: &SolverOptions, grid: usize, precision: &'static str) -> SolverCase {
+        let (system, dealias) = match o.system {
+            SystemKind::Kolmogorov => ("kolmogorov", None),
+            SystemKind::Qg => ("qg", Some(dealias_name(o.dealias))),
+        };
+        SolverCase { code: "thermalizer", system, grid, precision, dealias }
+    }
+}
+
+/// The table (and JSON rows) of the native solver.
+fn native_solver(o: &SolverOptions) -> Vec<SolverJson> {
     use crate::bench;
     let (seconds, repeats) = o.timing;
     let (small_scales, dealias) = (o.dealias.small_scales(), dealias_name(o.dealias));
@@ -255,22 +359,19 @@ fn native_solver(o: &SolverOptions) -> i32 {
                 r.floor_ms,
                 r.ms_per_step / r.floor_ms
             );
-            rows.push(SolverJson {
-                code: "thermalizer",
-                grid: r.grid,
-                precision: r.precision,
-                dealias: (o.system == SystemKind::Qg).then_some(dealias),
+            rows.push(SolverJson::Native(NativeJson {
+                case: SolverCase::new(o, r.grid, r.precision),
                 ms_per_step: r.ms_per_step,
                 floor_ms: r.floor_ms,
                 fft_us: r.fft_us,
-            });
+            }));
         }
     }
-    o.json.map_or(0, |path| write_json(path, &rows))
+    rows
 }
 
-/// The table of the batched libtorch solver (`bench solver --device`).
-fn batched_solver(o: &SolverOptions, device: tch::Device) -> i32 {
+/// The table (and JSON rows) of the batched libtorch solver (`bench solver --device`).
+fn batched_solver(o: &SolverOptions, device: tch::Device) -> Vec<SolverJson> {
     use crate::bench::{batched, batched_qg};
     let (seconds, repeats) = o.timing;
     let run = (o.batch, device);
@@ -280,11 +381,15 @@ fn batched_solver(o: &SolverOptions, device: tch::Device) -> i32 {
     } else {
         "Kolmogorov solver".into()
     };
-    println!("# batched libtorch {what} on {device:?}, {} members per step", o.batch);
     println!(
-        "{:>6} {:>5} {:>18} {:>16} {:>18}",
-        "grid", "prec", "ms/member-step", "member-steps/s", "vs native (20 st.)"
+        "# batched libtorch {what} on {device:?}, {} members per step; eff. GB/s: the step's real 2D FFTs' minimum traffic (a lower bound)",
+        o.batch
     );
+    println!(
+        "{:>6} {:>5} {:>18} {:>16} {:>12} {:>18}",
+        "grid", "prec", "ms/member-step", "member-steps/s", "eff. GB/s", "vs native (20 st.)"
+    );
+    let mut rows = Vec::new();
     for &n in o.grids {
         for &p in o.precisions {
             let r = match (qg, p) {
@@ -293,17 +398,26 @@ fn batched_solver(o: &SolverOptions, device: tch::Device) -> i32 {
                 (None, Precision::F32) => batched::<f32>(n, o.viscosity, run, seconds, repeats),
                 (None, Precision::F64) => batched::<f64>(n, o.viscosity, run, seconds, repeats),
             };
+            let rate = 1e3 / r.ms_per_member_step;
+            let gb_per_s = r.bytes_per_member_step * rate / 1e9;
             println!(
-                "{:>6} {:>5} {:>18.4} {:>16.1} {:>18.2e}",
-                r.grid,
-                r.precision,
-                r.ms_per_member_step,
-                1e3 / r.ms_per_member_step,
-                r.vs_native
+                "{:>6} {:>5} {:>18.4} {:>16.1} {:>12.2} {:>18.2e}",
+                r.grid, r.precision, r.ms_per_member_step, rate, gb_per_s, r.vs_native
             );
+            rows.push(SolverJson::Batched(BatchedJson {
+                case: SolverCase::new(o, r.grid, r.precision),
+                device: device_label(device),
+                batch: r.batch,
+                ms_per_member_step: r.ms_per_member_step,
+                member_steps_per_s: rate,
+                ffts_per_step: r.ffts_per_step,
+                bytes_per_member_step: r.bytes_per_member_step,
+                eff_gb_per_s: gb_per_s,
+                vs_native: r.vs_native,
+            }));
         }
     }
-    0
+    rows
 }
 
 /// Writes `rows` as a pretty-printed JSON list to `path` (`--json`); 1 if it cannot.

@@ -11,7 +11,9 @@
 //!
 //! With `--device`, [`batched`] (or [`batched_qg`]) also times the libtorch solver stepping
 //! `batch` members at once on that device, and checks it against the native solver after 20
-//! steps.
+//! steps. Its effective memory traffic per member-step is [`fft_bytes`] times the real 2D
+//! transforms of one step (an algorithmic minimum: the pointwise products and the temporaries
+//! between transforms move more bytes, so bandwidth computed from it is a lower bound).
 
 pub mod command;
 pub mod rollout;
@@ -34,8 +36,9 @@ use crate::solver::KolmogorovSolver;
 
 /// Real 2D FFTs per CN–RK4 step of the Kolmogorov solver.
 pub const FFTS_PER_STEP: f64 = 20.0;
-/// Real 2D FFTs per AB3 step of the two-layer QG model (pyqg's count: per layer 3 inverse +
-/// 2 forward; without Smagorinsky).
+/// Real 2D FFTs per AB3 step of the two-layer QG model, both layers (pyqg's count: per layer
+/// 3 inverse + 2 forward; without Smagorinsky, which adds 3 + 3 per layer and which the
+/// benchmark leaves off).
 pub const QG_FFTS_PER_STEP: f64 = 10.0;
 
 /// One line of the solver benchmark.
@@ -88,6 +91,17 @@ pub struct BatchedBench {
     pub ms_per_member_step: f64,
     /// Relative L2 difference of member 0 from the native solver after 20 steps.
     pub vs_native: f64,
+    /// Real 2D transforms per member-step ([`FFTS_PER_STEP`] or [`QG_FFTS_PER_STEP`]).
+    pub ffts_per_step: f64,
+    /// Effective bytes moved per member-step: `ffts_per_step ×` [`fft_bytes`].
+    pub bytes_per_member_step: f64,
+}
+
+/// Effective bytes of one real 2D transform of an `n × n` field in precision `T`: the real field
+/// read and its half spectrum `n × (n/2 + 1)` written (or the reverse), once each; what an FFT
+/// must move at least, not what it moves (a multi-pass FFT reads and writes more).
+pub fn fft_bytes<T: Real>(n: usize) -> f64 {
+    (std::mem::size_of::<T>() * (n * n + 2 * n * (n / 2 + 1))) as f64
 }
 
 /// Benchmarks [`BatchedKolmogorov`](crate::solver::batched::BatchedKolmogorov) with `batch`
@@ -111,7 +125,8 @@ pub fn batched<T: Real>(
     let step = |w: &mut Vec<Complex<T>>| {
         native.step(w, &mut work);
     };
-    batched_against(&torch, ics, (step, |w: &Vec<Complex<T>>| w.to_vec()), device, (seconds, repeats), n)
+    let timing = (seconds, repeats);
+    batched_against(&torch, ics, (step, |w: &Vec<Complex<T>>| w.to_vec()), device, timing, (n, FFTS_PER_STEP))
 }
 
 /// Benchmarks [`BatchedQg`](crate::solver::batched_qg::BatchedQg) as [`qg`] the native model
@@ -132,19 +147,21 @@ pub fn batched_qg<T: Real>(
     let step = |s: &mut QgState<T>| {
         model.step(s, dt, &mut work);
     };
-    batched_against(&torch, ics, (step, |s: &QgState<T>| s.q.clone()), device, (seconds, repeats), n)
+    let timing = (seconds, repeats);
+    batched_against(&torch, ics, (step, |s: &QgState<T>| s.q.clone()), device, timing, (n, QG_FFTS_PER_STEP))
 }
 
 /// The common part of the batched benchmarks: 20 steps of the batch of `ics` and of member 0 by
 /// the native solver (`native.0` steps it, `native.1` gives its spectra), their relative L2
-/// difference, then the timing (each timed step ends with a device synchronisation).
+/// difference, then the timing (each timed step ends with a device synchronisation), on an
+/// `n × n` grid with `ffts` real 2D transforms per member-step.
 fn batched_against<T: Real, S, B: BatchedDynamics<S>>(
     torch: &B,
     ics: Vec<S>,
     mut native: (impl FnMut(&mut S), impl Fn(&S) -> Vec<Complex<T>>),
     device: tch::Device,
     (seconds, repeats): (f64, usize),
-    n: usize,
+    (n, ffts): (usize, f64),
 ) -> BatchedBench {
     let mut w = torch.load(&ics.iter().collect::<Vec<_>>());
     let batch = ics.len();
@@ -161,7 +178,15 @@ fn batched_against<T: Real, S, B: BatchedDynamics<S>>(
         let _ = torch.step(&mut w);
         crate::bench::rollout::synchronize(device);
     });
-    BatchedBench { grid: n, precision: T::NAME, batch, ms_per_member_step: step * 1e3, vs_native: (num / den).sqrt() }
+    BatchedBench {
+        grid: n,
+        precision: T::NAME,
+        batch,
+        ms_per_member_step: step * 1e3,
+        vs_native: (num / den).sqrt(),
+        ffts_per_step: ffts,
+        bytes_per_member_step: ffts * fft_bytes::<T>(n),
+    }
 }
 
 /// Benchmarks the two-layer QG model (pyqg's eddy configuration, dt = 1 h, no Smagorinsky,

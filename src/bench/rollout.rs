@@ -51,8 +51,8 @@ pub fn synchronize(device: Device) {
     }
 }
 
-/// Times the pieces for `shape` on an `image`² grid with `levels` diffusion levels, the networks
-/// in `precision` (a float kind).
+/// Times the pieces for `shape` on an `image`² grid with `levels` (at least 2) diffusion levels,
+/// the networks in `precision` (a float kind).
 pub fn costs(
     shape: &UnetShape,
     (image, levels, batch): (i64, i64, i64),
@@ -77,8 +77,10 @@ pub fn costs(
         let _ = thermalizer.net().noise_level(&thermalizer.input(&x));
         synchronize(device);
     });
+    // A level above 0, so that the step draws its noise term as the rollout's steps do.
+    let level = (levels as usize - 1).min(8);
     let denoise_ms = median_ms(seconds, repeats, batch, || {
-        let _ = schedule.reverse_step(&x, 8, &thermalizer.forward(&x), &z);
+        let _ = schedule.reverse_step(&x, level, &thermalizer.forward(&x), &z);
         synchronize(device);
     });
     RolloutRow { batch, emulator_ms, classifier_ms, denoise_ms }
