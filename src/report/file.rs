@@ -6,6 +6,8 @@
 //! `y, x`); the truth's arrays have no `mode` axis. Values are in the file's units: normalised
 //! for the scalar series and PDFs, physical for spectra and snapshots. In an interim report the
 //! record axes end at the checkpoint's step: the records after it are not written yet.
+//! Also here: the two reductions over members that both the figures and the tables make
+//! ([`ensemble_mean`], [`finite`]).
 
 use std::path::{Path, PathBuf};
 
