@@ -4,6 +4,10 @@
 //! outlived any member that did. The exact two-sided sign test over the decided pairs says how
 //! likely so lopsided a split would be if neither mode tended to outlive the other.
 
+use ndarray::Array2;
+
+use super::summary::PairRow;
+
 /// Outcomes over members of `a` against `b`: pairs where `a` outlived `b`, pairs where `b`
 /// outlived `a`, and ties (equal horizons, e.g. both ran to the end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +56,47 @@ impl Pairs {
         } else {
             format!("{p:.1e}")
         }
+    }
+}
+
+/// The paired comparisons a report makes, in the order it makes them: each gives a sentence of
+/// `summary.md` and a row of `summary.json`.
+pub struct Pairing<'a> {
+    modes: &'a [String],
+    /// `horizons[mode, member]`: the stable horizons.
+    horizons: &'a Array2<f64>,
+    pub rows: Vec<PairRow>,
+}
+
+impl<'a> Pairing<'a> {
+    pub fn new(modes: &'a [String], horizons: &'a Array2<f64>) -> Pairing<'a> {
+        Pairing { modes, horizons, rows: Vec::new() }
+    }
+
+    /// Mode `a` against mode `b` (`a_says`, `b_says`: how the sentence names them), or nothing
+    /// when either mode was not run.
+    pub fn sentence(&mut self, a: &str, b: &str, a_says: &str, b_says: &str) -> Option<String> {
+        let index = |n: &str| self.modes.iter().position(|m| m == n);
+        let (ia, ib) = (index(a)?, index(b)?);
+        let p = Pairs::count(&self.horizons.row(ia).to_vec(), &self.horizons.row(ib).to_vec());
+        self.rows.push(PairRow {
+            a: a.into(),
+            b: b.into(),
+            a_longer: p.a_longer,
+            b_longer: p.b_longer,
+            ties: p.ties,
+            p: p.sign_test(),
+        });
+        Some(format!(
+            "Paired by member (each starts from the same state in every mode): {a_says} outlived {b_says} in {} of \
+             {} members, the reverse in {}, ties {} (the same step, or both ran to the end); two-sided sign \
+             test p = {}.",
+            p.a_longer,
+            self.horizons.ncols(),
+            p.b_longer,
+            p.ties,
+            p.p_text()
+        ))
     }
 }
 

@@ -85,9 +85,37 @@ fn made_from(made: &Made, upstream: &Made, stage: Stage) -> bool {
 
 /// The status of every stage of `run_dir`, checked against `config` when one is given.
 pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
-    let mut out = Vec::new();
-    let stale_or = |stage: &'static str, made: &Made, ident: Stage, upstream: &[(&Option<Made>, Stage)]| {
-        let why = match config {
+    let check = Check { config };
+    let (generate, generated) = generate(run_dir, &check);
+    let mut out = vec![generate];
+    let mut trained = Vec::new();
+    for (stage, model, ident) in [
+        ("train emulator", "emulator", Stage::TrainEmulator),
+        ("train thermalizer", "thermalizer", Stage::TrainThermalizer),
+    ] {
+        let (status, made) = train(run_dir, &check, (stage, model, ident), &generated);
+        out.push(status);
+        trained.push((made, ident));
+    }
+    out.push(calibrate(run_dir));
+    out.push(rollout(run_dir, &check, &generated, &trained));
+    out.push(report(run_dir));
+    out
+}
+
+/// The output of an upstream stage (absent: `None`), and the stage whose inputs it stores.
+type Upstream<'a> = (&'a Option<Made>, Stage);
+
+/// What staleness is judged against: the config given, or else the outputs upstream.
+struct Check<'a> {
+    config: Option<&'a Config>,
+}
+
+impl Check<'_> {
+    /// `stage` as stale when `made` (its output, of identity `ident`) was made from another
+    /// config than the one given or, without one, from other inputs than `upstream` holds now.
+    fn stale(&self, stage: &'static str, made: &Made, ident: Stage, upstream: &[Upstream]) -> Option<StageStatus> {
+        let why = match self.config {
             Some(c) if !same_identity(ident, &made.config, &c.identity(ident)) => {
                 Some(format!("{} was made from another config than the one given", made.file.display()))
             }
@@ -99,111 +127,125 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
             }),
         };
         why.map(|why| StageStatus { stage, state: State::Stale { why }, detail: String::new() })
-    };
+    }
+}
 
-    // generate
-    let StageFiles { output: traj, checkpoint: traj_ck, .. } = StageFiles::generate(run_dir);
+/// How far the checkpoint `ck` of a stage in progress got, in `unit` steps.
+fn checkpointed(ck: &Path, unit: &str) -> State {
+    State::Partial {
+        at: ck_store::stored_step(ck)
+            .map_or("checkpoint unreadable".into(), |s| format!("{unit} step {s}, checkpointed {}", age(ck))),
+    }
+}
+
+/// The generate stage, and its output when there is one.
+fn generate(run_dir: &Path, check: &Check) -> (StageStatus, Option<Made>) {
+    let StageFiles { output: traj, partial, checkpoint } = StageFiles::generate(run_dir);
     let generated = store::stored_config(&traj).ok().map(|config| Made { config, file: traj.clone() });
-    out.push(match &generated {
-        Some(m) => stale_or("generate", m, Stage::Generate, &[]).unwrap_or(StageStatus {
+    let status = match &generated {
+        Some(m) => check.stale("generate", m, Stage::Generate, &[]).unwrap_or(StageStatus {
             stage: "generate",
             state: State::Done,
             detail: traj.display().to_string(),
         }),
-        None if traj_ck.exists() => StageStatus {
+        None if checkpoint.exists() => StageStatus {
             stage: "generate",
-            state: State::Partial {
-                at: ck_store::stored_step(&traj_ck).map_or("checkpoint unreadable".into(), |s| {
-                    format!("solver step {s}, checkpointed {}", age(&traj_ck))
-                }),
-            },
-            detail: run_dir.join("trajectories.h5.partial").display().to_string(),
+            state: checkpointed(&checkpoint, "solver"),
+            detail: partial.display().to_string(),
         },
         None => StageStatus { stage: "generate", state: State::Absent, detail: traj.display().to_string() },
-    });
+    };
+    (status, generated)
+}
 
-    // train emulator, train thermalizer, calibrate
-    let mut trained = Vec::new();
-    for (stage, model, ident) in [
-        ("train emulator", "emulator", Stage::TrainEmulator),
-        ("train thermalizer", "thermalizer", Stage::TrainThermalizer),
-    ] {
-        let latest = run_dir.join(model).join("latest.safetensors");
-        let meta = checkpoint_meta(&latest).ok();
-        let made =
-            meta.as_ref().and_then(|m| m.get("config")).map(|c| Made { config: c.clone(), file: latest.clone() });
-        let get = |k: &str| meta.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default();
-        out.push(match &made {
-            None => StageStatus { stage, state: State::Absent, detail: latest.display().to_string() },
-            Some(m) => {
-                stale_or(stage, m, ident, &[(&generated, Stage::Generate)]).unwrap_or(if get("finished") == "true" {
-                    StageStatus {
-                        stage,
-                        state: State::Done,
-                        detail: format!("{} ({} updates)", latest.display(), get("update")),
-                    }
-                } else {
-                    StageStatus {
-                        stage,
-                        state: State::Partial {
-                            at: format!("update {}, checkpointed {}", get("update"), age(&latest)),
-                        },
-                        detail: latest.display().to_string(),
-                    }
-                })
-            }
-        });
-        trained.push((made, ident));
-    }
+/// The training of `model` (shown as `stage`, of identity `ident`) from its latest checkpoint,
+/// and that checkpoint when there is one.
+fn train(
+    run_dir: &Path,
+    check: &Check,
+    (stage, model, ident): (&'static str, &str, Stage),
+    generated: &Option<Made>,
+) -> (StageStatus, Option<Made>) {
+    let latest = run_dir.join(model).join("latest.safetensors");
+    let meta = checkpoint_meta(&latest).ok();
+    let made = meta.as_ref().and_then(|m| m.get("config")).map(|c| Made { config: c.clone(), file: latest.clone() });
+    let get = |k: &str| meta.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default();
+    let status = match &made {
+        None => StageStatus { stage, state: State::Absent, detail: latest.display().to_string() },
+        Some(m) => {
+            check.stale(stage, m, ident, &[(generated, Stage::Generate)]).unwrap_or(if get("finished") == "true" {
+                StageStatus {
+                    stage,
+                    state: State::Done,
+                    detail: format!("{} ({} updates)", latest.display(), get("update")),
+                }
+            } else {
+                StageStatus {
+                    stage,
+                    state: State::Partial { at: format!("update {}, checkpointed {}", get("update"), age(&latest)) },
+                    detail: latest.display().to_string(),
+                }
+            })
+        }
+    };
+    (status, made)
+}
+
+/// The calibration of the thermalizer's classifier: done when its file exists.
+fn calibrate(run_dir: &Path) -> StageStatus {
     let calibration = run_dir.join("thermalizer").join("calibration.json");
-    out.push(StageStatus {
+    StageStatus {
         stage: "calibrate",
         state: if calibration.exists() { State::Done } else { State::Absent },
         detail: calibration.display().to_string(),
-    });
+    }
+}
 
-    // rollout: its models come from the run directory unless the config names other files.
+/// The stages a rollout whose stored config is `m`'s depends on: its models come from the run
+/// directory unless the config names other files.
+fn rollout_upstream<'a>(
+    m: &Made,
+    generated: &'a Option<Made>,
+    trained: &'a [(Option<Made>, Stage)],
+) -> Vec<Upstream<'a>> {
+    let r = serde_saphyr::from_str::<Config>(&m.config).ok().and_then(|c| c.rollout);
+    let shipped = r.as_ref().is_some_and(|r| r.models.is_some());
+    let mut up = vec![(generated, Stage::Generate)];
+    for (made, ident) in trained {
+        let from_file = *ident == Stage::TrainThermalizer && r.as_ref().is_some_and(|r| r.thermalizer_file.is_some());
+        if !(shipped || from_file) {
+            up.push((made, *ident));
+        }
+    }
+    up
+}
+
+/// The rollout stage, from its output or, in progress, its checkpoint.
+fn rollout(run_dir: &Path, check: &Check, generated: &Option<Made>, trained: &[(Option<Made>, Stage)]) -> StageStatus {
     let StageFiles { output: done, partial, checkpoint: ck } = StageFiles::rollout(run_dir);
     // rollout.h5 stores its config as its checkpoint does: the root attribute `config`.
     let rolled = store::stored_config(&done).ok().map(|config| Made { config, file: done.clone() });
     let resumable = store::stored_config(&ck).ok().map(|config| Made { config, file: ck.clone() });
-    let upstream = |m: &Made| -> Vec<(&Option<Made>, Stage)> {
-        let r = serde_saphyr::from_str::<Config>(&m.config).ok().and_then(|c| c.rollout);
-        let shipped = r.as_ref().is_some_and(|r| r.models.is_some());
-        let mut up = vec![(&generated, Stage::Generate)];
-        for (made, ident) in &trained {
-            let from_file =
-                *ident == Stage::TrainThermalizer && r.as_ref().is_some_and(|r| r.thermalizer_file.is_some());
-            if !(shipped || from_file) {
-                up.push((made, *ident));
-            }
+    let stale = |m: &Made| check.stale("rollout", m, Stage::Rollout, &rollout_upstream(m, generated, trained));
+    match (&rolled, &resumable) {
+        (Some(m), _) => {
+            stale(m).unwrap_or(StageStatus { stage: "rollout", state: State::Done, detail: done.display().to_string() })
         }
-        up
-    };
-    out.push(match (&rolled, &resumable) {
-        (Some(m), _) => stale_or("rollout", m, Stage::Rollout, &upstream(m)).unwrap_or(StageStatus {
+        (None, Some(m)) if partial.exists() => stale(m).unwrap_or(StageStatus {
             stage: "rollout",
-            state: State::Done,
-            detail: done.display().to_string(),
+            state: checkpointed(&ck, "emulator"),
+            detail: partial.display().to_string(),
         }),
-        (None, Some(m)) if partial.exists() => {
-            stale_or("rollout", m, Stage::Rollout, &upstream(m)).unwrap_or(StageStatus {
-                stage: "rollout",
-                state: State::Partial {
-                    at: ck_store::stored_step(&ck).map_or("checkpoint unreadable".into(), |s| {
-                        format!("emulator step {s}, checkpointed {}", age(&ck))
-                    }),
-                },
-                detail: partial.display().to_string(),
-            })
-        }
         _ => StageStatus { stage: "rollout", state: State::Absent, detail: done.display().to_string() },
-    });
+    }
+}
 
-    // report: stale when older than the rollout it reports.
+/// The report: stale when older than the rollout it reports.
+fn report(run_dir: &Path) -> StageStatus {
     let summary = run_dir.join("report").join("summary.md");
+    let done = StageFiles::rollout(run_dir).output;
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    out.push(StageStatus {
+    StageStatus {
         stage: "report",
         state: match (modified(&summary), modified(&done)) {
             (None, _) => State::Absent,
@@ -211,8 +253,7 @@ pub fn of(run_dir: &Path, config: Option<&Config>) -> Vec<StageStatus> {
             _ => State::Done,
         },
         detail: summary.display().to_string(),
-    });
-    out
+    }
 }
 
 /// The status as a table, one stage per line.
