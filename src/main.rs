@@ -16,8 +16,8 @@ use thermalizer::stages::generate::Plan;
 use thermalizer::stages::models;
 use thermalizer::stages::train::{Model, TrainOptions};
 use thermalizer::store::{h5, trajectories};
-use thermalizer::train::checkpoint::StoredAs;
 use thermalizer::train::reduce::Allreduce;
+use thermalizer::train::weights_file::StoredAs;
 
 #[derive(Parser)]
 #[command(

@@ -39,8 +39,8 @@ use crate::solver::qg::{Qg, QgState};
 use crate::solver::real::Real;
 use crate::solver::resize::Downsampler;
 use crate::solver::{Dynamics, KolmogorovSolver, QgSolver};
-use crate::store::checkpoint;
 use crate::store::h5::{Access, File, Hyperslab};
+use crate::store::member_states;
 use crate::store::resume::{self, Decision, Outcome, StageFiles};
 use crate::store::trajectories::{variable, TrajectoryLayout, TrajectoryWriter};
 
@@ -222,7 +222,7 @@ fn run_typed<T: Real, D: Dynamics<T>>(
 
     let (mut members, mut step, writer) = if decision == Decision::Resume {
         let words = solver.save(&solver.state(vec![Complex::default(); layers * solver.grid().spec_len()])).len();
-        let ck = checkpoint::read(&paths.checkpoint, local.clone(), words)?;
+        let ck = member_states::read(&paths.checkpoint, local.clone(), words)?;
         let members = local
             .clone()
             .zip(ck.states)
@@ -341,12 +341,12 @@ fn run_typed<T: Real, D: Dynamics<T>>(
         }
         if stop_now || ckpt_now {
             collective(writer.flush())?;
-            let data = checkpoint::CheckpointData {
+            let data = member_states::CheckpointData {
                 step,
                 states: members.iter().map(|m| solver.save(&m.state)).collect(),
                 diverged_at: members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect(),
             };
-            collective(checkpoint::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data))?;
+            collective(member_states::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data))?;
             last_ckpt = Instant::now();
             log::debug!("checkpoint at solver step {step}: {}", paths.checkpoint.display());
             if stop_now {

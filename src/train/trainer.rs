@@ -21,11 +21,11 @@ use std::time::Instant;
 
 use tch::{Device, Tensor};
 
-use super::checkpoint::{Checkpoint, FORMAT};
 use super::data::{epoch_order, evenly_spaced};
 use super::optim::{clip_grad_norm, AdamW, Ema, Parameters};
 use super::reduce::Reducer;
 use super::task::{Draw, Split, Task};
+use super::weights_file::{Checkpoint, FORMAT};
 use crate::config::{same_identity, Stage};
 use crate::error::{Context, Error, Result};
 use crate::parallel::signals::StopFlag;
