@@ -17,10 +17,12 @@
 //! its evolution never depends on which rank or thread steps it, so the file is bitwise the same
 //! for any number of ranks and threads, and for a killed-and-resumed run.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use ndarray::{Array4, ArrayViewMut3, Axis};
 use num_complex::Complex;
 use rand::Rng;
 use rayon::prelude::*;
@@ -37,12 +39,12 @@ use crate::solver::initial::filtered_vorticity;
 use crate::solver::kolmogorov::Kolmogorov;
 use crate::solver::qg::{Qg, QgState};
 use crate::solver::real::Real;
-use crate::solver::resize::Downsampler;
+use crate::solver::resize::{DownsampleWork, Downsampler};
 use crate::solver::{Dynamics, KolmogorovSolver, QgSolver};
 use crate::store::h5::{Access, File, Hyperslab};
 use crate::store::member_states;
 use crate::store::resume::{self, Decision, Outcome, StageFiles};
-use crate::store::trajectories::{variable, TrajectoryLayout, TrajectoryWriter};
+use crate::store::trajectories::{variable, TrajectoryLayout, TrajectoryWriter, TEST, TRAIN, VALID};
 
 /// The work a config asks for (printed by `validate`).
 pub struct Plan {
@@ -195,11 +197,17 @@ struct Member<S> {
     diverged_at: Option<u64>,
 }
 
+/// The solver of a run: native (`solver`, stepped on the rank's threads), or batched on a device
+/// (`batch`, when given: `solver` then still holds the states and their sizes).
+type Solvers<'a, D, S> = (&'a D, Option<&'a dyn Segment<S>>);
+
+/// The stage on all ranks: decide → set up members (fresh or from the checkpoint) → segments
+/// {step members, store a sample, agree, checkpoint, stop?} → finish → publish.
 fn run_typed<T: Real, D: Dynamics<T>>(
     c: &Config,
     world: &World,
     stop: &StopFlag,
-    (solver, batch): (&D, Option<&dyn Segment<D::State>>),
+    solvers: Solvers<D, D::State>,
     down: &Downsampler<T>,
 ) -> Result<Outcome<PathBuf>> {
     let paths = StageFiles::generate(&c.run.dir);
@@ -208,168 +216,322 @@ fn run_typed<T: Real, D: Dynamics<T>>(
     if decision == Decision::Done {
         return Ok(Outcome::Complete { result: paths.output, already: true });
     }
-    let plan = Plan::of(c);
-    let (n, m_out, layers) = (c.system.grid, c.output_grid(), solver.layers());
-    let local = world.members(plan.members);
-    let threads = c.threads_per_rank(world.size());
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::failure(e.to_string()))?;
-    // The writes of the shared files are collective: the ranks agree on each one's outcome, so
-    // that a failure seen by some of them (a full disk) is reported once and ends every rank
-    // alike, without aborting (see `Error::Collective`).
-    let collective = |r: Result<()>| world.agree(r).inspect_err(|_| crate::store::h5::abandon_parallel_files());
-    let yaml = c.to_yaml();
+    let mut g = Generation::set_up(c, world, solvers, down, paths, decision)?;
+    if g.step == 0 && g.plan.spinup_steps == 0 {
+        g.store(0)?;
+    }
+    let mut clock = Clock::start(g.step);
+    g.log_start();
+    while g.step < g.plan.total_steps {
+        g.advance_segment();
+        if let Some(t) = g.stored_index() {
+            g.store(t)?;
+        }
+        let agreed = g.agree(stop, &clock);
+        g.log_progress(&mut clock, agreed.diverged);
+        if agreed.stop || agreed.checkpoint {
+            g.checkpoint()?;
+            clock.checkpointed = Instant::now();
+            if agreed.stop {
+                return Ok(Outcome::Interrupted { step: g.step });
+            }
+        }
+    }
+    g.finish(&clock)
+}
 
-    let (mut members, mut step, writer) = if decision == Decision::Resume {
-        let words = solver.save(&solver.state(vec![Complex::default(); layers * solver.grid().spec_len()])).len();
-        let ck = member_states::read(&paths.checkpoint, local.clone(), words)?;
-        let members = local
-            .clone()
-            .zip(ck.states)
-            .zip(ck.diverged_at)
-            .map(|((index, w), d)| Member { index, state: solver.load(&w), diverged_at: u64::try_from(d).ok() })
-            .collect();
-        log::info!("resuming from {} at solver step {}", paths.checkpoint.display(), ck.step);
-        (members, ck.step, TrajectoryWriter::reopen(&paths.partial, world, c)?)
-    } else {
-        let members = initial_states(c, solver, local.clone())?;
-        let layout = TrajectoryLayout {
-            members: plan.members,
-            samples: plan.samples,
-            grid: m_out,
-            times: (0..plan.samples)
-                .map(|i| (plan.spinup_steps + (i * c.generate.steps_per_sample) as u64) as f64 * c.system.dt)
-                .collect(),
-            split: split_of_members(plan.members, c.generate.split.train, c.generate.split.valid),
+/// The clocks of the sample loop.
+struct Clock {
+    start: Instant,
+    checkpointed: Instant,
+    logged: Instant,
+    /// Solver step at `start` (0, or where a resumed run continues).
+    first_step: u64,
+}
+
+impl Clock {
+    fn start(first_step: u64) -> Clock {
+        let now = Instant::now();
+        Clock { start: now, checkpointed: now, logged: now, first_step }
+    }
+}
+
+/// What the ranks agreed after a segment.
+struct Agreed {
+    stop: bool,
+    checkpoint: bool,
+    /// Members diverged so far, over all ranks.
+    diverged: u64,
+}
+
+/// One rank's share of the stage: its members, their solver and the open output file.
+struct Generation<'a, T: Real, D: Dynamics<T>> {
+    c: &'a Config,
+    world: &'a World,
+    solver: &'a D,
+    batch: Option<&'a dyn Segment<D::State>>,
+    down: &'a Downsampler<T>,
+    paths: StageFiles,
+    plan: Plan,
+    /// This rank's members (global indices), in order.
+    local: Range<usize>,
+    members: Vec<Member<D::State>>,
+    /// Solver steps taken from the initial condition.
+    step: u64,
+    writer: TrajectoryWriter,
+    /// The threads of this rank, and per thread the solver's and the downsampler's scratch.
+    pool: rayon::ThreadPool,
+    works: Vec<Mutex<(D::Work, DownsampleWork<T>)>>,
+    /// One stored time of the local members, `[member, layer, y, x]` on the output grid.
+    frame: Array4<f32>,
+    /// Resolved config YAML (stored in checkpoints).
+    yaml: String,
+    /// Seconds spent storing samples (downsampling and HDF5 writes).
+    io_time: f64,
+}
+
+impl<'a, T: Real, D: Dynamics<T>> Generation<'a, T, D> {
+    /// This rank's members and the output file: new ones for a fresh run, from the checkpoint
+    /// and the partial file for a resumed one.
+    fn set_up(
+        c: &'a Config,
+        world: &'a World,
+        (solver, batch): Solvers<'a, D, D::State>,
+        down: &'a Downsampler<T>,
+        paths: StageFiles,
+        decision: Decision,
+    ) -> Result<Self> {
+        let plan = Plan::of(c);
+        let local = world.members(plan.members);
+        let threads = c.threads_per_rank(world.size());
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::failure(e.to_string()))?;
+        let (members, step, writer) = if decision == Decision::Resume {
+            let (members, step) = resumed_states(solver, &paths.checkpoint, local.clone())?;
+            (members, step, TrajectoryWriter::reopen(&paths.partial, world, c)?)
+        } else {
+            let members = initial_states(c, solver, local.clone())?;
+            (members, 0, TrajectoryWriter::create(&paths.partial, world, &layout(c, &plan), c)?)
         };
-        let writer = TrajectoryWriter::create(&paths.partial, world, &layout, c)?;
-        (members, 0, writer)
-    };
+        let works = (0..threads).map(|_| Mutex::new((solver.work(), down.work()))).collect();
+        let m_out = c.output_grid();
+        let frame = Array4::zeros((local.len(), solver.layers(), m_out, m_out));
+        let yaml = c.to_yaml();
+        Ok(Generation {
+            c,
+            world,
+            solver,
+            batch,
+            down,
+            paths,
+            plan,
+            local,
+            members,
+            step,
+            writer,
+            pool,
+            works,
+            frame,
+            yaml,
+            io_time: 0.0,
+        })
+    }
 
-    let k = c.generate.steps_per_sample as u64;
-    let works: Vec<Mutex<_>> = (0..threads).map(|_| Mutex::new((solver.work(), down.work()))).collect();
-    let (frame_len, spec_len) = (layers * m_out * m_out, solver.grid().spec_len());
-    let mut frame = vec![0f32; local.len() * frame_len];
-    let write_sample = |members: &[Member<D::State>], frame: &mut [f32], t: usize| {
-        pool.install(|| {
-            frame.par_chunks_mut(frame_len).zip(members.par_iter()).for_each(|(out, m)| {
+    /// The outcome of a collective write, agreed by the ranks: a failure seen by some of them (a
+    /// full disk) is reported once and ends every rank alike, without aborting (see
+    /// `Error::Collective`).
+    fn collective(&self, r: Result<()>) -> Result<()> {
+        self.world.agree(r).inspect_err(|_| crate::store::h5::abandon_parallel_files())
+    }
+
+    fn log_start(&self) {
+        log::info!(
+            "generate: {} members ({} per rank on {} rank(s), {} thread(s) each), {}² → {}², {} solver steps, {} stored states",
+            self.plan.members,
+            self.local.len(),
+            self.world.size(),
+            self.pool.current_num_threads(),
+            self.c.system.grid,
+            self.c.output_grid(),
+            self.plan.total_steps,
+            self.plan.samples
+        );
+    }
+
+    /// Steps every live member to the end of the segment: the next stored time, or during the
+    /// spin-up `steps_per_sample` steps at most (the spin-up need not be a multiple of them).
+    fn advance_segment(&mut self) {
+        let (step, k, spinup) = (self.step, self.c.generate.steps_per_sample as u64, self.plan.spinup_steps);
+        let next = if step < spinup { (step + k).min(spinup) } else { step + k };
+        let max_cfl = self.c.generate.max_cfl;
+        match self.batch {
+            Some(b) => b.advance(&mut self.members, step, next, max_cfl),
+            None => self.step_on_threads(next, max_cfl),
+        }
+        self.step = next;
+    }
+
+    /// The native solver's segment: members spread over the rank's threads, each stepped to
+    /// `next` unless its CFL number exceeds `max_cfl` (or turns non-finite) first.
+    fn step_on_threads(&mut self, next: u64, max_cfl: f64) {
+        let (from, solver, works) = (self.step, self.solver, &self.works);
+        self.pool.install(|| {
+            self.members.par_iter_mut().for_each(|m| {
+                if m.diverged_at.is_some() {
+                    return;
+                }
+                let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
+                for s in from..next {
+                    let cfl = solver.step(&mut m.state, &mut work.0);
+                    if !(cfl <= max_cfl) {
+                        log::warn!("member {} diverged at solver step {s} (CFL number {cfl:.3})", m.index);
+                        m.diverged_at = Some(s);
+                        break;
+                    }
+                }
+            })
+        });
+    }
+
+    /// The stored time reached, if the step is past the spin-up.
+    fn stored_index(&self) -> Option<usize> {
+        let k = self.c.generate.steps_per_sample as u64;
+        (self.step >= self.plan.spinup_steps).then(|| ((self.step - self.plan.spinup_steps) / k) as usize)
+    }
+
+    /// Downsamples every local member to the output grid and writes them as stored time `t`
+    /// (collective); a diverged member's state is NaN.
+    fn store(&mut self, t: usize) -> Result<()> {
+        let t0 = Instant::now();
+        let (solver, down, works) = (self.solver, self.down, &self.works);
+        let (spec_len, m_out) = (solver.grid().spec_len(), self.c.output_grid());
+        let mut rows: Vec<ArrayViewMut3<f32>> = self.frame.outer_iter_mut().collect();
+        self.pool.install(|| {
+            rows.par_iter_mut().zip(self.members.par_iter()).for_each(|(out, m)| {
                 if m.diverged_at.is_some() {
                     out.fill(f32::NAN);
                     return;
                 }
                 let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
                 let mut real = vec![T::zero(); m_out * m_out];
-                let fields = solver.fields(&m.state);
-                for (layer, out) in out.chunks_exact_mut(m_out * m_out).enumerate() {
-                    down.apply(&fields[layer * spec_len..(layer + 1) * spec_len], &mut real, &mut work.1);
-                    out.iter_mut().zip(&real).for_each(|(o, r)| *o = r.to64() as f32);
+                let spectra = solver.fields(&m.state).chunks_exact(spec_len);
+                for (mut layer, spectrum) in out.outer_iter_mut().zip(spectra) {
+                    down.apply(spectrum, &mut real, &mut work.1);
+                    layer.iter_mut().zip(&real).for_each(|(o, r)| *o = r.to64() as f32);
                 }
             })
         });
-        writer.write_sample(t, frame)
-    };
-    let mut io_time = 0.0;
-    if step == 0 && plan.spinup_steps == 0 {
-        let t0 = Instant::now();
-        collective(write_sample(&members, &mut frame, 0))?;
-        io_time += t0.elapsed().as_secs_f64();
+        self.collective(self.writer.write_sample(t, self.frame.view()))?;
+        self.io_time += t0.elapsed().as_secs_f64();
+        Ok(())
     }
 
-    let start = Instant::now();
-    let (mut last_ckpt, mut last_log) = (Instant::now(), Instant::now());
-    let first_step = step;
-    let max_cfl = c.generate.max_cfl;
-    log::info!(
-        "generate: {} members ({} per rank on {} rank(s), {} thread(s) each), {}² → {}², {} solver steps, {} stored states",
-        plan.members,
-        local.len(),
-        world.size(),
-        threads,
-        n,
-        m_out,
-        plan.total_steps,
-        plan.samples
-    );
-    while step < plan.total_steps {
-        let next = if step < plan.spinup_steps { (step + k).min(plan.spinup_steps) } else { step + k };
-        if let Some(b) = batch {
-            b.advance(&mut members, step, next, max_cfl);
-        } else {
-            pool.install(|| {
-                members.par_iter_mut().for_each(|m| {
-                    if m.diverged_at.is_some() {
-                        return;
-                    }
-                    let mut work = works[rayon::current_thread_index().unwrap_or(0)].lock().unwrap();
-                    for s in step..next {
-                        let cfl = solver.step(&mut m.state, &mut work.0);
-                        if !(cfl <= max_cfl) {
-                            log::warn!("member {} diverged at solver step {s} (CFL number {cfl:.3})", m.index);
-                            m.diverged_at = Some(s);
-                            break;
-                        }
-                    }
-                })
-            });
-        }
-        step = next;
-        if step >= plan.spinup_steps {
-            let t0 = Instant::now();
-            collective(write_sample(&members, &mut frame, ((step - plan.spinup_steps) / k) as usize))?;
-            io_time += t0.elapsed().as_secs_f64();
-        }
-        let diverged = members.iter().filter(|m| m.diverged_at.is_some()).count() as u64;
-        let due = last_ckpt.elapsed().as_secs_f64() >= c.run.checkpoint_interval && step < plan.total_steps;
-        let agreed = world.sum(&[stop.requested() as u64, due as u64, diverged]);
-        let (stop_now, ckpt_now) = (agreed[0] > 0, agreed[1] > 0);
-        if world.is_root() && (last_log.elapsed().as_secs_f64() >= c.run.log_interval || step == plan.total_steps) {
-            let elapsed = start.elapsed().as_secs_f64();
-            let rate = (step - first_step) as f64 * plan.members as f64 / elapsed.max(1e-9);
-            let eta = (plan.total_steps - step) as f64 * plan.members as f64 / rate.max(1e-9);
-            let stored = if step >= plan.spinup_steps { (step - plan.spinup_steps) / k + 1 } else { 0 };
-            log::info!(
-                "step {step}/{} t={:.4} stored {stored}/{} members {} ({} diverged) {:.1} member-steps/s ETA {:.0}s",
-                plan.total_steps,
-                step as f64 * c.system.dt,
-                plan.samples,
-                plan.members,
-                agreed[2],
-                rate,
-                eta
-            );
-            last_log = Instant::now();
-        }
-        if stop_now || ckpt_now {
-            collective(writer.flush())?;
-            let data = member_states::CheckpointData {
-                step,
-                states: members.iter().map(|m| solver.save(&m.state)).collect(),
-                diverged_at: members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect(),
-            };
-            collective(member_states::write(&paths.checkpoint, world, &yaml, plan.members, local.clone(), &data))?;
-            last_ckpt = Instant::now();
-            log::debug!("checkpoint at solver step {step}: {}", paths.checkpoint.display());
-            if stop_now {
-                return Ok(Outcome::Interrupted { step });
-            }
-        }
+    /// The ranks' agreement after a segment: stop (requested on any rank), checkpoint (due on any
+    /// rank, unless this was the last segment), and the members diverged so far.
+    fn agree(&self, stop: &StopFlag, clock: &Clock) -> Agreed {
+        let diverged = self.members.iter().filter(|m| m.diverged_at.is_some()).count() as u64;
+        let due = clock.checkpointed.elapsed().as_secs_f64() >= self.c.run.checkpoint_interval
+            && self.step < self.plan.total_steps;
+        let agreed = self.world.sum(&[stop.requested() as u64, due as u64, diverged]);
+        Agreed { stop: agreed[0] > 0, checkpoint: agreed[1] > 0, diverged: agreed[2] }
     }
-    let diverged: Vec<i64> = members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect();
-    writer.finish(&diverged)?;
-    paths.publish(world)?;
-    let io_max = world.max_f64(&[io_time])[0];
-    if world.is_root() {
-        let mb = plan.output_bytes as f64 / 1e6;
+
+    /// Rank 0's progress line, every `run.log_interval` seconds and at the last step.
+    fn log_progress(&self, clock: &mut Clock, diverged: u64) {
+        let (step, plan, c) = (self.step, &self.plan, self.c);
+        if !self.world.is_root()
+            || (clock.logged.elapsed().as_secs_f64() < c.run.log_interval && step != plan.total_steps)
+        {
+            return;
+        }
+        let elapsed = clock.start.elapsed().as_secs_f64();
+        let rate = (step - clock.first_step) as f64 * plan.members as f64 / elapsed.max(1e-9);
+        let eta = (plan.total_steps - step) as f64 * plan.members as f64 / rate.max(1e-9);
+        let stored = self.stored_index().map_or(0, |t| t as u64 + 1);
         log::info!(
-            "wrote {} ({:.1} MB) in {:.1}s; HDF5 writes {:.2}s ({:.1} MB/s)",
-            paths.output.display(),
-            mb,
-            start.elapsed().as_secs_f64(),
-            io_max,
-            mb / io_max.max(1e-9)
+            "step {step}/{} t={:.4} stored {stored}/{} members {} ({} diverged) {:.1} member-steps/s ETA {:.0}s",
+            plan.total_steps,
+            step as f64 * c.system.dt,
+            plan.samples,
+            plan.members,
+            diverged,
+            rate,
+            eta
         );
+        clock.logged = Instant::now();
     }
-    Ok(Outcome::Complete { result: paths.output, already: false })
+
+    /// `diverged_at` of each local member: the solver step of its blow-up, −1 if none.
+    fn diverged_at(&self) -> Vec<i64> {
+        self.members.iter().map(|m| m.diverged_at.map_or(-1, |s| s as i64)).collect()
+    }
+
+    /// Flushes the samples written so far and writes every member's state (collective).
+    fn checkpoint(&self) -> Result<()> {
+        self.collective(self.writer.flush())?;
+        let data = member_states::CheckpointData {
+            step: self.step,
+            states: self.members.iter().map(|m| self.solver.save(&m.state)).collect(),
+            diverged_at: self.diverged_at(),
+        };
+        let (path, total) = (&self.paths.checkpoint, self.plan.members);
+        self.collective(member_states::write(path, self.world, &self.yaml, total, self.local.clone(), &data))?;
+        log::debug!("checkpoint at solver step {}: {}", self.step, path.display());
+        Ok(())
+    }
+
+    /// Writes `diverged_at` and closes the file, publishes it, and reports the write rate.
+    fn finish(self, clock: &Clock) -> Result<Outcome<PathBuf>> {
+        let diverged = self.diverged_at();
+        self.writer.finish(&diverged)?;
+        self.paths.publish(self.world)?;
+        let io_max = self.world.max_f64(&[self.io_time])[0];
+        if self.world.is_root() {
+            let mb = self.plan.output_bytes as f64 / 1e6;
+            log::info!(
+                "wrote {} ({:.1} MB) in {:.1}s; HDF5 writes {:.2}s ({:.1} MB/s)",
+                self.paths.output.display(),
+                mb,
+                clock.start.elapsed().as_secs_f64(),
+                io_max,
+                mb / io_max.max(1e-9)
+            );
+        }
+        Ok(Outcome::Complete { result: self.paths.output, already: false })
+    }
+}
+
+/// The fixed structure of a fresh file: stored times after the spin-up, every
+/// `steps_per_sample` solver steps, and the members' splits.
+fn layout(c: &Config, plan: &Plan) -> TrajectoryLayout {
+    TrajectoryLayout {
+        members: plan.members,
+        samples: plan.samples,
+        grid: c.output_grid(),
+        times: (0..plan.samples)
+            .map(|i| (plan.spinup_steps + (i * c.generate.steps_per_sample) as u64) as f64 * c.system.dt)
+            .collect(),
+        split: split_of_members(plan.members, c.generate.split.train, c.generate.split.valid),
+    }
+}
+
+/// This rank's `local` members as the checkpoint at `path` holds them, and the solver step
+/// they reached.
+fn resumed_states<T: Real, D: Dynamics<T>>(
+    solver: &D,
+    path: &Path,
+    local: Range<usize>,
+) -> Result<(Vec<Member<D::State>>, u64)> {
+    let spectra = solver.layers() * solver.grid().spec_len();
+    let words = solver.save(&solver.state(vec![Complex::default(); spectra])).len();
+    let ck = member_states::read(path, local.clone(), words)?;
+    let members = local
+        .zip(ck.states)
+        .zip(ck.diverged_at)
+        .map(|((index, w), d)| Member { index, state: solver.load(&w), diverged_at: u64::try_from(d).ok() })
+        .collect();
+    log::info!("resuming from {} at solver step {}", path.display(), ck.step);
+    Ok((members, ck.step))
 }
 
 /// Initial states of this rank's members: random (own stream per member) or from the file
@@ -377,27 +539,11 @@ fn run_typed<T: Real, D: Dynamics<T>>(
 fn initial_states<T: Real, D: Dynamics<T>>(
     c: &Config,
     solver: &D,
-    local: std::ops::Range<usize>,
+    local: Range<usize>,
 ) -> Result<Vec<Member<D::State>>> {
     let g = solver.grid();
-    let (n, layers, len) = (g.n, solver.layers(), g.spec_len());
-    let from_file = match c.ic_file() {
-        None => None,
-        Some(path) => {
-            let key = format!("generate.initial_condition = {}", path.display());
-            let f = File::open(&path, Access::Serial, false).input_context(|| &key)?;
-            let (start, count) = if layers > 1 {
-                (vec![local.start, 0, 0, 0], vec![local.len(), layers, n, n])
-            } else {
-                (vec![local.start, 0, 0], vec![local.len(), n, n])
-            };
-            let data: Vec<f64> = f
-                .dataset(variable(c).name)
-                .and_then(|d| d.read(Some(&Hyperslab { start: &start, count: &count })))
-                .input_context(|| &key)?;
-            Some(data)
-        }
-    };
+    let (n, len) = (g.n, g.spec_len());
+    let from_file = c.ic_file().map(|path| read_ic_file(&path, c, solver.layers(), local.clone())).transpose()?;
     // The equation the random vorticity is built for (plans and spectra made once per rank).
     let random_kolmogorov = (from_file.is_none() && c.system.kind == SystemKind::Kolmogorov)
         .then(|| Kolmogorov::<T>::new(n, c.kolmogorov()));
@@ -406,18 +552,15 @@ fn initial_states<T: Real, D: Dynamics<T>>(
         .clone()
         .map(|index| {
             let mut rng = member_stream(c.run.seed, Purpose::InitialCondition, index as u64);
-            let mut spectra = vec![Complex::default(); layers * len];
             let real: Vec<T> = match (&from_file, c.system.kind) {
-                (Some(data), _) => {
-                    let i = index - local.start;
-                    let field: Vec<T> =
-                        data[i * layers * n * n..(i + 1) * layers * n * n].iter().map(|&v| T::of(v)).collect();
+                (Some(fields), _) => {
+                    let field = fields.index_axis(Axis(0), index - local.start);
                     if field.iter().any(|v| !v.is_finite()) {
                         return Err(Error::Input(format!(
                             "generate.initial_condition: member {index} has non-finite values"
                         )));
                     }
-                    field
+                    field.iter().map(|&v| T::of(v)).collect()
                 }
                 (None, SystemKind::Qg) => pyqg_random_pv(&mut rng, n),
                 (None, SystemKind::Kolmogorov) => {
@@ -426,12 +569,32 @@ fn initial_states<T: Real, D: Dynamics<T>>(
                     return Ok(Member { index, state: solver.state(w), diverged_at: None });
                 }
             };
-            for (layer, field) in real.chunks_exact(n * n).enumerate() {
-                g.forward(field, &mut spectra[layer * len..(layer + 1) * len], g.nkx, &mut ws);
+            let mut spectra = vec![Complex::default(); solver.layers() * len];
+            for (field, spectrum) in real.chunks_exact(n * n).zip(spectra.chunks_exact_mut(len)) {
+                g.forward(field, spectrum, g.nkx, &mut ws);
             }
             Ok(Member { index, state: solver.state(spectra), diverged_at: None })
         })
         .collect()
+}
+
+/// The `local` members' fields of the initial-condition file at `path` (checked by
+/// [`check_ic_file`]), `[member, layer, y, x]` on the solver grid (one layer for Kolmogorov
+/// flow's vorticity); errors are input errors.
+fn read_ic_file(path: &Path, c: &Config, layers: usize, local: Range<usize>) -> Result<Array4<f64>> {
+    let n = c.system.grid;
+    let key = format!("generate.initial_condition = {}", path.display());
+    let f = File::open(path, Access::Serial, false).input_context(|| &key)?;
+    let (start, count) = if layers > 1 {
+        (vec![local.start, 0, 0, 0], vec![local.len(), layers, n, n])
+    } else {
+        (vec![local.start, 0, 0], vec![local.len(), n, n])
+    };
+    let data: Vec<f64> = f
+        .dataset(variable(c).name)
+        .and_then(|d| d.read(Some(&Hyperslab { start: &start, count: &count })))
+        .input_context(|| &key)?;
+    Array4::from_shape_vec((local.len(), layers, n, n), data).input_context(|| &key)
 }
 
 /// pyqg's random initial PV (QGModel's own): upper layer `1e-7·U[0,1)` at every point plus
@@ -454,11 +617,11 @@ pub fn split_of_members(members: usize, train: f64, valid: f64) -> Vec<i8> {
     (0..members)
         .map(|i| {
             if i < n_train {
-                0
+                TRAIN
             } else if i < n_train + n_valid {
-                1
+                VALID
             } else {
-                2
+                TEST
             }
         })
         .collect()

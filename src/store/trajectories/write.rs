@@ -8,6 +8,8 @@
 use std::ops::Range;
 use std::path::Path;
 
+use ndarray::ArrayView4;
+
 use super::{qg_parameters, variable, GIT_REVISION, VERSION};
 use crate::config::{Config, Precision, SystemKind};
 use crate::error::Result;
@@ -123,10 +125,13 @@ impl TrajectoryWriter {
         Ok(TrajectoryWriter { file: f, members, grid, layers: var.layers, variable: var.name })
     }
 
-    /// Writes stored time `t` of this rank's members (`data`: local members × layers × N × N,
-    /// f32). Collective: every rank calls it for every `t`.
-    pub fn write_sample(&self, t: usize, data: &[f32]) -> Result<()> {
+    /// Writes stored time `t` of this rank's members, `frame[local member, layer, y, x]` (one
+    /// layer for Kolmogorov flow). Collective: every rank calls it for every `t`.
+    pub fn write_sample(&self, t: usize, frame: ArrayView4<f32>) -> Result<()> {
         let (n, nl, m) = (self.grid, self.layers, self.members.len());
+        assert_eq!(frame.dim(), (m, nl, n, n), "the local members' stored state");
+        let frame = frame.as_standard_layout();
+        let data = frame.as_slice().expect("standard layout");
         let ds = self.file.dataset(self.variable)?;
         if nl > 1 {
             ds.write(
