@@ -15,8 +15,8 @@ use thermalizer::stages::command::{self, exit_status};
 use thermalizer::stages::describe;
 use thermalizer::stages::train::{Model, TrainOptions};
 use thermalizer::store::h5;
-use thermalizer::train::checkpoint::StoredAs;
 use thermalizer::train::reduce::Allreduce;
+use thermalizer::train::weights_file::StoredAs;
 
 #[derive(Parser)]
 #[command(

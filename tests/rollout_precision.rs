@@ -18,7 +18,7 @@ use thermalizer::nn::diffusion::Schedule;
 use thermalizer::rollout::thermalize::Denoiser;
 use thermalizer::stages::models::{self, Models};
 use thermalizer::store::h5::{Access, File};
-use thermalizer::train::data::{Trajectories, Window};
+use thermalizer::store::trajectories::{Trajectories, Window};
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/kolmogorov-small.yaml");
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/kolmogorov-small");

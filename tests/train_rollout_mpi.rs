@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 
 use common::*;
 use thermalizer::store::h5::{Access, File};
-use thermalizer::train::checkpoint::Checkpoint;
+use thermalizer::train::weights_file::Checkpoint;
 
 fn config() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/tiny-train.yaml")
@@ -414,7 +414,7 @@ fn rollout_is_rank_invariant_resumes_reads_in_xarray_and_reports() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(resumed.join("rollout.h5.partial").exists() && !resumed.join("rollout.h5").exists());
-    let step = thermalizer::store::checkpoint::stored_step(&resumed.join("rollout.checkpoint.h5")).unwrap();
+    let step = thermalizer::store::member_states::stored_step(&resumed.join("rollout.checkpoint.h5")).unwrap();
     let status = run(0, &["status", resumed.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(

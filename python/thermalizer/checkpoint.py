@@ -1,7 +1,7 @@
 """Reading the model files of thermalizer: training checkpoints and exported models.
 
 Both are safetensors files with metadata ``format = "thermalizer-checkpoint-1"`` and
-``model`` (``emulator`` or ``thermalizer``); see src/train/checkpoint.rs and
+``model`` (``emulator`` or ``thermalizer``); see src/train/weights_file.rs and
 src/stages/models.rs. Their tensors:
 
 - the weights under the PyTorch names (``image_proj.weight``, ...);

@@ -30,7 +30,7 @@ pub mod training;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
-use crate::store::checkpoint as ck_store;
+use crate::store::member_states as ck_store;
 use crate::store::resume::StageFiles;
 use file::RolloutFile;
 use paired::Pairing;

@@ -24,7 +24,7 @@ use crate::rollout::calibration::{level_at_percentile, share_above, Calibration,
 use crate::rollout::thermalize::Denoiser;
 use crate::store::resume::{self, Decision};
 use crate::store::trajectories::GIT_REVISION;
-use crate::train::data::{Trajectories, Window, VALID};
+use crate::store::trajectories::{Trajectories, Window, VALID};
 use crate::train::task::normals;
 
 /// Split code of the test members.

@@ -15,8 +15,8 @@ use crate::parallel::signals::{StopFlag, EXIT_INTERRUPTED};
 use crate::parallel::World;
 use crate::report::{self, Headline};
 use crate::store::resume::Outcome;
-use crate::train::checkpoint::StoredAs;
 use crate::train::trainer::Trained;
+use crate::train::weights_file::StoredAs;
 
 /// Prints a stage error (once for input errors and failures all ranks hold, from the failing
 /// rank otherwise) and returns the exit status; a run-time failure of one rank in a multi-rank

@@ -6,7 +6,7 @@
 //! With `rollout.models: DIR` it reads `DIR/emulator.safetensors` and
 //! `DIR/thermalizer.safetensors` instead, and with `rollout.thermalizer_file: FILE` the
 //! thermalizer from FILE (the emulator from its training checkpoint): files written by
-//! [`export`], in the checkpoint format ([`crate::train::checkpoint`]) with the same tensor names, but holding only what a rollout
+//! [`export`], in the checkpoint format ([`crate::train::weights_file`]) with the same tensor names, but holding only what a rollout
 //! needs: the emulator's weights, the thermalizer's EMA weights (`ema/<name>`, or its raw
 //! weights when `rollout.ema` is false) and `normalisation/scale`; float32, or with `--half`
 //! the weights in float16 (the scale stays float32). Their metadata is the checkpoint's plus `exported_from` (the checkpoint's path)
@@ -29,7 +29,7 @@ use crate::error::{Context, Error, Result};
 use crate::nn::classifier::Thermalizer;
 use crate::nn::precision::Reduced;
 use crate::nn::unet::Unet;
-use crate::train::checkpoint::{Checkpoint, StoredAs};
+use crate::train::weights_file::{Checkpoint, StoredAs};
 
 /// The two trained models, by the directory name of their checkpoints.
 const NAMES: [&str; 2] = ["emulator", "thermalizer"];

@@ -30,11 +30,11 @@ use crate::rollout::stats::{self, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
 use crate::store::cf;
-use crate::store::checkpoint::{self as ck_store, CheckpointData};
 use crate::store::h5::{Access, File, H5Scalar};
+use crate::store::member_states::{self as ck_store, CheckpointData};
 use crate::store::resume::{self, Decision, Outcome, StageFiles};
 use crate::store::trajectories::{variable, Variable};
-use crate::train::data::{Trajectories, Window};
+use crate::store::trajectories::{Trajectories, Window};
 use crate::train::task::normals;
 
 /// The runaway guard's bounds from every stored state of the training split, normalised by

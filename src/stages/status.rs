@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use crate::config::{same_identity, Config, Stage};
 use crate::error::{Context, Result};
 use crate::store;
-use crate::store::checkpoint as ck_store;
+use crate::store::member_states as ck_store;
 use crate::store::resume::StageFiles;
 
 /// Where a stage stands.

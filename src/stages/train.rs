@@ -14,10 +14,11 @@ use crate::nn::unet::Unet;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{node_local_rank, World};
 use crate::store::resume::Outcome;
-use crate::train::data::Trajectories;
+use crate::store::trajectories::Trajectories;
+use crate::train::data::{self, Samples};
 use crate::train::emulator::EmulatorTask;
 use crate::train::reduce::{self, Allreduce};
-use crate::train::task::{Samples, Setup, Task};
+use crate::train::task::{Setup, Task};
 use crate::train::thermalizer::ThermalizerTask;
 use crate::train::trainer::{self, Session, Trained};
 
@@ -95,7 +96,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, model: Model, opts: &Trai
     let path: PathBuf = c.run.dir.join("trajectories.h5");
     let data = Trajectories::open(&path, c.layers(), c.output_grid())?;
     fits_the_file(c, model, &data)?;
-    let scale = data.channel_std(world)?;
+    let scale = data::channel_std(&data, world)?;
     let channels = c.layers() as i64;
     tch::manual_seed(c.run.seed as i64);
     let vs = VarStore::new(device);

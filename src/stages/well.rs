@@ -19,8 +19,8 @@ use crate::config::{same_identity, Config, Stage, SystemKind};
 use crate::error::{Context, Error, Result};
 use crate::store::stored_config;
 use crate::store::trajectories;
+use crate::store::trajectories::{Trajectories, Window, TEST, TRAIN, VALID};
 use crate::store::well::{Field, Statistics, WellLayout, WellWriter};
-use crate::train::data::{Trajectories, Window, TEST, TRAIN, VALID};
 
 /// The splits by code of trajectories.h5's `split` and by The Well's folder name.
 const SPLITS: [(i8, &str); 3] = [(TRAIN, "train"), (VALID, "valid"), (TEST, "test")];
@@ -127,9 +127,9 @@ pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>> {
         }
         for (i, &member) in members.iter().enumerate() {
             let states = data.read(Window { member, start: 0 }, data.samples)?;
-            writer.write_trajectory(i, &states)?;
+            writer.write_trajectory(i, states.view())?;
             if code == TRAIN {
-                stats.add(&states);
+                stats.add(states.as_slice().expect("an array just read is in standard layout"));
             }
         }
         if members.is_empty() {

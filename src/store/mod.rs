@@ -2,9 +2,9 @@
 //! the `.partial` → final rename that keeps half-written files from looking done.
 
 pub mod cf;
-pub mod checkpoint;
 pub mod h5;
 pub mod lock;
+pub mod member_states;
 pub mod resume;
 pub mod trajectories;
 pub mod well;

@@ -27,6 +27,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ndarray::{ArrayView3, ArrayView4, Axis};
+
 use super::h5::{Access, Attrs, File, H5Bool, Hyperslab};
 use super::partial_path;
 use crate::error::{Error, Result};
@@ -142,20 +144,12 @@ impl WellWriter {
     }
 
     /// Writes trajectory `index` from `states`: one member as trajectories.h5 stores it,
-    /// `[time, field, y, x]` row-major.
-    pub fn write_trajectory(&self, index: usize, states: &[f32]) -> Result<()> {
+    /// `[time, field, y, x]`; the Well's `t0_fields/<field>` is `[trajectory, time, x, y]`.
+    pub fn write_trajectory(&self, index: usize, states: ArrayView4<f32>) -> Result<()> {
         let (t, c, n) = (self.steps, self.fields.len(), self.grid);
-        assert_eq!(states.len(), t * c * n * n, "{}: one member's states", self.path.display());
-        let mut field = vec![0f32; t * n * n];
-        for (ch, name) in self.fields.iter().enumerate() {
-            for (s, out) in field.chunks_mut(n * n).enumerate() {
-                let state = &states[(s * c + ch) * n * n..][..n * n];
-                for ix in 0..n {
-                    for iy in 0..n {
-                        out[ix * n + iy] = state[iy * n + ix];
-                    }
-                }
-            }
+        assert_eq!(states.dim(), (t, c, n, n), "{}: one member's states", self.path.display());
+        for (field, name) in states.axis_iter(Axis(1)).zip(&self.fields) {
+            let field: Vec<f32> = field.permuted_axes([0, 2, 1]).iter().copied().collect();
             let slab = Hyperslab { start: &[index, 0, 0, 0], count: &[1, t, n, n] };
             self.file.dataset(&format!("t0_fields/{name}"))?.write(Some(&slab), &field, false)?;
         }
@@ -199,20 +193,19 @@ impl Statistics {
         Statistics { sums: vec![Sums::default(); fields], points: grid * grid }
     }
 
-    /// Adds one member, `[time, field, y, x]` as trajectories.h5 stores it.
+    /// Adds one member, `[time, field, y, x]` row-major as trajectories.h5 stores it.
     pub fn add(&mut self, states: &[f32]) {
         let (c, n2) = (self.sums.len(), self.points);
-        let steps = states.len() / (c * n2);
-        for (ch, s) in self.sums.iter_mut().enumerate() {
-            let state = |t: usize| &states[(t * c + ch) * n2..][..n2];
-            for t in 0..steps {
-                for &v in state(t) {
+        let states = ArrayView3::from_shape((states.len() / (c * n2), c, n2), states).expect("whole states");
+        for (field, s) in states.axis_iter(Axis(1)).zip(&mut self.sums) {
+            for (t, state) in field.outer_iter().enumerate() {
+                for &v in state {
                     s.sum += v as f64;
                     s.squares += (v as f64).powi(2);
                 }
                 s.count += n2 as f64;
                 if t > 0 {
-                    for (&a, &b) in state(t - 1).iter().zip(state(t)) {
+                    for (&a, &b) in field.row(t - 1).iter().zip(state) {
                         let d = b as f64 - a as f64;
                         s.delta_sum += d;
                         s.delta_squares += d * d;

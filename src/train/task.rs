@@ -3,9 +3,9 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
-use super::data::{Trajectories, Window, TRAIN, VALID};
+use super::data::Samples;
 use crate::config::train::{LoopConfig, OptimizerConfig};
 use crate::error::Result;
 use crate::rng::{member_stream, Purpose};
@@ -78,46 +78,5 @@ pub trait Task {
     /// divides by the number of validation samples).
     fn diagnostics(&self, _draws: &[Draw]) -> Result<Vec<f64>> {
         Ok(Vec::new())
-    }
-}
-
-/// The windows of the train and valid splits, read on demand and normalised.
-pub struct Samples {
-    pub data: Trajectories,
-    pub train: Vec<Window>,
-    pub valid: Vec<Window>,
-    /// States per window.
-    pub len: usize,
-    /// Per-channel scale (physical units per normalised unit).
-    pub scale: Vec<f64>,
-    pub device: Device,
-}
-
-impl Samples {
-    /// Windows of `len` states starting at or after stored state `first`.
-    pub fn new(data: Trajectories, len: usize, first: usize, scale: Vec<f64>, device: Device) -> Samples {
-        let train = data.windows(TRAIN, len, first);
-        let valid = data.windows(VALID, len, first);
-        Samples { data, train, valid, len, scale, device }
-    }
-
-    pub fn list(&self, split: Split) -> &[Window] {
-        match split {
-            Split::Train => &self.train,
-            Split::Valid => &self.valid,
-        }
-    }
-
-    /// The windows of `draws` as one normalised tensor `[b, len, C, N, N]` on the device.
-    pub fn batch(&self, split: Split, draws: &[Draw]) -> Result<Tensor> {
-        let (c, n) = (self.data.channels as i64, self.data.grid as i64);
-        let mut host = Vec::with_capacity(draws.len() * self.len * self.data.state_len());
-        for d in draws {
-            host.extend(self.data.read(self.list(split)[d.sample], self.len)?);
-        }
-        let scale: Vec<f32> = self.scale.iter().map(|s| (1.0 / s) as f32).collect();
-        let scale = Tensor::from_slice(&scale).view([1, 1, c, 1, 1]);
-        let x = Tensor::from_slice(&host).view([draws.len() as i64, self.len as i64, c, n, n]) * scale;
-        Ok(x.to_kind(Kind::Float).to_device(self.device))
     }
 }

@@ -1,11 +1,13 @@
-//! Solver checkpoints of the generation stage: `<run.dir>/trajectories.checkpoint.h5`.
+//! Per-member states of a resumable ensemble stage, in HDF5: the solver states of `generate`
+//! (`<run.dir>/trajectories.checkpoint.h5`) and the emulator states of `rollout`
+//! (`<run.dir>/rollout.checkpoint.h5`).
 //!
-//! It holds, for every member, the full solver state as numbers (`state[member, word]`, f64:
-//! the spectra on the solver grid exactly as stepped, plus any multistep history; see
-//! [`crate::solver::Dynamics::save`]), the member's
-//! `diverged_at`, the solver step reached (`step` attribute) and the resolved config. The step's
-//! stored sample, if any, is already in the partial trajectories file. Written collectively to
-//! a temporary name and renamed by rank 0, so a checkpoint on disk is always complete.
+//! It holds, for every member, its state as numbers (`state[member, word]`, f64; for `generate`
+//! the spectra on the solver grid exactly as stepped, plus any multistep history, see
+//! [`crate::solver::Dynamics::save`]), the member's `diverged_at`, the step reached (`step`
+//! attribute) and the resolved config. The step's stored sample, if any, is already in the
+//! stage's partial output. Written collectively to a temporary name and renamed by rank 0, so a
+//! file on disk is always complete.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

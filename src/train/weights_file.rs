@@ -1,4 +1,6 @@
-//! Training checkpoints as safetensors files, readable from Python with `safetensors`.
+//! The file of a trained model: its weights, optimizer state and training progress as one
+//! safetensors file (the training checkpoint, `latest`/`best.safetensors`, and the exported
+//! models), readable from Python with `safetensors`.
 //!
 //! Tensors (float32, CPU; files written by `thermalizer export --half` hold float16, which
 //! [`Checkpoint::load`] widens to float32):
