@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayView1, Axis};
+use ndarray::{Array2, Axis};
 use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
@@ -457,58 +457,45 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
-    /// The spectrum of the normalised states `x`, in physical units.
-    fn spectrum(&self, x: &Tensor) -> Vec<f64> {
-        values(&stats::spectrum(&(x * &self.scale), self.energy))
-    }
-
-    fn histogram(&self, x: &Tensor) -> Vec<f64> {
-        values(&stats::histogram(x, self.r.histogram_bins as i64, self.r.histogram_range).0)
-    }
-
     /// Records the stored truth `t` of local member `m`.
     fn record_truth(&mut self, m: usize, t: &Tensor, due: Due) {
-        let k = &self.recs.truth;
-        let (mean_square, spectrum, histogram, snapshot) = (k.mean_square, k.spectrum, k.histogram, k.snapshot);
+        let k = self.recs.truth;
         if let Some(ri) = due.scalar {
-            self.recs[mean_square].set(m, ri, &values(&stats::mean_square(t)));
+            self.recs[k.mean_square].set(m, ri, &values(&stats::mean_square(t)));
         }
-        if let Some(si) = due.spectrum {
-            let (e, h) = (self.spectrum(t), self.histogram(t));
-            self.recs[spectrum].set(m, si, &e);
-            self.recs[histogram].set(m, si, &h);
-        }
-        if let (Some(pi), Some(key)) = (due.snapshot, snapshot) {
-            self.recs[key].set(m, pi, &values(&(t * &self.scale)));
-        }
+        self.record_fields(m, t, due, (k.spectrum, k.histogram, k.snapshot));
     }
 
     /// Records local member `m` of mode `i`, state `x` (`truth`: the stored state at the same
     /// time, if any), noise level `level`.
     fn record_member(&mut self, i: usize, m: usize, (x, truth): (&Tensor, Option<&Tensor>), level: f64, due: Due) {
-        let k = &self.recs.modes[i];
-        let (guard_keys, spectrum, histogram, snapshot) =
-            (k.guard.as_ref().map(|g| (g.score, g.corrections)), k.spectrum, k.histogram, k.snapshot);
+        let k = self.recs.modes[i];
         if let Some(ri) = due.scalar {
             let mse = truth.map_or(f64::NAN, |t| values(&stats::mse(x, t))[0]);
-            let (mse_key, ms_key, level_key, passes_key) = (k.mse, k.mean_square, k.noise_level, k.denoising_passes);
-            self.recs[mse_key].set(m, ri, &[mse]);
-            self.recs[ms_key].set(m, ri, &values(&stats::mean_square(x)));
-            self.recs[level_key].set(m, ri, &[level]);
-            self.recs[passes_key].set(m, ri, &[self.passes[[i, m]] as f64]);
+            self.recs[k.mse].set(m, ri, &[mse]);
+            self.recs[k.mean_square].set(m, ri, &values(&stats::mean_square(x)));
+            self.recs[k.noise_level].set(m, ri, &[level]);
+            self.recs[k.denoising_passes].set(m, ri, &[self.passes[[i, m]] as f64]);
             self.passes[[i, m]] = 0;
-            if let (Some(g), Some((score, corrections))) = (&self.stepper.guard, guard_keys) {
-                self.recs[score].set(m, ri, &g.scores(x));
-                self.recs[corrections].set(m, ri, &[self.corrections[[i, m]] as f64]);
+            if let (Some(g), Some(keys)) = (&self.stepper.guard, k.guard) {
+                self.recs[keys.score].set(m, ri, &g.scores(x));
+                self.recs[keys.corrections].set(m, ri, &[self.corrections[[i, m]] as f64]);
                 self.corrections[[i, m]] = 0;
             }
         }
+        self.record_fields(m, x, due, (k.spectrum, k.histogram, k.snapshot));
+    }
+
+    /// Records the spectrum, histogram and snapshot (`keys`, in this order) of the normalised
+    /// state `x` of local member `m`, those that are due.
+    fn record_fields(&mut self, m: usize, x: &Tensor, due: Due, keys: (Key, Key, Option<Key>)) {
         if let Some(si) = due.spectrum {
-            let (e, h) = (self.spectrum(x), self.histogram(x));
-            self.recs[spectrum].set(m, si, &e);
-            self.recs[histogram].set(m, si, &h);
+            let spectrum = values(&stats::spectrum(&(x * &self.scale), self.energy));
+            let histogram = values(&stats::histogram(x, self.r.histogram_bins as i64, self.r.histogram_range).0);
+            self.recs[keys.0].set(m, si, &spectrum);
+            self.recs[keys.1].set(m, si, &histogram);
         }
-        if let (Some(pi), Some(key)) = (due.snapshot, snapshot) {
+        if let (Some(pi), Some(key)) = (due.snapshot, keys.2) {
             self.recs[key].set(m, pi, &values(&(x * &self.scale)));
         }
     }
@@ -549,8 +536,9 @@ impl<'a> Rollout<'a> {
     }
 
     /// The time means of `src` into `dst` (spectrum and histogram) over records `first..`;
-    /// NaN for a member stopped before the end (`diverged`: it left the measure).
-    fn fill_means(&mut self, src: [Key; 2], dst: &MeanKeys, first: usize, diverged: Option<ArrayView1<i64>>) {
+    /// for `mode`, NaN for a member stopped before the end (it left the measure).
+    fn fill_means(&mut self, src: [Key; 2], dst: MeanKeys, first: usize, mode: Option<usize>) {
+        let diverged = mode.map(|i| self.ens.diverged.row(i));
         for (src, dst) in src.into_iter().zip([dst.spectrum, dst.histogram]) {
             let (members, records, inner) = self.recs[src].data.dim();
             let mean = window::time_mean(self.recs[src].flat(), members, records, inner, first);
@@ -573,28 +561,20 @@ impl<'a> Rollout<'a> {
         let (r, n) = (&self.r, self.shape.1);
         let (spectrum_every, kbins) = (r.spectrum_every, stats::bins(n as i64) as usize);
         let first = r.window_start().div_ceil(spectrum_every);
-        let t = &self.recs.truth;
-        let (src, means) =
-            ([t.spectrum, t.histogram], MeanKeys { spectrum: t.means.spectrum, histogram: t.means.histogram });
-        self.fill_means(src, &means, 0, None);
-        let truth = self.recs[self.recs.truth.spectrum].flat();
+        let t = self.recs.truth;
+        self.fill_means([t.spectrum, t.histogram], t.means, 0, None);
+        let truth = self.recs[t.spectrum].flat();
         let mut sums = window::log_sums(truth, kbins);
         self.world.sum_f64(&mut sums);
         let reference = window::log_mean(&sums, n / 2 - 1);
         let threshold = self.world.max_f64(&[window::spread(truth, kbins, &reference)])[0];
         for i in 0..self.r.modes.len() {
-            let k = &self.recs.modes[i];
-            let (src, means, horizon) = (
-                [k.spectrum, k.histogram],
-                MeanKeys { spectrum: k.means.spectrum, histogram: k.means.histogram },
-                k.spectral_horizon,
-            );
-            let diverged = self.ens.diverged.row(i).to_owned();
-            self.fill_means(src, &means, first, Some(diverged.view()));
-            let spectra = &self.recs[src[0]];
+            let k = self.recs.modes[i];
+            self.fill_means([k.spectrum, k.histogram], k.means, first, Some(i));
+            let spectra = &self.recs[k.spectrum];
             let departures = window::departures(spectra.flat(), spectra.data.dim().0, kbins, &reference, threshold);
             for (m, d) in departures.into_iter().enumerate() {
-                self.recs[horizon].set(m, 0, &[d.map_or(-1.0, |rec| (rec * spectrum_every) as f64)]);
+                self.recs[k.spectral_horizon].set(m, 0, &[d.map_or(-1.0, |rec| (rec * spectrum_every) as f64)]);
             }
         }
         threshold

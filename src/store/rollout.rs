@@ -69,6 +69,7 @@ impl RecordCounts {
 pub struct Key(usize);
 
 /// The series of one mode (index `i` along `mode`).
+#[derive(Clone, Copy, Debug)]
 pub struct ModeKeys {
     /// Mean squared error against the stored truth (normalised units) `[step]`.
     pub mse: Key,
@@ -92,18 +93,21 @@ pub struct ModeKeys {
 }
 
 /// The runaway guard's series `[step]`.
+#[derive(Clone, Copy, Debug)]
 pub struct GuardKeys {
     pub score: Key,
     pub corrections: Key,
 }
 
 /// Time means over the stationary window: spectrum `[k]` and histogram `[bin]`.
+#[derive(Clone, Copy, Debug)]
 pub struct MeanKeys {
     pub spectrum: Key,
     pub histogram: Key,
 }
 
 /// The stored truth's series, with no mode dimension.
+#[derive(Clone, Copy, Debug)]
 pub struct TruthKeys {
     pub mean_square: Key,
     pub spectrum: Key,
