@@ -30,7 +30,7 @@ pub mod training;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
-use crate::store::member_states as ck_store;
+use crate::store::member_states;
 use crate::store::resume::StageFiles;
 use file::RolloutFile;
 use paired::Pairing;
@@ -106,7 +106,7 @@ fn source(run_dir: &Path, partial: bool) -> Result<(PathBuf, Option<f64>, PathBu
             ck.display()
         )));
     }
-    let step = ck_store::stored_step(&ck).input_context(|| ck.display())?;
+    let step = member_states::stored_step(&ck).input_context(|| ck.display())?;
     Ok((running, Some(step as f64), run_dir.join("report-interim")))
 }
 

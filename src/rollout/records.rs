@@ -1,5 +1,5 @@
 //! What a rollout records, held per rank for its members and written collectively to
-//! `rollout.h5` (see docs/rollout.md for the layout).
+//! `rollout.h5` (the schema: [`crate::store::rollout`]).
 //!
 //! Every series is a float64 array `[(mode,) member, record, inner...]` (NaN where nothing was
 //! recorded: after a member diverged, or beyond the truth's horizon); a summary series (one
@@ -9,75 +9,69 @@
 
 use std::ops::Range;
 
+use ndarray::{s, Array3, ArrayView1, ArrayView3};
+
 use crate::error::Result;
 use crate::store::h5::{File, Hyperslab};
+
+/// The dimensions of a series after `member`.
+pub struct Dims {
+    /// Records per member (1 for a summary series).
+    pub records: usize,
+    /// Shape of one record (empty for a scalar).
+    pub inner: Vec<usize>,
+    /// Dimension names: the record dimension's (unless a summary series), then the inner ones.
+    pub names: Vec<&'static str>,
+}
 
 /// One recorded quantity.
 pub struct Series {
     /// Dataset name, e.g. `mse`.
-    pub name: String,
+    pub name: &'static str,
     /// Index along the dataset's leading `mode` dimension (None: no mode dimension).
     pub mode: Option<usize>,
-    /// Records per member (1 for a summary series).
-    pub records: usize,
     /// Whether the dataset has a record dimension (false: a summary series).
     pub timed: bool,
-    /// Shape of one record (empty for a scalar).
-    pub inner: Vec<usize>,
-    /// `[local member][record][inner]`, row-major.
-    pub data: Vec<f64>,
-    /// Dimension names after `member`: the record dimension's (unless a summary series), then
-    /// the inner ones.
-    pub dims: Vec<&'static str>,
+    pub dims: Dims,
+    /// `[local member, record, value]`: the values of one record (its inner shape, row-major)
+    /// along the last axis.
+    pub data: Array3<f64>,
     pub units: &'static str,
     pub long_name: String,
 }
 
 impl Series {
-    #[allow(clippy::too_many_arguments)]
+    /// A series of `local` members, NaN until recorded.
     pub fn new(
-        name: &str,
+        name: &'static str,
         mode: Option<usize>,
         local: usize,
-        records: usize,
-        inner: &[usize],
-        dims: &[&'static str],
+        dims: Dims,
         units: &'static str,
         long_name: &str,
     ) -> Series {
-        let per: usize = inner.iter().product::<usize>() * records;
-        let timed = dims.len() == inner.len() + 1;
-        assert!(timed || (dims.len() == inner.len() && records == 1), "{name}: dims do not match the shape");
-        Series {
-            name: name.to_string(),
-            mode,
-            records,
-            timed,
-            inner: inner.to_vec(),
-            data: vec![f64::NAN; local * per],
-            dims: dims.to_vec(),
-            units,
-            long_name: long_name.to_string(),
-        }
-    }
-
-    fn record_len(&self) -> usize {
-        self.inner.iter().product()
+        let timed = dims.names.len() == dims.inner.len() + 1;
+        assert!(
+            timed || (dims.names.len() == dims.inner.len() && dims.records == 1),
+            "{name}: dims do not match the shape"
+        );
+        let data = Array3::from_elem((local, dims.records, dims.inner.iter().product()), f64::NAN);
+        Series { name, mode, timed, dims, data, units, long_name: long_name.to_string() }
     }
 
     /// Sets record `r` of local member `m`.
     pub fn set(&mut self, m: usize, r: usize, values: &[f64]) {
-        let n = self.record_len();
-        assert_eq!(values.len(), n, "{}: record size", self.name);
-        let at = (m * self.records + r) * n;
-        self.data[at..at + n].copy_from_slice(values);
+        self.data.slice_mut(s![m, r, ..]).assign(&ArrayView1::from(values));
     }
 
-    /// Record `r` of local member `m`.
-    pub fn get(&self, m: usize, r: usize) -> &[f64] {
-        let n = self.record_len();
-        let at = (m * self.records + r) * n;
-        &self.data[at..at + n]
+    /// The records of every local member, `[member, record, value]`.
+    pub fn view(&self) -> ArrayView3<'_, f64> {
+        self.data.view()
+    }
+
+    /// The data in row-major order, as stored.
+    pub fn flat(&self) -> &[f64] {
+        self.data.as_slice().expect("a standard-layout array")
     }
 
     /// Global shape `[(modes,) members, (records,) inner...]`.
@@ -85,9 +79,9 @@ impl Series {
         let mut s = if self.mode.is_some() { vec![modes] } else { vec![] };
         s.push(members);
         if self.timed {
-            s.push(self.records);
+            s.push(self.dims.records);
         }
-        s.extend(&self.inner);
+        s.extend(&self.dims.inner);
         s
     }
 
@@ -100,23 +94,24 @@ impl Series {
         count.push(local.len());
         if self.timed {
             start.push(0);
-            count.push(self.records);
+            count.push(self.dims.records);
         }
-        start.extend(self.inner.iter().map(|_| 0));
-        count.extend(&self.inner);
+        start.extend(self.dims.inner.iter().map(|_| 0));
+        count.extend(&self.dims.inner);
         (start, count)
     }
 
     /// Writes this rank's rows (collective: every rank calls it).
     pub fn write(&self, f: &File, local: &Range<usize>) -> Result<()> {
         let (start, count) = self.slab(local);
-        f.dataset(&self.name)?.write(Some(&Hyperslab { start: &start, count: &count }), &self.data, true)
+        f.dataset(self.name)?.write(Some(&Hyperslab { start: &start, count: &count }), self.flat(), true)
     }
 
     /// Reads this rank's rows back (resume).
     pub fn read(&mut self, f: &File, local: &Range<usize>) -> Result<()> {
         let (start, count) = self.slab(local);
-        self.data = f.dataset(&self.name)?.read(Some(&Hyperslab { start: &start, count: &count }))?;
+        let flat = f.dataset(self.name)?.read(Some(&Hyperslab { start: &start, count: &count }))?;
+        self.data = Array3::from_shape_vec(self.data.raw_dim(), flat).expect("the slab's size");
         Ok(())
     }
 }

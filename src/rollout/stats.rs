@@ -108,6 +108,12 @@ pub fn mse(x: &Tensor, y: &Tensor) -> Tensor {
     mean_square(&(x - y))
 }
 
+/// The values of `t`, row-major, as f64 on the CPU.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
+    Vec::<f64>::try_from(t.reshape([-1])).expect("f64 tensor")
+}
+
 /// The median of `v`: for an even count the mean of the two middle values; NaN for none.
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {

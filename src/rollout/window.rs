@@ -13,25 +13,27 @@
 //! own records; a member's spectral horizon is the first recorded step at which its distance
 //! exceeds that spread (or its spectrum is no longer finite).
 
+use ndarray::{s, Array1, Array2, ArrayView3};
+
 /// Per-member mean over records `first..` of `[members][records][inner]` rows. Records with a
 /// non-finite value are skipped; a member with none in the window gets NaN.
 pub fn time_mean(data: &[f64], members: usize, records: usize, inner: usize, first: usize) -> Vec<f64> {
-    let mut out = vec![f64::NAN; members * inner];
-    for m in 0..members {
-        let mut sum = vec![0.0; inner];
+    let data = ArrayView3::from_shape((members, records, inner), data).expect("[members][records][inner]");
+    let mut out = Array2::from_elem((members, inner), f64::NAN);
+    for (member, mut mean) in data.outer_iter().zip(out.rows_mut()) {
+        let mut sum = Array1::zeros(inner);
         let mut count = 0usize;
-        for r in first..records {
-            let row = &data[(m * records + r) * inner..(m * records + r + 1) * inner];
+        for row in member.slice(s![first.min(records).., ..]).rows() {
             if row.iter().all(|v| v.is_finite()) {
-                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                sum += &row;
                 count += 1;
             }
         }
         if count > 0 {
-            out[m * inner..(m + 1) * inner].iter_mut().zip(&sum).for_each(|(o, s)| *o = s / count as f64);
+            mean.assign(&(sum / count as f64));
         }
     }
-    out
+    out.into_raw_vec_and_offset().0
 }
 
 /// Sums of ln E(k) over the finite, positive values of spectra rows `[rows][kbins]`, then their
@@ -123,11 +125,12 @@ pub fn departures(
     threshold: f64,
 ) -> Vec<Option<usize>> {
     let records = if members == 0 { 0 } else { spectra.len() / (members * kbins) };
-    (0..members)
-        .map(|m| {
-            (0..records).find(|&r| {
-                let at = (m * records + r) * kbins;
-                !(log_distance(&spectra[at..at + kbins], reference) <= threshold)
+    let spectra = ArrayView3::from_shape((members, records, kbins), spectra).expect("[members][records][kbins]");
+    spectra
+        .outer_iter()
+        .map(|member| {
+            member.rows().into_iter().position(|spectrum| {
+                !(log_distance(spectrum.as_slice().expect("a contiguous row"), reference) <= threshold)
             })
         })
         .collect()

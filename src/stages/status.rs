@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use crate::config::{same_identity, Config, Stage};
 use crate::error::{Context, Result};
 use crate::store;
-use crate::store::member_states as ck_store;
+use crate::store::member_states;
 use crate::store::resume::StageFiles;
 
 /// Where a stage stands.
@@ -133,7 +133,7 @@ impl Check<'_> {
 /// How far the checkpoint `ck` of a stage in progress got, in `unit` steps.
 fn checkpointed(ck: &Path, unit: &str) -> State {
     State::Partial {
-        at: ck_store::stored_step(ck)
+        at: member_states::stored_step(ck)
             .map_or("checkpoint unreadable".into(), |s| format!("{unit} step {s}, checkpointed {}", age(ck))),
     }
 }

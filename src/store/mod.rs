@@ -6,6 +6,7 @@ pub mod h5;
 pub mod lock;
 pub mod member_states;
 pub mod resume;
+pub mod rollout;
 pub mod trajectories;
 pub mod well;
 
