@@ -6,7 +6,8 @@ use std::f64::consts::PI;
 
 use common::seeded_torch;
 use tch::{Device, Kind, Tensor};
-use thermalizer::rollout::stats::{bins, histogram, mean_square, mse, spectrum, Energy};
+use thermalizer::rollout::stats::{histogram, mean_square, mse, spectrum, Energy};
+use thermalizer::solver::grid::isotropic_shells;
 
 fn grid(n: i64) -> (Tensor, Tensor) {
     let c = Tensor::arange(n, (Kind::Double, Device::Cpu)) * (2.0 * PI / n as f64);
@@ -20,7 +21,7 @@ fn single_fourier_mode_lands_in_its_shell_with_the_analytic_energy() {
     // ω = cos(3x + 4y): |k| = 5, ψ = ω/25, mean KE = ½⟨|∇ψ|²⟩ = ½·25·(1/25²)·½ = 1/100.
     let w = (&x * 3.0 + &y * 4.0).cos().view([1, 1, n, n]);
     let e = spectrum(&w, Energy::Vorticity);
-    assert_eq!(e.size(), vec![1, bins(n)]);
+    assert_eq!(e.size(), vec![1, isotropic_shells(n as usize) as i64]);
     let v = Vec::<f64>::try_from(e.get(0)).unwrap();
     assert!((v[5] - 0.01).abs() < 1e-12, "E(5) = {}", v[5]);
     assert!(v.iter().enumerate().all(|(k, &e)| k == 5 || e.abs() < 1e-14), "energy outside shell 5: {v:?}");

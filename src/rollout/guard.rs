@@ -23,7 +23,8 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::stats::{bins, wavenumbers};
+use super::stats::wavenumbers;
+use crate::solver::grid::isotropic_shells;
 
 /// The smallest bound, relative to a channel's mean total power: above the round-off a float32
 /// state carries in any shell (~1e-14), far below any shell that holds flow.
@@ -45,7 +46,7 @@ impl Shells {
         let index = (&ky * &ky + &kx * &kx).sqrt().round().to_kind(Kind::Int64).reshape([-1]);
         let doubled = kx.gt(0.0).logical_and(&kx.lt((n / 2) as f64));
         let weight = (doubled.to_kind(Kind::Double) + 1.0).reshape([-1]);
-        Shells { index, weight, n, count: bins(n) }
+        Shells { index, weight, n, count: isotropic_shells(n as usize) as i64 }
     }
 
     /// The unnormalised rfft2 `[B, C, N, N/2+1]` (complex f64) of `x` `[B, C, N, N]`.

@@ -19,6 +19,8 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::solver::grid::isotropic_shells;
+
 /// What the spectrum measures.
 #[derive(Clone, Copy, Debug)]
 pub enum Energy {
@@ -28,11 +30,6 @@ pub enum Energy {
     TwoLayer { length: f64, rd: f64, delta: f64 },
     /// ½|x|² of each channel, summed (a plain power spectrum).
     Power,
-}
-
-/// Number of spectral bins for an N² grid.
-pub fn bins(n: i64) -> i64 {
-    ((n as f64 / 2.0) * std::f64::consts::SQRT_2).ceil() as i64 + 1
 }
 
 /// Integer wavenumbers of the rfft2 layout `[N, N/2+1]`: (ky, kx) as f64 tensors.
@@ -79,7 +76,7 @@ pub fn spectrum(x: &Tensor, energy: Energy) -> Tensor {
     let mult = Tensor::from_slice(&mult).view([1, 1, n / 2 + 1]).to_device(device);
     let density = density * mult / (norm * norm);
     let bin = k2.sqrt().round().to_kind(Kind::Int64).reshape([-1]);
-    let out = Tensor::zeros([b, bins(n)], (Kind::Double, device));
+    let out = Tensor::zeros([b, isotropic_shells(n as usize) as i64], (Kind::Double, device));
     out.index_add(1, &bin, &density.reshape([b, -1]))
 }
 

@@ -1,7 +1,7 @@
 //! Statistics over a rollout's records once it is complete: time means over the stationary
 //! window (spectra, PDFs) and the spectral stable horizon.
 //!
-//! Records are the rows of a [`Series`](super::records::Series): `[member][record][inner]`,
+//! Records are the rows of a [`Series`](crate::store::series::Series): `[member][record][inner]`,
 //! row-major, NaN where nothing was recorded (after a member diverged, beyond the truth).
 //!
 //! **Spectral stable horizon.** The reference is the truth's mean log-spectrum μ(k) =

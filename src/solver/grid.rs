@@ -32,6 +32,13 @@ use rustfft::{Fft, FftPlanner};
 
 use super::real::Real;
 
+/// Number of isotropic wavenumber shells of an `n × n` grid: shell `m` holds the integer
+/// wavevectors with `round(|k|) = m`, for `m = 0 ..= ceil(n/√2)` (the corners included). The
+/// length of the `k` dimension of the rollout's spectra.
+pub fn isotropic_shells(n: usize) -> usize {
+    ((n as f64 / 2.0) * std::f64::consts::SQRT_2).ceil() as usize + 1
+}
+
 /// A square periodic grid of `n × n` points on `[0, length)²` with its FFT plans.
 pub struct Grid<T: Real> {
     /// Points per side (even).

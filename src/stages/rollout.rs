@@ -32,6 +32,7 @@ use crate::rollout::guard::Guard;
 use crate::rollout::stats::{self, values, Energy};
 use crate::rollout::thermalize::{thermalize, Denoiser, Thresholds};
 use crate::rollout::window;
+use crate::solver::grid::isotropic_shells;
 use crate::store::resume::{self, Decision, Outcome, StageFiles};
 use crate::store::rollout::{self as schema, Counts, Key, MeanKeys, ModeSummary, Records};
 use crate::store::trajectories::variable;
@@ -286,7 +287,7 @@ impl<'a> Rollout<'a> {
         let ics = initial_conditions(&data, &r)?;
         let local = world.members(r.members);
         let (ch, n) = (c.layers(), c.output_grid());
-        let kbins = stats::bins(n as i64) as usize;
+        let kbins = isotropic_shells(n);
         let recs = Records::declare(&r, local.len(), (ch, n, kbins), &variable(c));
         let scale = Tensor::from_slice(&models.scale.iter().map(|&s| s as f32).collect::<Vec<_>>())
             .view([1, ch as i64, 1, 1])
@@ -559,7 +560,7 @@ impl<'a> Rollout<'a> {
     /// spin-up, and a long rollout outlasts them).
     fn window_statistics(&mut self) -> f64 {
         let (r, n) = (&self.r, self.shape.1);
-        let (spectrum_every, kbins) = (r.spectrum_every, stats::bins(n as i64) as usize);
+        let (spectrum_every, kbins) = (r.spectrum_every, isotropic_shells(n));
         let first = r.window_start().div_ceil(spectrum_every);
         let t = self.recs.truth;
         self.fill_means([t.spectrum, t.histogram], t.means, 0, None);

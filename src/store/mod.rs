@@ -7,6 +7,7 @@ pub mod lock;
 pub mod member_states;
 pub mod resume;
 pub mod rollout;
+pub mod series;
 pub mod trajectories;
 pub mod well;
 

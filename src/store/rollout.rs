@@ -40,8 +40,8 @@ use crate::config::rollout::RolloutConfig;
 use crate::config::{Config, Stage};
 use crate::error::Result;
 use crate::parallel::World;
-use crate::rollout::records::{Dims, Series};
-use crate::rollout::stats;
+use crate::solver::grid::isotropic_shells;
+use crate::store::series::{Dims, Series};
 
 /// How many records of each kind a member has.
 #[derive(Clone, Copy, Debug)]
@@ -374,7 +374,7 @@ fn create_coordinates(f: &File, root: bool, c: &Config, r: &RolloutConfig, ics: 
             f.dataset(name)?.attrs().set_str("axis", axis)?;
         }
     }
-    let kbins = stats::bins(c.output_grid() as i64) as usize;
+    let kbins = isotropic_shells(c.output_grid());
     coordinate(f, root, ("k", "k"), &ints(kbins, 1), "1", "isotropic wavenumber shell n (wavenumber 2 pi n / L)")?;
     let w = 2.0 * r.histogram_range / r.histogram_bins as f64;
     let centres: Vec<f64> = (0..r.histogram_bins).map(|i| -r.histogram_range + (i as f64 + 0.5) * w).collect();
