@@ -450,6 +450,7 @@ ds = xr.open_dataset(sys.argv[1], engine="h5netcdf")
 assert ds.mse.dims == ("mode", "member", "step"), ds.mse.dims
 assert ds.spectrum.dims == ("mode", "member", "spectrum_step", "k")
 assert ds.snapshot.dims == ("mode", "member", "snapshot_step", "layer", "y", "x")
+assert list(ds.layer.values) == [1]                     # counted from 1, as in trajectories.h5
 assert list(ds["mode"].values) == ["emulator", "thermalized"]
 assert list(ds.step.values[:3]) == [0, 1, 2] and ds.sizes["member"] == 4
 assert float(ds.mse.isel(step=0).max()) == 0.0          # the initial state is the truth

@@ -368,7 +368,8 @@ fn create_coordinates(f: &File, root: bool, c: &Config, r: &RolloutConfig, ics: 
     if counts.snapshots > 0 {
         let n = c.output_grid();
         let grid: Vec<f64> = (0..n).map(|i| i as f64 * c.domain_length() / n as f64).collect();
-        coordinate(f, root, ("layer", "layer"), &ints(c.layers(), 1), "1", "layer index (0: upper)")?;
+        let layers: Vec<i64> = (1..=c.layers() as i64).collect();
+        coordinate(f, root, ("layer", "layer"), &layers, "1", "layer (1: upper, 2: lower)")?;
         for (axis, name) in [("Y", "y"), ("X", "x")] {
             coordinate(f, root, (name, name), &grid, var.length_units, &format!("{name} coordinate"))?;
             f.dataset(name)?.attrs().set_str("axis", axis)?;
