@@ -22,7 +22,7 @@ use crate::parallel::World;
 use crate::rng::{member_stream, Purpose};
 use crate::rollout::calibration::{level_at_percentile, share_above, Calibration, NoisedLevel};
 use crate::rollout::thermalize::Denoiser;
-use crate::store::resume::{self, Decision};
+use crate::store::resume::{self, Decision, StageFiles};
 use crate::store::trajectories::GIT_REVISION;
 use crate::store::trajectories::{Trajectories, Window, VALID};
 use crate::train::task::normals;
@@ -93,7 +93,7 @@ fn run_with(
 ) -> Result<Calibration> {
     // One calibration per run directory at a time, held (on rank 0) until it is written.
     let (_, _lock) = resume::decide_locked(world, &c.run.dir, "calibrate", || Ok(Decision::Fresh))?;
-    let data = Trajectories::open(&c.run.dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
+    let data = Trajectories::open(&StageFiles::generate(&c.run.dir).output, c.layers(), c.output_grid())?;
     let levels = c.thermalizer().levels;
     let counts = rate_split(&data, VALID, world, thermalizer, levels)?;
     let states: u64 = counts.iter().sum();

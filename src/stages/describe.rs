@@ -6,6 +6,7 @@ use super::generate::Plan;
 use super::models;
 use crate::config::{validate, Config};
 use crate::parallel::World;
+use crate::store::resume::StageFiles;
 use crate::store::{h5, trajectories};
 
 /// `thermalizer validate`: the config loaded (every key checked), shipped models checked against
@@ -41,7 +42,7 @@ fn print_plan(c: &Config, ranks: usize) {
     println!("grid:               {}² solver → {}² stored ({:?})", c.system.grid, c.output_grid(), c.system.precision);
     println!(
         "output:             {} ({:.1} MB)",
-        c.run.dir.join("trajectories.h5").display(),
+        StageFiles::generate(&c.run.dir).output.display(),
         plan.output_bytes as f64 / 1e6
     );
     println!("memory per rank:    ~{:.1} MB", Plan::memory_per_rank(c, ranks) as f64 / 1e6);

@@ -283,7 +283,7 @@ impl<'a> Rollout<'a> {
         models: Models,
         s_init: (usize, String),
     ) -> Result<Rollout<'a>> {
-        let data = Trajectories::open(&c.run.dir.join("trajectories.h5"), c.layers(), c.output_grid())?;
+        let data = Trajectories::open(&StageFiles::generate(&c.run.dir).output, c.layers(), c.output_grid())?;
         let ics = initial_conditions(&data, &r)?;
         let local = world.members(r.members);
         let (ch, n) = (c.layers(), c.output_grid());

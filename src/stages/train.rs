@@ -13,7 +13,7 @@ use crate::nn::diffusion::Schedule;
 use crate::nn::unet::Unet;
 use crate::parallel::signals::StopFlag;
 use crate::parallel::{node_local_rank, World};
-use crate::store::resume::Outcome;
+use crate::store::resume::{Outcome, StageFiles};
 use crate::store::trajectories::Trajectories;
 use crate::train::data::{self, Samples};
 use crate::train::emulator::EmulatorTask;
@@ -93,7 +93,7 @@ pub fn run(c: &Config, world: &World, stop: &StopFlag, model: Model, opts: &Trai
     let device = choose_device(opts.device.as_deref())?;
     opts.allreduce.check(device)?;
     tch::set_num_threads(c.threads_per_rank(world.size()) as i32);
-    let path: PathBuf = c.run.dir.join("trajectories.h5");
+    let path: PathBuf = StageFiles::generate(&c.run.dir).output;
     let data = Trajectories::open(&path, c.layers(), c.output_grid())?;
     fits_the_file(c, model, &data)?;
     let scale = data::channel_std(&data, world)?;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{same_identity, Config, Stage, SystemKind};
 use crate::error::{Context, Error, Result};
+use crate::store::resume::StageFiles;
 use crate::store::stored_config;
 use crate::store::trajectories;
 use crate::store::trajectories::{Trajectories, Window, TEST, TRAIN, VALID};
@@ -62,7 +63,7 @@ fn parameters(config: &Config) -> Vec<(&'static str, f64)> {
 /// generated with another config, too few states, no training member left) is refused before
 /// anything is written.
 pub fn export(config: &Config, out: &Path) -> Result<Vec<PathBuf>> {
-    let source = config.run.dir.join("trajectories.h5");
+    let source = StageFiles::generate(&config.run.dir).output;
     let data = Trajectories::open(&source, config.layers(), config.output_grid())?;
     let bad = |why: String| Error::Input(format!("trajectories file {}: {why}", source.display()));
     let stored = stored_config(&source).map_err(|e| bad(e.to_string()))?;
